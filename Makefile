@@ -1,0 +1,41 @@
+# Two commands on a fresh Debian machine: `make repro` and `make test`. Both set everything up.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup flite repro test lint format bench clean
+
+setup: flite $(STAMP)
+
+flite:
+	@command -v flite >/dev/null 2>&1 || { \
+	  echo "flite not found: installing it with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq flite; }
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+repro: setup
+	dvc repro
+
+test: setup lint
+	python -m pytest
+
+lint: $(STAMP)
+	ruff check .
+	ruff format --check .
+
+format: $(STAMP)
+	ruff check --fix .
+	ruff format .
+
+bench: setup
+	python benchmarks/download.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

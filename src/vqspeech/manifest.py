@@ -1,0 +1,194 @@
+"""The manifest: the one index of a corpus that every later stage reads.
+
+`data/manifest.parquet` has one row per utterance with the columns of `SCHEMA`. Every corpus
+produces `Candidate`s; `build` checks each one (audio readable and non-empty, TextGrid readable,
+labels known, lengths agreeing) and either fails naming every bad file or, with `on_error="skip"`,
+leaves them out and lists them in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from vqspeech import atomic
+from vqspeech.stagelog import progress
+from vqspeech.textgrid import TextGridError, read_phones
+
+SCHEMA = pa.schema(
+    [
+        pa.field("utterance_id", pa.string(), nullable=False),
+        pa.field("speaker", pa.string(), nullable=False),
+        pa.field("path", pa.string(), nullable=False),
+        pa.field("textgrid", pa.string(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("sample_rate", pa.int32(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+    ]
+)
+
+
+class ManifestError(ValueError):
+    """The corpus has bad utterances (and `on_error` is `fail`), or a manifest is malformed."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An utterance found by a corpus builder.
+
+    `audio` and `textgrid` are where the files are read now (errors name them); `stored_audio`
+    and `stored_textgrid` are their paths relative to the corpus folder the manifest points at.
+    """
+
+    utterance_id: str
+    speaker: str
+    audio: Path
+    textgrid: Path | None
+    stored_audio: PurePosixPath
+    stored_textgrid: PurePosixPath
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Skip:
+    utterance_id: str
+    file: str
+    reason: str
+
+
+def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int]:
+    """Validate one utterance: (duration_s, sample_rate), or ValueError naming the bad file."""
+    audio = candidate.audio
+    if not audio.is_file():
+        raise ValueError(f"{audio}: audio file not found")
+    try:
+        info = sf.info(str(audio))
+    except Exception as exc:  # libsndfile reports every decoding problem as a RuntimeError
+        raise ValueError(f"{audio}: unreadable audio ({exc})") from exc
+    if info.frames <= 0:
+        raise ValueError(f"{audio}: empty audio (0 samples)")
+    duration = info.frames / info.samplerate
+    if candidate.textgrid is None:
+        raise ValueError(f"{audio}: no TextGrid found for this utterance")
+    alignment = read_phones(candidate.textgrid)
+    if abs(alignment.duration - duration) > tolerance_s:
+        raise TextGridError(
+            f"{candidate.textgrid}: ends at {alignment.duration:.3f} s but the audio "
+            f"{audio.name} lasts {duration:.3f} s (tolerance {tolerance_s} s)"
+        )
+    return duration, int(info.samplerate)
+
+
+def build(
+    candidates: list[Candidate],
+    stored_root: PurePosixPath,
+    on_error: str,
+    tolerance_s: float,
+    jobs: int,
+) -> tuple[pa.Table, list[Candidate], list[Skip]]:
+    """Check every candidate; return the manifest table, the kept candidates and the skips.
+
+    The manifest records each file under `stored_root`, where the corpus lives once committed.
+    Raises ManifestError listing every bad file when `on_error="fail"`.
+    """
+    ids = [c.utterance_id for c in candidates]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ManifestError(f"duplicate utterance ids: {dup[:10]}")
+
+    def run(c: Candidate) -> tuple[float, int] | Skip:
+        try:
+            return check(c, tolerance_s)
+        except ValueError as exc:
+            return Skip(c.utterance_id, str(_bad_file(c, exc)), str(exc))
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        results = list(
+            progress(pool.map(run, candidates), total=len(candidates), desc="check", unit="utt")
+        )
+    skipped = [r for r in results if isinstance(r, Skip)]
+    if skipped and on_error == "fail":
+        shown = "\n  ".join(s.reason for s in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        raise ManifestError(
+            f"{len(skipped)} bad utterance(s) (set data.on_error: skip to skip and report them):"
+            f"\n  {shown}{more}"
+        )
+    rows = [(c, r) for c, r in zip(candidates, results, strict=True) if not isinstance(r, Skip)]
+    if not rows:
+        raise ManifestError(f"no usable utterances ({len(skipped)} skipped)")
+    rows.sort(key=lambda cr: cr[0].utterance_id)
+    table = pa.table(
+        {
+            "utterance_id": [c.utterance_id for c, _ in rows],
+            "speaker": [c.speaker for c, _ in rows],
+            "path": [str(stored_root / c.stored_audio) for c, _ in rows],
+            "textgrid": [str(stored_root / c.stored_textgrid) for c, _ in rows],
+            "duration_s": [d for _, (d, _) in rows],
+            "sample_rate": [sr for _, (_, sr) in rows],
+            "text": [c.text for c, _ in rows],
+        },
+        schema=SCHEMA,
+    )
+    return table, [c for c, _ in rows], skipped
+
+
+def _bad_file(c: Candidate, exc: ValueError) -> Path:
+    if isinstance(exc, TextGridError) and c.textgrid is not None:
+        return c.textgrid
+    return c.audio
+
+
+def materialize(candidates: list[Candidate], root: Path) -> None:
+    """Copy each candidate's files to its stored place under `root`, unless already there."""
+    for c in progress(candidates, desc="copy", unit="utt"):
+        for src, rel in ((c.audio, c.stored_audio), (c.textgrid, c.stored_textgrid)):
+            dst = root / rel
+            if src is not None and src.resolve() != dst.resolve():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+
+
+def write(table: pa.Table, path: str | os.PathLike[str]) -> None:
+    """Atomically write the manifest as Parquet."""
+    if not table.schema.equals(SCHEMA):
+        raise ManifestError(f"manifest schema mismatch:\n{table.schema}\nexpected\n{SCHEMA}")
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read(path: str | os.PathLike[str]) -> pa.Table:
+    """Read a manifest and check its schema."""
+    table = pq.read_table(path)
+    missing = [f.name for f in SCHEMA if f.name not in table.schema.names]
+    if missing:
+        raise ManifestError(f"{path}: manifest lacks columns {missing}")
+    return table.select(SCHEMA.names).cast(SCHEMA)
+
+
+def summary(table: pa.Table, skipped: list[Skip], corpus: str) -> dict[str, object]:
+    """Counts for `metrics/download.json`."""
+    durations = table.column("duration_s").to_pylist()
+    return {
+        "corpus": corpus,
+        "utterances": table.num_rows,
+        "speakers": len(set(table.column("speaker").to_pylist())),
+        "hours": round(sum(durations) / 3600, 4),
+        "skipped": len(skipped),
+    }
+
+
+def write_report(
+    path: str | os.PathLike[str], skipped: list[Skip], stats: dict[str, object]
+) -> None:
+    """Atomically write the skip report: the summary plus every skipped utterance and why."""
+    report = {**stats, "skipped_utterances": [s.__dict__ for s in skipped]}
+    atomic.write_text(path, json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,120 @@
+"""`params.yaml`, validated once into typed objects.
+
+Stages call `load_params()` and pass plain values on to the library. Unknown or mistyped keys are
+errors that name the key, never silent defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+VCTK_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/3443/VCTK-Corpus-0.92.zip"
+VCTK_SHA256 = "f96258be9fdc2cbff6559541aae7ea4f59df3fcaf5cf963aae5ca647357e359c"
+VCTK_SIZE = 11_747_302_977
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Variant(_Strict):
+    """A speaker variant of a flite voice: f0 scaled from the voice's own, speaking rate scaled."""
+
+    name: str = Field(pattern=r"^[a-z0-9]+$")
+    f0_scale: float = Field(1.0, gt=0.3, lt=3.0)
+    tempo: float = Field(1.0, gt=0.3, lt=3.0)
+
+
+class BuiltinParams(_Strict):
+    voices: list[Literal["awb", "rms", "slt", "kal16"]] = Field(min_length=1)
+    variants: list[Variant] = Field(min_length=1)
+    utterances_per_speaker: int = Field(gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _unique(self) -> BuiltinParams:
+        for what, names in (("voices", self.voices), ("variants", [v.name for v in self.variants])):
+            if len(set(names)) != len(names):
+                raise ValueError(f"duplicate names in {what}: {names}")
+        return self
+
+
+class VctkParams(_Strict):
+    url: str = VCTK_URL
+    sha256: str = Field(VCTK_SHA256, pattern=r"^[0-9a-f]{64}$")
+    size: int | None = VCTK_SIZE
+    mic: Literal["mic1", "mic2"] = "mic1"
+    archive_dir: str = "data/downloads"
+    alignments: str | None = None
+    speakers: list[str] | None = None
+    retries: int = Field(5, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+
+
+class FolderParams(_Strict):
+    audio_dir: str | None = None
+    textgrid_dir: str | None = None
+
+
+class DataParams(_Strict):
+    corpus: Literal["builtin", "vctk", "folder"]
+    on_error: Literal["fail", "skip"] = "fail"
+    duration_tolerance_s: float = Field(0.1, ge=0)
+    jobs: int = Field(0, ge=0)
+    builtin: BuiltinParams
+    vctk: VctkParams = VctkParams()
+    folder: FolderParams = FolderParams()
+
+    @model_validator(mode="after")
+    def _corpus_settings(self) -> DataParams:
+        if self.corpus == "vctk" and not self.vctk.alignments:
+            raise ValueError("data.vctk.alignments must name a folder of MFA TextGrids")
+        if self.corpus == "folder" and not self.folder.audio_dir:
+            raise ValueError("data.folder.audio_dir must name a folder of wav/flac files")
+        return self
+
+
+class Params(_Strict):
+    data: DataParams
+
+
+def _format(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(part) for part in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        elif e["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n  ".join(lines)
+
+
+def parse_params(raw: object, source: str = "params.yaml") -> Params:
+    """Validate an already-loaded params mapping."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(f"{source}: invalid params:\n  {_format(err)}") from None
+
+
+def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
+    """Read and validate `params.yaml`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, str(path))

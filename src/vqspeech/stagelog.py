@@ -1,0 +1,41 @@
+"""Stage logging: one format for every stage, and a timer that logs what a stage took."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def setup(level: int = logging.INFO) -> logging.Logger:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    return logging.getLogger("vqspeech")
+
+
+@contextlib.contextmanager
+def timed(log: logging.Logger, what: str) -> Iterator[None]:
+    start = time.perf_counter()
+    log.info("%s: started", what)
+    yield
+    log.info("%s: done in %.1f s", what, time.perf_counter() - start)
+
+
+def jobs(requested: int) -> int:
+    """0 means every core this process may use."""
+    return requested or len(os.sched_getaffinity(0))
+
+
+def progress(iterable: Iterable[T], **kwargs: Any) -> Iterator[T]:
+    """A tqdm bar; refreshed at most every 10 s when stderr is not a terminal (CI, log files)."""
+    from tqdm import tqdm
+
+    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 10.0)
+    return iter(tqdm(iterable, **kwargs))

@@ -1,0 +1,92 @@
+"""download stage: build the corpus chosen by `data.corpus` into data/raw and index it.
+
+Writes data/raw/<corpus>/..., data/manifest.parquet, data/download_report.json (every skipped
+utterance and why) and metrics/download.json. A failure leaves none of them half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Annotated
+
+import typer
+
+from vqspeech import atomic, manifest, stagelog
+from vqspeech.params import DataParams, ParamsError, load_params
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+log = stagelog.setup()
+
+
+@app.command()
+def main(
+    params_file: Annotated[Path, typer.Option("--params", help="params file")] = Path(
+        "params.yaml"
+    ),
+    raw_dir: Annotated[Path, typer.Option(help="corpus folder to write")] = Path("data/raw"),
+    manifest_path: Annotated[Path, typer.Option("--manifest")] = Path("data/manifest.parquet"),
+    report_path: Annotated[Path, typer.Option("--report")] = Path("data/download_report.json"),
+    metrics_path: Annotated[Path, typer.Option("--metrics")] = Path("metrics/download.json"),
+) -> None:
+    """Build the corpus and write its manifest."""
+    try:
+        data = load_params(params_file).data
+    except ParamsError as err:
+        log.error("%s", err)
+        raise typer.Exit(2) from None
+    jobs = stagelog.jobs(data.jobs)
+    stored_root = PurePosixPath(raw_dir.as_posix(), data.corpus)
+    with stagelog.timed(log, f"download ({data.corpus}, {jobs} jobs)"):
+        try:
+            with atomic.atomic_dir(raw_dir) as tmp:
+                root = tmp / data.corpus
+                candidates = _candidates(data, root, jobs)
+                log.info("checking %d utterances", len(candidates))
+                table, kept, skipped = manifest.build(
+                    candidates, stored_root, data.on_error, data.duration_tolerance_s, jobs
+                )
+                manifest.materialize(kept, root)
+                for s in skipped:
+                    log.warning("skipped %s: %s", s.utterance_id, s.reason)
+                manifest.write(table, manifest_path)
+        except (ValueError, RuntimeError, OSError) as err:
+            log.error("%s", err)
+            raise typer.Exit(1) from None
+        stats = manifest.summary(table, skipped, data.corpus)
+        manifest.write_report(report_path, skipped, stats)
+        atomic.write_text(metrics_path, json.dumps(stats, indent=2) + "\n")
+        log.info(
+            "wrote %s (%d utterances, %d speakers, %.2f h), %s/, %s; skipped %d",
+            manifest_path, stats["utterances"], stats["speakers"], stats["hours"],
+            raw_dir, report_path, len(skipped),
+        )  # fmt: skip
+
+
+def _candidates(data: DataParams, root: Path, jobs: int) -> list[manifest.Candidate]:
+    if data.corpus == "builtin":
+        from vqspeech.corpus import builtin
+
+        b = data.builtin
+        variants = [(v.name, v.f0_scale, v.tempo) for v in b.variants]
+        speakers = builtin.speakers(list(b.voices), variants)
+        n = b.utterances_per_speaker
+        log.info("synthesizing %d speakers x %d utterances", len(speakers), n)
+        return builtin.generate(root, speakers, n, b.seed, jobs)
+    if data.corpus == "vctk":
+        from vqspeech.corpus import vctk
+
+        v = data.vctk
+        archive = vctk.fetch(v.url, Path(v.archive_dir), v.sha256, v.size, v.retries, v.timeout_s)
+        return vctk.prepare(archive, root, v.mic, Path(v.alignments), v.speakers)
+    from vqspeech.corpus import folder
+
+    f = data.folder
+    grids = Path(f.textgrid_dir) if f.textgrid_dir else None
+    log.info("reading %s (TextGrids from %s)", f.audio_dir, grids or f.audio_dir)
+    return folder.prepare(Path(f.audio_dir), grids)
+
+
+if __name__ == "__main__":
+    sys.exit(app())
