@@ -81,8 +81,9 @@ def _entry(iv: Interval) -> tuple[float, float, str]:
 def read_phones(path: str | os.PathLike[str]) -> PhoneAlignment:
     """Read and validate the `phones` tier of a TextGrid.
 
-    Raises TextGridError naming the file when it is missing, does not parse, has no `phones`
-    tier, has gaps or overlaps, or holds a label outside the inventory.
+    Time not covered by an interval is silence (MFA 2.x leaves silences out), so gaps become
+    `sil`. Raises TextGridError naming the file when it is missing, does not parse, has no
+    `phones` tier, has overlapping intervals, or holds a label outside the inventory.
     """
     path = Path(path)
     if not path.is_file():
@@ -103,15 +104,19 @@ def read_phones(path: str | os.PathLike[str]) -> PhoneAlignment:
     unknown = set()
     previous_end = float(tg.minTimestamp)
     for start, end, label in tier.entries:
-        if abs(start - previous_end) > 1e-6:
-            raise TextGridError(f"{path}: gap or overlap in '{PHONE_TIER}' at {start:.3f} s")
+        if start < previous_end - 1e-6:
+            raise TextGridError(f"{path}: overlapping intervals in '{PHONE_TIER}' at {start:.3f} s")
         if end <= start:
             raise TextGridError(f"{path}: empty interval at {start:.3f} s")
+        if start > previous_end + 1e-6:  # MFA leaves silences out of the tier
+            intervals.append(Interval(previous_end, float(start), "sil"))
         try:
             intervals.append(Interval(float(start), float(end), phones.normalize(label)))
         except phones.UnknownPhoneError:
             unknown.add(label)
-        previous_end = end
+        previous_end = float(end)
+    if previous_end < tg.maxTimestamp - 1e-6:
+        intervals.append(Interval(previous_end, float(tg.maxTimestamp), "sil"))
     if unknown:
         raise TextGridError(f"{path}: unknown phone labels {sorted(unknown)}")
     if not intervals:

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vqspeech.textgrid import Interval, write_phones
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_wav(path: Path, seconds: float, sr: int = 16000, fmt: str = "WAV") -> Path:
+    """A quiet noise burst of the given length (deterministic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = round(seconds * sr)
+    y = 0.1 * np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    sf.write(str(path), y, sr, format=fmt)
+    return path
+
+
+def write_grid(path: Path, duration: float, labels: tuple[str, ...] = ("sil", "AH", "sil")) -> Path:
+    """A phones tier splitting [0, duration] evenly among `labels`."""
+    edges = np.linspace(0.0, duration, len(labels) + 1)
+    spans = zip(edges[:-1], edges[1:], labels, strict=True)
+    intervals = [Interval(float(a), float(b), lab) for a, b, lab in spans]
+    write_phones(path, intervals, duration)
+    return path
+
+
+@dataclass
+class Server:
+    """A local HTTP server for one payload, with switchable faults; records what it was asked."""
+
+    payload: bytes = b""
+    status_failures: list[int] = field(default_factory=list)  # answer these statuses first
+    cut_after: int | None = None  # on the first full response, send only this many bytes
+    honour_range: bool = True
+    requests: list[dict[str, str]] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def http_server() -> Iterator[Server]:
+    state = Server()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output clean
+            pass
+
+        def do_GET(self) -> None:
+            state.requests.append(dict(self.headers))
+            if state.status_failures:
+                self.send_error(state.status_failures.pop(0))
+                return
+            start = 0
+            rng = self.headers.get("Range")
+            if rng and state.honour_range:
+                start = int(rng.split("=")[1].split("-")[0])
+                if start >= len(state.payload):
+                    self.send_error(416)
+                    return
+                self.send_response(206)
+                end = len(state.payload) - 1
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(state.payload)}")
+            else:
+                self.send_response(200)
+            body = state.payload[start:]
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if state.cut_after is not None:
+                self.wfile.write(body[: state.cut_after])
+                state.cut_after = None
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/corpus.zip"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

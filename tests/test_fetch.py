@@ -1,0 +1,103 @@
+"""The downloader against a local HTTP server on 127.0.0.1 (never the internet)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from vqspeech.fetch import DownloadError, download
+
+from .conftest import Server
+
+PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB, not a multiple of the chunk size
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def fetch(server: Server, dest: Path, **kwargs) -> Path:
+    kwargs.setdefault("size", len(PAYLOAD))
+    kwargs.setdefault("retries", 3)
+    return download(server.url, dest, SHA, backoff_s=0.01, timeout_s=5, **kwargs)
+
+
+def test_plain_download(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD
+    out = fetch(http_server, tmp_path / "c.zip")
+    assert out.read_bytes() == PAYLOAD
+    assert not (tmp_path / "c.zip.part").exists()
+
+
+def test_connection_cut_then_resumed_with_range(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD
+    http_server.cut_after = 300_000
+    out = fetch(http_server, tmp_path / "c.zip")
+    assert out.read_bytes() == PAYLOAD
+    assert len(http_server.requests) == 2
+    assert "Range" not in http_server.requests[0]
+    assert http_server.requests[1]["Range"] == "bytes=300000-"
+
+
+def test_interrupted_run_resumes_next_run(http_server: Server, tmp_path: Path):
+    """A partial file left by a killed process is resumed, not downloaded again."""
+    http_server.payload = PAYLOAD
+    (tmp_path / "c.zip.part").write_bytes(PAYLOAD[:123_456])
+    out = fetch(http_server, tmp_path / "c.zip")
+    assert out.read_bytes() == PAYLOAD
+    assert [r.get("Range") for r in http_server.requests] == ["bytes=123456-"]
+
+
+def test_server_ignoring_range_restarts_cleanly(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD
+    http_server.honour_range = False
+    (tmp_path / "c.zip.part").write_bytes(b"garbage that must not be kept")
+    assert fetch(http_server, tmp_path / "c.zip").read_bytes() == PAYLOAD
+
+
+def test_wrong_checksum_fails_and_removes_the_file(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD[:-1] + b"X"  # same size, other bytes
+    with pytest.raises(DownloadError, match=r"c\.zip\.part: sha256 .* does not match"):
+        fetch(http_server, tmp_path / "c.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_size_fails(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD + b"extra"
+    with pytest.raises(DownloadError, match=r"bytes, expected"):
+        fetch(http_server, tmp_path / "c.zip", size=len(PAYLOAD))
+    assert not (tmp_path / "c.zip").exists()
+
+
+def test_transient_server_errors_are_retried(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD
+    http_server.status_failures = [503, 500]
+    assert fetch(http_server, tmp_path / "c.zip").read_bytes() == PAYLOAD
+    assert len(http_server.requests) == 3
+
+
+def test_persistent_server_error_gives_up(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD
+    http_server.status_failures = [500] * 10
+    with pytest.raises(DownloadError, match=r"corpus\.zip: giving up after 2 retries: HTTP 500"):
+        fetch(http_server, tmp_path / "c.zip", retries=2)
+    assert len(http_server.requests) == 3
+    assert not (tmp_path / "c.zip").exists()
+
+
+def test_not_found_fails_at_once(http_server: Server, tmp_path: Path):
+    http_server.status_failures = [404]
+    with pytest.raises(DownloadError, match=r"corpus\.zip: HTTP 404"):
+        fetch(http_server, tmp_path / "c.zip")
+    assert len(http_server.requests) == 1
+
+
+def test_verified_file_is_not_downloaded_again(http_server: Server, tmp_path: Path):
+    http_server.payload = PAYLOAD
+    fetch(http_server, tmp_path / "c.zip")
+    fetch(http_server, tmp_path / "c.zip")
+    assert len(http_server.requests) == 1
+
+
+def test_unreachable_server(tmp_path: Path):
+    with pytest.raises(DownloadError, match="connection failed"):
+        download("http://127.0.0.1:9/none.zip", tmp_path / "x", SHA, retries=1, backoff_s=0.01)

@@ -1,0 +1,70 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vqspeech.params import ParamsError, load_params, parse_params
+
+from .conftest import REPO
+
+
+def default_raw() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_committed_params_load():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.corpus == "builtin"
+    assert params.data.builtin.voices == ["awb", "rms", "slt", "kal16"]
+    assert len(params.data.builtin.voices) * len(params.data.builtin.variants) >= 8
+
+
+def test_unknown_key_is_named():
+    raw = default_raw()
+    raw["data"]["builtin"]["voicez"] = ["awb"]
+    with pytest.raises(ParamsError, match=r"data\.builtin\.voicez: unknown key"):
+        parse_params(raw)
+
+
+def test_unknown_section_is_named():
+    raw = default_raw()
+    raw["trian"] = {"seed": 1}
+    with pytest.raises(ParamsError, match=r"trian: unknown key"):
+        parse_params(raw)
+
+
+def test_mistyped_value_is_named():
+    raw = default_raw()
+    raw["data"]["builtin"]["utterances_per_speaker"] = "many"
+    with pytest.raises(ParamsError, match=r"data\.builtin\.utterances_per_speaker: .*'many'"):
+        parse_params(raw)
+
+
+def test_missing_required_key_is_named():
+    raw = default_raw()
+    del raw["data"]["corpus"]
+    with pytest.raises(ParamsError, match=r"data\.corpus: required key is missing"):
+        parse_params(raw)
+
+
+def test_bad_choice_is_named():
+    raw = default_raw()
+    raw["data"]["on_error"] = "ignore"
+    with pytest.raises(ParamsError, match=r"data\.on_error"):
+        parse_params(raw)
+
+
+def test_corpus_needs_its_settings():
+    raw = default_raw()
+    raw["data"]["corpus"] = "vctk"
+    with pytest.raises(ParamsError, match=r"data\.vctk\.alignments"):
+        parse_params(raw)
+
+
+def test_unreadable_file(tmp_path: Path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ParamsError, match=r"bad\.yaml: not valid YAML"):
+        load_params(bad)

@@ -1,0 +1,218 @@
+"""The download stage as users run it: a subprocess reading params.yaml in its working folder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import yaml
+
+from vqspeech import manifest
+
+from .conftest import REPO, Server, write_grid
+
+STAGE = REPO / "stages" / "download.py"
+OUTPUTS = (
+    "data/raw",
+    "data/manifest.parquet",
+    "data/download_report.json",
+    "metrics/download.json",
+)
+
+
+def run_stage(cwd: Path, data: dict) -> subprocess.CompletedProcess[str]:
+    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data}))
+    return subprocess.run(
+        [sys.executable, str(STAGE)], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def tiny_builtin() -> dict:
+    return {
+        "corpus": "builtin",
+        "builtin": {
+            "voices": ["kal16"],
+            "variants": [{"name": "base"}, {"name": "low", "f0_scale": 0.8, "tempo": 0.9}],
+            "utterances_per_speaker": 2,
+        },
+    }
+
+
+def test_builtin_stage_writes_every_output(tmp_path: Path):
+    proc = run_stage(tmp_path, tiny_builtin())
+    assert proc.returncode == 0, proc.stderr
+    table = manifest.read(tmp_path / "data/manifest.parquet")
+    assert table.num_rows == 4
+    for path in table.column("path").to_pylist() + table.column("textgrid").to_pylist():
+        assert (tmp_path / path).is_file()
+    metrics = json.loads((tmp_path / "metrics/download.json").read_text())
+    assert metrics["utterances"] == 4 and metrics["speakers"] == 2 and metrics["skipped"] == 0
+    assert "wrote data/manifest.parquet (4 utterances, 2 speakers" in proc.stderr
+    assert "download (builtin, " in proc.stderr and "done in" in proc.stderr
+    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]
+
+
+# --- VCTK, served from 127.0.0.1 --------------------------------------------------------------
+
+UTTS = {"p225": ["p225_001", "p225_002"], "p226": ["p226_001", "p226_002"]}
+
+
+def vctk_zip() -> bytes:
+    """A miniature VCTK 0.92 archive: 48 kHz FLAC for mic1 and mic2, transcripts, speaker info."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("speaker-info.txt", "ID AGE GENDER ACCENTS\np225 23 F English\n")
+        for spk, utts in UTTS.items():
+            for utt in utts:
+                zf.writestr(f"txt/{spk}/{utt}.txt", f"Text of {utt}.\n")
+                for mic in ("mic1", "mic2"):
+                    audio = io.BytesIO()
+                    sf.write(audio, [0.01] * 48000, 48000, format="FLAC")
+                    zf.writestr(f"wav48_silence_trimmed/{spk}/{utt}_{mic}.flac", audio.getvalue())
+    return buf.getvalue()
+
+
+def vctk_params(server: Server, payload: bytes, tmp_path: Path, on_error: str) -> dict:
+    server.payload = payload
+    return {
+        "corpus": "vctk",
+        "on_error": on_error,
+        "builtin": tiny_builtin()["builtin"],
+        "vctk": {
+            "url": server.url,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "size": len(payload),
+            "alignments": str(tmp_path / "mfa"),
+            "archive_dir": str(tmp_path / "downloads"),
+            "retries": 1,
+        },
+    }
+
+
+@pytest.fixture
+def alignments(tmp_path: Path) -> Path:
+    mfa = tmp_path / "mfa"
+    for spk, utts in UTTS.items():
+        for utt in utts:
+            if utt != "p226_002":  # MFA failed on this one
+                write_grid(mfa / spk / f"{utt}.TextGrid", 1.0, ("sil", "HH", "AH", "sil"))
+    return mfa
+
+
+def test_vctk_stage_skips_and_reports_missing_alignment(
+    http_server: Server, tmp_path: Path, alignments: Path
+):
+    proc = run_stage(tmp_path, vctk_params(http_server, vctk_zip(), tmp_path, "skip"))
+    assert proc.returncode == 0, proc.stderr
+    rows = pq.read_table(tmp_path / "data/manifest.parquet").to_pylist()
+    assert [r["utterance_id"] for r in rows] == ["p225_001", "p225_002", "p226_001"]
+    assert rows[0]["path"] == "data/raw/vctk/wav48_silence_trimmed/p225/p225_001_mic1.flac"
+    assert rows[0]["textgrid"] == "data/raw/vctk/textgrids/p225/p225_001.TextGrid"
+    assert rows[0]["sample_rate"] == 48000 and rows[0]["text"] == "Text of p225_001."
+    assert not list((tmp_path / "data/raw/vctk").rglob("*_mic2.flac"))
+    report = json.loads((tmp_path / "data/download_report.json").read_text())
+    assert report["skipped"] == 1
+    assert report["skipped_utterances"][0]["utterance_id"] == "p226_002"
+    assert "no TextGrid found" in report["skipped_utterances"][0]["reason"]
+    assert "skipped p226_002" in proc.stderr
+    # the verified archive is kept outside the DVC outputs, so a rerun does not fetch it again
+    assert (tmp_path / "downloads/corpus.zip").is_file()
+    requests = len(http_server.requests)
+    again = run_stage(tmp_path, vctk_params(http_server, vctk_zip(), tmp_path, "skip"))
+    assert again.returncode == 0
+    assert len(http_server.requests) == requests
+
+
+def test_vctk_stage_fails_on_missing_alignment_leaving_no_output(
+    http_server: Server, tmp_path: Path, alignments: Path
+):
+    proc = run_stage(tmp_path, vctk_params(http_server, vctk_zip(), tmp_path, "fail"))
+    assert proc.returncode == 1
+    assert "p226_002_mic1.flac: no TextGrid found" in proc.stderr
+    for out in OUTPUTS:
+        assert not (tmp_path / out).exists(), out
+    assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]
+
+
+def test_failure_keeps_the_previous_outputs_intact(
+    http_server: Server, tmp_path: Path, alignments: Path
+):
+    assert run_stage(tmp_path, tiny_builtin()).returncode == 0
+    before = (tmp_path / "data/manifest.parquet").read_bytes()
+    proc = run_stage(tmp_path, vctk_params(http_server, vctk_zip(), tmp_path, "fail"))
+    assert proc.returncode == 1
+    assert (tmp_path / "data/manifest.parquet").read_bytes() == before
+    assert (tmp_path / "data/raw/builtin").is_dir() and not (tmp_path / "data/raw/vctk").exists()
+
+
+def test_vctk_path_traversal_archive_fails(http_server: Server, tmp_path: Path, alignments: Path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("wav48_silence_trimmed/p225/p225_001_mic1.flac", b"x")
+        zf.writestr("../../outside_mic1.flac", b"x")
+    proc = run_stage(tmp_path, vctk_params(http_server, buf.getvalue(), tmp_path, "fail"))
+    assert proc.returncode == 1
+    assert "member '../../outside_mic1.flac' escapes the target folder" in proc.stderr
+    assert not list(tmp_path.parent.glob("outside*")) and not (tmp_path / "data/raw").exists()
+
+
+def test_vctk_wrong_checksum_fails(http_server: Server, tmp_path: Path, alignments: Path):
+    params = vctk_params(http_server, vctk_zip(), tmp_path, "fail")
+    params["vctk"]["sha256"] = "0" * 64
+    proc = run_stage(tmp_path, params)
+    assert proc.returncode == 1
+    assert "does not match the expected 0000" in proc.stderr
+    assert not (tmp_path / "downloads/corpus.zip").exists()
+
+
+def test_bad_params_exit_2_naming_the_key(tmp_path: Path):
+    data = tiny_builtin()
+    data["builtin"]["utterances"] = 3
+    proc = run_stage(tmp_path, data)
+    assert proc.returncode == 2
+    assert "data.builtin.utterances: unknown key" in proc.stderr
+
+
+# --- DVC ---------------------------------------------------------------------------------------
+
+
+def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
+    """`dvc repro` in a scratch clone of the project's pipeline files, with a tiny corpus."""
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    work = tmp_path / "repo"
+    work.mkdir()
+    for name in ("dvc.yaml", "stages", "src", ".dvc/config"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "tmp"))
+        else:
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, work / name)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["data"]["builtin"]["utterances_per_speaker"] = 1
+    raw["data"]["builtin"]["voices"] = ["kal16"]
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    env = {"PATH": env_path, "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
+
+    def sh(*cmd: str) -> str:
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"{cmd}: {proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    sh("git", "init", "-q")
+    sh(dvc, "repro")
+    metrics = json.loads((work / "metrics/download.json").read_text())
+    assert metrics["utterances"] == 3 and metrics["speakers"] == 3
+    assert "download" in (work / "dvc.lock").read_text()
+    assert "up to date" in sh(dvc, "status")
+    assert "Stage 'download' didn't change, skipping" in sh(dvc, "repro")
