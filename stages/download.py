@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from vqspeech import atomic, manifest, stagelog
-from vqspeech.params import DataParams, ParamsError, load_params
+from vqspeech.params import DataParams
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 log = stagelog.setup()
@@ -31,29 +31,21 @@ def main(
     metrics_path: Annotated[Path, typer.Option("--metrics")] = Path("metrics/download.json"),
 ) -> None:
     """Build the corpus and write its manifest."""
-    try:
-        data = load_params(params_file).data
-    except ParamsError as err:
-        log.error("%s", err)
-        raise typer.Exit(2) from None
+    data = stagelog.load_params_or_exit(log, params_file).data
     jobs = stagelog.jobs(data.jobs)
     stored_root = PurePosixPath(raw_dir.as_posix(), data.corpus)
     with stagelog.timed(log, f"download ({data.corpus}, {jobs} jobs)"):
-        try:
-            with atomic.atomic_dir(raw_dir) as tmp:
-                root = tmp / data.corpus
-                candidates = _candidates(data, root, jobs)
-                log.info("checking %d utterances", len(candidates))
-                table, kept, skipped = manifest.build(
-                    candidates, stored_root, data.on_error, data.duration_tolerance_s, jobs
-                )
-                manifest.materialize(kept, root)
-                for s in skipped:
-                    log.warning("skipped %s: %s", s.utterance_id, s.reason)
-                manifest.write(table, manifest_path)
-        except (ValueError, RuntimeError, OSError) as err:
-            log.error("%s", err)
-            raise typer.Exit(1) from None
+        with stagelog.exit_on_error(log), atomic.atomic_dir(raw_dir) as tmp:
+            root = tmp / data.corpus
+            candidates = _candidates(data, root, jobs)
+            log.info("checking %d utterances", len(candidates))
+            table, kept, skipped = manifest.build(
+                candidates, stored_root, data.on_error, data.duration_tolerance_s, jobs
+            )
+            manifest.materialize(kept, root)
+            for s in skipped:
+                log.warning("skipped %s: %s", s.utterance_id, s.reason)
+            manifest.write(table, manifest_path)
         stats = manifest.summary(table, skipped, data.corpus)
         manifest.write_report(report_path, skipped, stats)
         atomic.write_text(metrics_path, json.dumps(stats, indent=2) + "\n")

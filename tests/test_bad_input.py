@@ -10,6 +10,7 @@ import soundfile as sf
 
 from vqspeech import manifest
 from vqspeech.corpus import folder
+from vqspeech.skips import BadInputError
 
 from .conftest import write_grid, write_wav
 
@@ -79,7 +80,7 @@ def test_fail_names_the_file(tmp_path: Path, breaker):
     good_corpus(tmp_path)
     pattern = breaker(tmp_path)
     candidates = folder.prepare(tmp_path, None)
-    with pytest.raises(manifest.ManifestError, match=pattern) as err:
+    with pytest.raises(BadInputError, match=pattern) as err:
         manifest.build(candidates, STORED, "fail", 0.1, 2)
     assert "1 bad utterance(s)" in str(err.value)
     assert "data.on_error: skip" in str(err.value)

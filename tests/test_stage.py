@@ -11,16 +11,16 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import yaml
 
-from vqspeech import manifest
+from vqspeech import manifest, shards
 
 from .conftest import REPO, Server, write_grid
 
-STAGE = REPO / "stages" / "download.py"
 OUTPUTS = (
     "data/raw",
     "data/manifest.parquet",
@@ -29,10 +29,13 @@ OUTPUTS = (
 )
 
 
-def run_stage(cwd: Path, data: dict) -> subprocess.CompletedProcess[str]:
-    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data}))
+def run_stage(
+    cwd: Path, data: dict, stage: str = "download", **sections: dict
+) -> subprocess.CompletedProcess[str]:
+    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data, **sections}))
+    script = REPO / "stages" / f"{stage}.py"
     return subprocess.run(
-        [sys.executable, str(STAGE)], cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, check=False
     )
 
 
@@ -70,14 +73,18 @@ def vctk_zip() -> bytes:
     """A miniature VCTK 0.92 archive: 48 kHz FLAC for mic1 and mic2, transcripts, speaker info."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("speaker-info.txt", "ID AGE GENDER ACCENTS\np225 23 F English\n")
+
+        def put(name: str, data: bytes | str) -> None:  # fixed timestamps: the same bytes each call
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2019, 11, 13, 0, 0, 0)), data)
+
+        put("speaker-info.txt", "ID AGE GENDER ACCENTS\np225 23 F English\n")
         for spk, utts in UTTS.items():
             for utt in utts:
-                zf.writestr(f"txt/{spk}/{utt}.txt", f"Text of {utt}.\n")
+                put(f"txt/{spk}/{utt}.txt", f"Text of {utt}.\n")
                 for mic in ("mic1", "mic2"):
                     audio = io.BytesIO()
                     sf.write(audio, [0.01] * 48000, 48000, format="FLAC")
-                    zf.writestr(f"wav48_silence_trimmed/{spk}/{utt}_{mic}.flac", audio.getvalue())
+                    put(f"wav48_silence_trimmed/{spk}/{utt}_{mic}.flac", audio.getvalue())
     return buf.getvalue()
 
 
@@ -182,6 +189,67 @@ def test_bad_params_exit_2_naming_the_key(tmp_path: Path):
     assert "data.builtin.utterances: unknown key" in proc.stderr
 
 
+# --- features and stats -------------------------------------------------------------------------
+
+SPLIT = {"split": {"val_speakers": [], "test_speakers": ["kal16_low"]}}
+
+
+def test_features_and_stats_stages(tmp_path: Path):
+    assert run_stage(tmp_path, tiny_builtin()).returncode == 0
+    proc = run_stage(tmp_path, tiny_builtin(), "features", features=SPLIT)
+    assert proc.returncode == 0, proc.stderr
+    assert "read data/manifest.parquet: 4 utterances, 2 speakers" in proc.stderr
+    utts = list(shards.iter_utterances(tmp_path / "data/features"))
+    assert sorted(u.utterance_id for u in utts) == [
+        "kal16_0000", "kal16_0001", "kal16_low_0000", "kal16_low_0001",
+    ]  # fmt: skip
+    assert {u.speaker: u.split for u in utts} == {"kal16": "train", "kal16_low": "test"}
+    report = json.loads((tmp_path / "data/features_report.json").read_text())
+    assert report["dim"] == 39 and report["frames"] == sum(len(u.phones) for u in utts)
+
+    proc = run_stage(tmp_path, tiny_builtin(), "stats", features=SPLIT)
+    assert proc.returncode == 0, proc.stderr
+    train = np.concatenate([u.features for u in utts if u.split == "train"]).astype(np.float64)
+    stats = json.loads((tmp_path / "data/stats.json").read_text())
+    assert stats["frames"] == len(train)
+    np.testing.assert_allclose(stats["mean"], train.mean(axis=0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(stats["std"], train.std(axis=0), rtol=1e-6)
+    dataset = json.loads((tmp_path / "metrics/dataset.json").read_text())
+    assert set(dataset["splits"]) == {"train", "test"}
+    assert dataset["splits"]["test"]["speakers"] == 1
+    rows = json.loads((tmp_path / "plots/feature_stats.json").read_text())
+    assert len(rows) == 39 and rows[0]["train_norm_mean"] == pytest.approx(0, abs=1e-4)
+    assert rows[0]["train_norm_std"] == pytest.approx(1, abs=1e-4)
+    phone_rows = json.loads((tmp_path / "plots/phone_frequency.json").read_text())
+    assert sum(r["frames"] for r in phone_rows) == dataset["total"]["frames"]
+
+
+def test_features_stage_bad_audio_fails_or_skips(tmp_path: Path):
+    assert run_stage(tmp_path, tiny_builtin()).returncode == 0
+    bad = tmp_path / "data/raw/builtin/wav/kal16/kal16_0001.wav"
+    bad.write_bytes(b"RIFF" + bytes(40))
+    proc = run_stage(tmp_path, tiny_builtin(), "features", features=SPLIT)
+    assert proc.returncode == 1
+    assert "kal16_0001.wav: unreadable audio" in proc.stderr
+    assert "features.on_error: skip" in proc.stderr
+    assert not (tmp_path / "data/features").exists()
+    assert not (tmp_path / "data/features_report.json").exists()
+    skip = {"split": SPLIT["split"], "on_error": "skip"}
+    proc = run_stage(tmp_path, tiny_builtin(), "features", features=skip)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "data/features_report.json").read_text())
+    assert report["utterances"] == 3
+    assert [s["utterance_id"] for s in report["skipped_utterances"]] == ["kal16_0001"]
+
+
+def test_features_stage_rejects_unknown_held_out_speaker(tmp_path: Path):
+    assert run_stage(tmp_path, tiny_builtin()).returncode == 0
+    split = {"split": {"test_speakers": ["p225"]}}
+    proc = run_stage(tmp_path, tiny_builtin(), "features", features=split)
+    assert proc.returncode == 1
+    assert "held-out speakers not in the corpus: ['p225']" in proc.stderr
+
+
 # --- DVC ---------------------------------------------------------------------------------------
 
 
@@ -200,6 +268,7 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["data"]["builtin"]["utterances_per_speaker"] = 1
     raw["data"]["builtin"]["voices"] = ["kal16"]
+    raw["features"]["split"] = {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
     env = {"PATH": env_path, "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
@@ -213,6 +282,19 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     sh(dvc, "repro")
     metrics = json.loads((work / "metrics/download.json").read_text())
     assert metrics["utterances"] == 3 and metrics["speakers"] == 3
-    assert "download" in (work / "dvc.lock").read_text()
+    lock = yaml.safe_load((work / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"download", "features", "stats"}
     assert "up to date" in sh(dvc, "status")
-    assert "Stage 'download' didn't change, skipping" in sh(dvc, "repro")
+    again = sh(dvc, "repro")
+    for stage in ("download", "features", "stats"):
+        assert f"Stage '{stage}' didn't change, skipping" in again
+    shown = json.loads(sh(dvc, "metrics", "show", "--json"))
+    assert any("metrics/dataset.json" in str(v) for v in shown.values())
+    sh(dvc, "plots", "show", "-o", str(tmp_path / "plots_html"))
+    html = (tmp_path / "plots_html" / "index.html").read_text()
+    for plot in (
+        "phone_frequency",
+        "features_before_normalization",
+        "features_after_normalization",
+    ):
+        assert plot in html

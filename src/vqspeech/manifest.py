@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from vqspeech import atomic
+from vqspeech.skips import Skip, enforce
 from vqspeech.stagelog import progress
 from vqspeech.textgrid import TextGridError, read_phones
 
@@ -37,7 +38,7 @@ SCHEMA = pa.schema(
 
 
 class ManifestError(ValueError):
-    """The corpus has bad utterances (and `on_error` is `fail`), or a manifest is malformed."""
+    """A manifest that cannot be built or read (duplicate ids, nothing usable, wrong schema)."""
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,6 @@ class Candidate:
     stored_audio: PurePosixPath
     stored_textgrid: PurePosixPath
     text: str = ""
-
-
-@dataclass(frozen=True)
-class Skip:
-    utterance_id: str
-    file: str
-    reason: str
 
 
 def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int]:
@@ -115,13 +109,7 @@ def build(
             progress(pool.map(run, candidates), total=len(candidates), desc="check", unit="utt")
         )
     skipped = [r for r in results if isinstance(r, Skip)]
-    if skipped and on_error == "fail":
-        shown = "\n  ".join(s.reason for s in skipped[:20])
-        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
-        raise ManifestError(
-            f"{len(skipped)} bad utterance(s) (set data.on_error: skip to skip and report them):"
-            f"\n  {shown}{more}"
-        )
+    enforce(skipped, on_error, "data.on_error")
     rows = [(c, r) for c, r in zip(candidates, results, strict=True) if not isinstance(r, Skip)]
     if not rows:
         raise ManifestError(f"no usable utterances ({len(skipped)} skipped)")

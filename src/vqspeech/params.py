@@ -83,8 +83,34 @@ class DataParams(_Strict):
         return self
 
 
+class SplitParams(_Strict):
+    """Held-out speakers; everyone else is `train`."""
+
+    val_speakers: list[str] = []
+    test_speakers: list[str] = []
+
+
+class FeaturesParams(_Strict):
+    kind: Literal["mfcc39", "logmel", "fbank"] = "mfcc39"
+    n_mels: int | None = Field(None, gt=0)  # null: 26 for mfcc39, 80 for logmel, 40 for fbank
+    preemphasis: float = Field(0.97, ge=0.0, lt=1.0)
+    trim_silence: bool = False
+    trim_margin_s: float = Field(0.1, ge=0.0)
+    allow_upsampling: bool = False
+    on_error: Literal["fail", "skip"] = "fail"
+    shard_mb: float = Field(64.0, gt=0.0)
+    jobs: int = Field(0, ge=0)
+    split: SplitParams = SplitParams()
+
+
+class StatsParams(_Strict):
+    window_frames: int = Field(48, gt=0)  # window for distinct phones per window (0.48 s)
+
+
 class Params(_Strict):
     data: DataParams
+    features: FeaturesParams = FeaturesParams()
+    stats: StatsParams = StatsParams()
 
 
 def _format(err: ValidationError) -> str:

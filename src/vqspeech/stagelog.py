@@ -10,6 +10,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
+from vqspeech.params import Params, ParamsError, load_params
+
 T = TypeVar("T")
 
 
@@ -33,9 +35,29 @@ def jobs(requested: int) -> int:
     return requested or len(os.sched_getaffinity(0))
 
 
-def progress(iterable: Iterable[T], **kwargs: Any) -> Iterator[T]:
-    """A tqdm bar; refreshed at most every 10 s when stderr is not a terminal (CI, log files)."""
+def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:
+    """A tqdm bar (iterate it, or call .update()); refreshed at most every 10 s when stderr is
+    not a terminal (CI, log files)."""
     from tqdm import tqdm
 
     kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 10.0)
-    return iter(tqdm(iterable, **kwargs))
+    return tqdm(iterable, **kwargs)
+
+
+def load_params_or_exit(log: logging.Logger, path: str | os.PathLike[str]) -> Params:
+    """Validated params; on a bad params file log why and exit 2."""
+    try:
+        return load_params(path)
+    except ParamsError as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def exit_on_error(log: logging.Logger) -> Iterator[None]:
+    """Turn an expected failure (bad input, missing file, failed tool) into a logged exit 1."""
+    try:
+        yield
+    except (ValueError, RuntimeError, OSError) as err:
+        log.error("%s", err)
+        raise SystemExit(1) from None

@@ -1,0 +1,133 @@
+"""Feature shards: Parquet files of one row per utterance, with a schema checked on read.
+
+Row: `utterance_id, speaker, split, n_frames, features, phones`, where `features` is a list of
+fixed-size float32 vectors (one per 10 ms frame) and `phones` one label per frame, dictionary-
+encoded against the fixed label inventory so that indices agree across shards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from vqspeech import atomic
+from vqspeech.phones import ARPABET, SILENCES
+
+LABELS: tuple[str, ...] = ARPABET + SILENCES
+LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
+_LABEL_TYPE = pa.dictionary(pa.int8(), pa.string())
+_DICTIONARY = pa.array(LABELS, pa.string())
+
+
+class ShardError(ValueError):
+    """A shard that does not have the expected schema; the message names the file."""
+
+
+def schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("utterance_id", pa.string(), nullable=False),
+            pa.field("speaker", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("n_frames", pa.int32(), nullable=False),
+            pa.field("features", pa.list_(pa.list_(pa.float32(), dim)), nullable=False),
+            pa.field("phones", pa.list_(_LABEL_TYPE), nullable=False),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utterance_id: str
+    speaker: str
+    split: str
+    features: np.ndarray  # float32 [T, D]
+    phones: list[str]  # T labels
+
+    def __post_init__(self) -> None:
+        if len(self.phones) != len(self.features):
+            raise ValueError(
+                f"{self.utterance_id}: {len(self.features)} frames but {len(self.phones)} labels"
+            )
+
+
+def to_table(utterances: list[Utterance], dim: int) -> pa.Table:
+    offsets = np.cumsum([0] + [len(u.features) for u in utterances]).astype(np.int32)
+    flat = np.concatenate([u.features for u in utterances]).astype(np.float32, copy=False)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim)
+    codes = np.array([LABEL_INDEX[p] for u in utterances for p in u.phones], dtype=np.int8)
+    labels = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8()), _DICTIONARY)
+    return pa.table(
+        [
+            pa.array([u.utterance_id for u in utterances], pa.string()),
+            pa.array([u.speaker for u in utterances], pa.string()),
+            pa.array([u.split for u in utterances], pa.string()),
+            pa.array([len(u.features) for u in utterances], pa.int32()),
+            pa.ListArray.from_arrays(pa.array(offsets), vectors),
+            pa.ListArray.from_arrays(pa.array(offsets), labels),
+        ],
+        schema=schema(dim),
+    )
+
+
+def write(path: str | os.PathLike[str], utterances: list[Utterance], dim: int) -> None:
+    """Atomically write one shard."""
+    with atomic.atomic_path(path) as tmp:
+        pq.write_table(to_table(utterances, dim), tmp, compression="zstd")
+
+
+def files(folder: str | os.PathLike[str]) -> list[Path]:
+    found = sorted(Path(folder).glob("*.parquet"))
+    if not found:
+        raise ShardError(f"{folder}: no feature shards (*.parquet)")
+    return found
+
+
+def read(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
+    """Read one shard, checking its schema (dimension taken from the file)."""
+    table = pq.read_table(path, columns=columns)
+    full = pq.read_schema(path)
+    try:
+        dim = full.field("features").type.value_type.list_size
+        expected = schema(dim)
+    except (KeyError, AttributeError):
+        raise ShardError(f"{path}: not a feature shard (schema: {full})") from None
+    if not full.equals(expected):
+        raise ShardError(f"{path}: schema mismatch:\n{full}\nexpected\n{expected}")
+    return table
+
+
+def iter_utterances(
+    folder: str | os.PathLike[str], split: str | None = None
+) -> Iterator[Utterance]:
+    """Every utterance of every shard in `folder`, optionally of one split, shard by shard."""
+    for path in files(folder):
+        table = read(path)
+        if split is not None:
+            table = table.filter(pc.equal(table.column("split"), split))
+        yield from utterances_of(table)
+
+
+def utterances_of(table: pa.Table) -> Iterator[Utterance]:
+    """The rows of a shard table as Utterances (slices and filtered tables included)."""
+    if table.num_rows == 0:
+        return
+    feats = table.column("features").combine_chunks()
+    dim = feats.type.value_type.list_size
+    # flatten() honours slice offsets, unlike .values
+    flat = feats.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+    labels = table.column("phones").combine_chunks().flatten()
+    names = np.array(labels.dictionary.to_pylist(), dtype=object)
+    codes = labels.indices.to_numpy(zero_copy_only=False)
+    bounds = np.cumsum([0, *table.column("n_frames").to_pylist()])
+    columns = (table.column(c).to_pylist() for c in ("utterance_id", "speaker", "split"))
+    for i, (uid, spk, split) in enumerate(zip(*columns, strict=True)):
+        a, b = bounds[i], bounds[i + 1]
+        yield Utterance(uid, spk, split, flat[a:b], names[codes[a:b]].tolist())

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vqspeech.shards import Utterance
+from vqspeech.split import SplitError, assign
+from vqspeech.stats import DatasetSummary, Moments
+
+SPEAKERS = ["awb", "awb_high", "rms", "rms_high", "slt", "kal16"]
+
+
+def test_split_is_speaker_disjoint_and_order_free():
+    a = assign(SPEAKERS, ["slt"], ["rms", "rms_high"])
+    b = assign(reversed(SPEAKERS * 3), ["slt"], ["rms", "rms_high"])
+    assert a == b
+    assert a == {
+        "awb": "train", "awb_high": "train", "kal16": "train",
+        "rms": "test", "rms_high": "test", "slt": "val",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("val", "test", "pattern"),
+    [
+        (["slt"], ["slt"], r"both val and test: \['slt'\]"),
+        (["p225"], ["rms"], r"not in the corpus: \['p225'\]"),
+        (SPEAKERS[:3], SPEAKERS[3:], "none is left for training"),
+    ],
+)
+def test_split_errors(val, test, pattern):
+    with pytest.raises(SplitError, match=pattern):
+        assign(SPEAKERS, val, test)
+
+
+def test_streaming_moments_equal_one_shot():
+    rng = np.random.default_rng(0)
+    batches = [1000 + 5 * rng.standard_normal((n, 7)) for n in (1, 13, 500, 2, 77)]
+    m = Moments(7)
+    for b in batches:
+        m.update(b)
+    m.update(np.zeros((0, 7)))
+    whole = np.concatenate(batches)
+    assert m.n == len(whole)
+    np.testing.assert_allclose(m.mean, whole.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(m.std, whole.std(axis=0), rtol=1e-9)
+
+
+def test_dataset_summary_counts():
+    s = DatasetSummary(hop_s=0.01, window=4)
+    phones = [
+        "sil",
+        "sil",
+        "AH",
+        "T",
+        "T",
+        "T",
+        "S",
+        "sil",
+        "sil",
+    ]  # windows: {sil,AH,T}, {T,S,sil}
+    s.add(Utterance("u1", "a", "train", np.zeros((9, 2), np.float32), phones))
+    s.add(Utterance("u2", "b", "test", np.zeros((3, 2), np.float32), ["AH"] * 3))  # no full window
+    d = s.as_dict()
+    assert d["splits"]["train"] == {
+        "hours": round(9 * 0.01 / 3600, 4), "utterances": 1, "speakers": 1, "frames": 9,
+        "silence_share": round(4 / 9, 4), "distinct_phones_per_window": 3.0,
+    }  # fmt: skip
+    assert d["splits"]["test"]["distinct_phones_per_window"] is None
+    assert d["total"]["frames"] == 12 and d["total"]["speakers"] == 2
+    assert d["frames_per_phone"] == {"AH": 4, "S": 1, "T": 3, "sil": 4}
+    assert {"phone": "T", "split": "train", "frames": 3} in s.phone_rows()
