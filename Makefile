@@ -36,6 +36,7 @@ format: $(STAMP)
 
 bench: setup
 	python benchmarks/download.py
+	python benchmarks/features.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -8,16 +8,15 @@ corpus size.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
 from dataclasses import dataclass
-from functools import partial
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import soundfile as sf
 import soxr
+import threadpoolctl
 
 from vqspeech import shards
 from vqspeech.features import FeatureConfig, extract, frame_labels, n_frames
@@ -142,6 +141,22 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
     return Done(utt, len(y) / cfg.sample_rate, downmixed, resampled)
 
 
+_worker: tuple[FeatureConfig, AudioOptions] | None = None
+
+
+def _init_worker(cfg: FeatureConfig, opts: AudioOptions) -> None:
+    global _worker
+    _worker = (cfg, opts)
+    # One BLAS thread per worker: the per-frame matrices are small, and BLAS threads fighting the
+    # other workers for the cores made the stage 3x slower (docs/benchmarks.md).
+    threadpoolctl.threadpool_limits(1)
+
+
+def _process_in_worker(row: Row) -> Done | Skip:
+    assert _worker is not None, "worker not initialized"
+    return process(row, *_worker)
+
+
 @dataclass
 class ExportReport:
     utterances: int = 0
@@ -163,8 +178,8 @@ def export(
 ) -> ExportReport:
     """Process every row in parallel and write shards `part-00000.parquet`, ... under `out_dir`.
 
-    Results are consumed in manifest order, in windows of a few utterances per worker, and a
-    shard is written as soon as its features reach `shard_mb` megabytes, so memory stays bounded.
+    Results are consumed in manifest order as workers produce them, and a shard is written as soon
+    as its features reach `shard_mb` megabytes, so memory follows the shard size.
     Bad utterances are returned in `report.skipped`; the caller decides whether that is fatal.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -180,26 +195,25 @@ def export(
             report.shards += 1
             pending, pending_bytes = [], 0
 
-    work = partial(process, cfg=cfg, opts=opts)
-    window = max(1, jobs) * 16
-    it = iter(rows)
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # Warm up here (librosa's imports and first calls take seconds): forked workers inherit it.
+    extract(np.zeros(cfg.win_length * 2, np.float32), cfg)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(jobs, initializer=_init_worker, initargs=(cfg, opts)) as pool:
         bar = progress(total=len(rows), desc="features", unit="utt")
-        while batch := list(islice(it, window)):
-            for result in pool.map(work, batch, chunksize=4):
-                bar.update(1)
-                if isinstance(result, Skip):
-                    report.skipped.append(result)
-                    continue
-                pending.append(result.utterance)
-                pending_bytes += result.utterance.features.nbytes
-                report.utterances += 1
-                report.frames += len(result.utterance.features)
-                report.seconds += result.seconds
-                report.downmixed += result.downmixed
-                report.resampled += result.resampled
-                if pending_bytes >= limit:
-                    flush()
+        for result in pool.imap(_process_in_worker, rows, chunksize=8):
+            bar.update(1)
+            if isinstance(result, Skip):
+                report.skipped.append(result)
+                continue
+            pending.append(result.utterance)
+            pending_bytes += result.utterance.features.nbytes
+            report.utterances += 1
+            report.frames += len(result.utterance.features)
+            report.seconds += result.seconds
+            report.downmixed += result.downmixed
+            report.resampled += result.resampled
+            if pending_bytes >= limit:
+                flush()
         bar.close()
     flush()
     return report
