@@ -1,0 +1,150 @@
+"""The VQ-VAE's parts against known answers, including each bug of the reference implementation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vqspeech.model.jitter import TimeJitter, jitter_indices
+from vqspeech.model.quantizer import VectorQuantizer, kmeans
+from vqspeech.model.vqvae import VQVAE, ModelConfig, receptive_field, summary
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+@pytest.mark.parametrize("ema", [False, True])
+def test_each_time_step_gets_its_nearest_code(batch: int, ema: bool):
+    """One vector per (item, time step): z built from known codes plus small noise maps back."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(codebook_size=10, dim=4, ema=ema).eval()
+    codebook = torch.randn(10, 4) * 5
+    gaps = torch.cdist(codebook, codebook) + torch.eye(10) * 1e9
+    assert gaps.min() > 1.0  # well separated: 0.01 noise cannot change the nearest code
+    vq.set_codebook(codebook)
+    truth = torch.randint(0, 10, (batch, 13))
+    z = codebook[truth] + 0.01 * torch.randn(batch, 13, 4)
+    out = vq(z)
+    assert out.codes.shape == (batch, 13)
+    assert torch.equal(out.codes, truth)
+    brute = torch.stack([torch.cdist(z[b], codebook).argmin(1) for b in range(batch)])
+    assert torch.equal(out.codes, brute)
+    torch.testing.assert_close(out.quantized, codebook[truth])
+
+
+def test_straight_through_gradient_and_losses():
+    vq = VectorQuantizer(codebook_size=3, dim=2, ema=False, beta=0.25)
+    vq.set_codebook(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))
+    z = torch.tensor([[[0.1, -0.1], [0.9, 1.3]]], requires_grad=True)
+    out = vq(z)
+    assert out.codes.tolist() == [[0, 1]]
+    sq = ((z.detach() - torch.tensor([[0.0, 0.0], [1.0, 1.0]])) ** 2).mean()
+    torch.testing.assert_close(out.commitment, 0.25 * sq)
+    torch.testing.assert_close(out.codebook_loss, sq)
+    out.quantized.sum().backward()
+    torch.testing.assert_close(z.grad, torch.ones_like(z))  # identity through the quantizer
+    assert vq.codebook.grad is None  # the codebook learns from codebook_loss only
+
+
+def test_ema_moves_codes_to_the_mean_of_their_vectors():
+    vq = VectorQuantizer(codebook_size=2, dim=2, ema=True, ema_decay=0.0)
+    vq.set_codebook(torch.tensor([[0.0, 0.0], [10.0, 10.0]]))
+    vq.train()
+    z = torch.tensor([[[1.0, 1.0], [3.0, 1.0], [9.0, 11.0]]])
+    vq(z)
+    # decay 0: each code becomes the mean of its assigned vectors (up to the Laplace smoothing)
+    torch.testing.assert_close(
+        vq.codebook, torch.tensor([[2.0, 1.0], [9.0, 11.0]]), atol=1e-4, rtol=0
+    )
+
+
+def test_perplexity_and_codes_used():
+    vq = VectorQuantizer(codebook_size=4, dim=1, ema=False).eval()
+    vq.set_codebook(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
+    out = vq(torch.tensor([[[0.0], [1.0], [2.0], [3.0]]]))
+    assert out.codes_used.item() == 4
+    assert out.perplexity.item() == pytest.approx(4.0, rel=1e-4)
+    out = vq(torch.zeros(1, 5, 1))
+    assert out.codes_used.item() == 1 and out.perplexity.item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_dead_codes_are_restarted_on_batch_vectors():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(codebook_size=4, dim=2, ema=True, ema_decay=0.5, dead_threshold=0.3)
+    vq.set_codebook(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))
+    vq.train()
+    z = torch.randn(1, 50, 2) * 0.1 + 5
+    for _ in range(3):
+        vq(z)
+    # codes 1-3 were never used: after their usage decayed below the threshold they moved to data
+    assert (vq.codebook[1:] - 5).abs().max() < 1.0
+
+
+def test_kmeans_finds_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.cat([c + 0.1 * torch.randn(100, 2, generator=g) for c in centres])
+    found = kmeans(x, 3, generator=torch.Generator().manual_seed(1))
+    order = torch.cdist(centres, found).argmin(1)
+    torch.testing.assert_close(found[order], centres, atol=0.05, rtol=0)
+    with pytest.raises(ValueError, match="at least 5 vectors"):
+        kmeans(x[:4], 5)
+
+
+def test_jitter_replaces_about_p_of_the_latents_not_1_minus_p():
+    torch.manual_seed(0)
+    idx = jitter_indices(400, 250, 0.12)
+    inner = idx[:, 1:-1] - torch.arange(1, 249)
+    rate = (inner != 0).float().mean().item()
+    assert rate == pytest.approx(0.12, abs=0.005)
+    assert (inner == -1).float().mean().item() == pytest.approx(0.06, abs=0.004)
+    assert (inner == 1).float().mean().item() == pytest.approx(0.06, abs=0.004)
+    assert set(inner.unique().tolist()) == {-1, 0, 1}
+    assert idx.min() == 0 and idx.max() == 249
+
+
+def test_jitter_is_off_in_eval_and_per_item():
+    x = torch.arange(2 * 100, dtype=torch.float).reshape(2, 100, 1).repeat(1, 1, 3)
+    j = TimeJitter(0.5).eval()
+    assert torch.equal(j(x), x)
+    j.train()
+    torch.manual_seed(1)
+    y = j(x)
+    assert not torch.equal(y[0, :, 0] - x[0, :, 0], y[1, :, 0] - x[1, :, 0] - 0)  # independent
+    assert torch.equal(y[..., 0], y[..., 2])  # whole vectors move, not single channels
+
+
+def test_model_shapes_rates_and_receptive_field():
+    cfg = ModelConfig(n_speakers=3, channels=32, codebook_size=16)
+    m = VQVAE(cfg)
+    for T in (48, 49):
+        out = m(torch.randn(2, T, 39), torch.tensor([0, 2]))
+        assert out.latents.shape == (2, T // 2, 64)
+        assert out.vq.codes.shape == (2, T // 2)
+        assert out.reconstruction.shape == (2, 2 * (T // 2), 39)
+    assert receptive_field(m) == 24  # 3, 5, +3 (k4), then x2: +4 +4, +4 per residual block
+    assert "receptive field: 24 frames = 255 ms" in summary(m)
+
+
+def test_residual_blocks_and_speakers_are_trained_parameters():
+    m = VQVAE(ModelConfig(n_speakers=4, res_blocks=3, channels=16))
+    blocks = list(m.encoder.res)
+    ptrs = {b.body[1].weight.data_ptr() for b in blocks}
+    assert len(ptrs) == 3  # weights of their own, not one shared block
+    names = dict(m.named_parameters())
+    assert "speakers.weight" in names and names["speakers.weight"].shape == (4, 64)
+    assert "speakers.weight" in m.state_dict()
+    x = torch.randn(2, 48, 39)
+    out = m(x, torch.tensor([1, 3]))
+    out.reconstruction.sum().backward()
+    grad = m.speakers.weight.grad
+    assert grad[1].abs().sum() > 0 and grad[3].abs().sum() > 0 and grad[0].abs().sum() == 0
+
+
+def test_speaker_embedding_is_stable_across_calls():
+    """The reference drew a fresh untrained embedding on every call; ours is one module."""
+    m = VQVAE(ModelConfig(n_speakers=2, channels=16)).eval()
+    x = torch.randn(1, 48, 39)
+    torch.testing.assert_close(
+        m(x, torch.tensor([1])).reconstruction, m(x, torch.tensor([1])).reconstruction
+    )
+    unseen = m.speaker_vectors(torch.tensor([-1]))
+    torch.testing.assert_close(unseen[0], m.speakers.weight.mean(0))
