@@ -107,10 +107,40 @@ class StatsParams(_Strict):
     window_frames: int = Field(48, gt=0)  # window for distinct phones per window (0.48 s)
 
 
+class ModelParams(_Strict):
+    channels: int = Field(128, gt=0)
+    res_blocks: int = Field(2, ge=0)
+    embedding_dim: int = Field(64, gt=0)
+    projection_kernel: int = Field(1, ge=1, le=3)
+    codebook_size: int = Field(64, ge=2)
+    quantizer: Literal["ema", "loss"] = "ema"
+    beta: float = Field(0.25, ge=0)
+    ema_decay: float = Field(0.99, gt=0, lt=1)
+    dead_threshold: float = Field(1.0, ge=0)
+    jitter: float = Field(0.12, ge=0, lt=1)
+    speaker_dim: int = Field(64, gt=0)
+
+
+class TrainParams(_Strict):
+    seed: int = 0
+    epochs: int = Field(25, gt=0)
+    batch_size: int = Field(32, gt=0)
+    crop_frames: int = Field(48, ge=2)
+    lr: float = Field(2e-4, gt=0)
+    kmeans_init: bool = True
+    kmeans_batches: int = Field(20, gt=0)
+    val_crops: int = Field(1024, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = Field(0, ge=0)  # torch threads per process; 0 = torch's default
+    log_every: int = Field(10, gt=0)
+
+
 class Params(_Strict):
     data: DataParams
     features: FeaturesParams = FeaturesParams()
     stats: StatsParams = StatsParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
 
 
 def _format(err: ValidationError) -> str:

@@ -142,7 +142,8 @@ class VQVAE(nn.Module):
 
     def forward(self, x: Tensor, speaker: Tensor) -> VQVAEOutput:
         z = self.encoder(x)
-        vq = self.quantizer(z)
+        with torch.autocast(z.device.type, enabled=False):  # nearest codes in float32, not bf16
+            vq = self.quantizer(z.float())
         recon = self.decoder(self.jitter(vq.quantized), self.speaker_vectors(speaker))
         return VQVAEOutput(recon, z, vq)
 
@@ -150,7 +151,8 @@ class VQVAE(nn.Module):
     def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Latents and codes of x: [B, T, D], without decoding."""
         z = self.encoder(x)
-        return z, self.quantizer(z)
+        with torch.autocast(z.device.type, enabled=False):
+            return z, self.quantizer(z.float())
 
 
 def reconstruction_loss(x: Tensor, recon: Tensor) -> Tensor:

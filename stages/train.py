@@ -1,0 +1,151 @@
+"""train stage: the VQ-VAE on crops of the train split, validated on the held-out val speakers.
+
+`python stages/train.py run` (what dvc.yaml calls; `torchrun --nproc_per_node=N stages/train.py
+run` for DDP) writes models/model.pt, checkpoints under models/checkpoints/ (kept between runs,
+so an interrupted run resumes), metrics/train.json and dvclive curves under plots/train/.
+`python stages/train.py summary` prints parameters per module and the receptive field.
+Imports only torch, numpy, pyarrow and what they need (plus dvclive when present).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+
+from vqspeech import atomic, shards, stagelog
+from vqspeech.livelog import truncate
+from vqspeech.model.vqvae import VQVAE, ModelConfig, summary
+from vqspeech.params import ModelParams, Params
+from vqspeech.training import TrainConfig, resume_step, run_key, save_model, setup, train
+from vqspeech.trainset import load_split
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+log = stagelog.setup()
+Opt = typer.Option
+
+
+def model_config(m: ModelParams, input_dim: int, n_speakers: int) -> ModelConfig:
+    return ModelConfig(
+        input_dim=input_dim, channels=m.channels, res_blocks=m.res_blocks,
+        embedding_dim=m.embedding_dim, projection_kernel=m.projection_kernel,
+        codebook_size=m.codebook_size, beta=m.beta, ema=m.quantizer == "ema",
+        ema_decay=m.ema_decay, dead_threshold=m.dead_threshold, jitter=m.jitter,
+        n_speakers=n_speakers, speaker_dim=m.speaker_dim,
+    )  # fmt: skip
+
+
+def train_config(p: Params) -> TrainConfig:
+    t = p.train
+    return TrainConfig(
+        seed=t.seed, epochs=t.epochs, batch_size=t.batch_size, crop_frames=t.crop_frames,
+        lr=t.lr, kmeans_init=t.kmeans_init, kmeans_batches=t.kmeans_batches,
+        val_crops=t.val_crops, device=t.device, log_every=t.log_every,
+    )  # fmt: skip
+
+
+def fingerprint(features_dir: Path, stats_path: Path) -> str:
+    h = hashlib.sha256(stats_path.read_bytes())
+    for f in shards.files(features_dir):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+@app.command()
+def run(
+    params_file: Annotated[Path, Opt("--params")] = Path("params.yaml"),
+    features_dir: Annotated[Path, Opt("--features")] = Path("data/features"),
+    stats_path: Annotated[Path, Opt("--stats")] = Path("data/stats.json"),
+    model_path: Annotated[Path, Opt("--model")] = Path("models/model.pt"),
+    checkpoints: Annotated[Path, Opt("--checkpoints")] = Path("models/checkpoints"),
+    metrics_path: Annotated[Path, Opt("--metrics")] = Path("metrics/train.json"),
+    live_dir: Annotated[Path, Opt("--live")] = Path("plots/train"),
+) -> None:
+    """Train the VQ-VAE (resuming from the last checkpoint of the same configuration)."""
+    params = stagelog.load_params_or_exit(log, params_file)
+    if params.train.threads:
+        torch.set_num_threads(params.train.threads)
+    cfg = train_config(params)
+    with stagelog.exit_on_error(log):
+        d = setup(cfg.device)
+        stats = json.loads(stats_path.read_text())
+        mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+        train_data, speakers = load_split(features_dir, "train", mean, std)
+        index = {s: i for i, s in enumerate(speakers)}
+        try:
+            val_data, _ = load_split(features_dir, "val", mean, std, index)
+        except ValueError as err:
+            log.warning("no validation: %s", err)
+            val_data = None
+        model_cfg = model_config(params.model, train_data.features.shape[1], len(speakers))
+        key = run_key(model_cfg, cfg, fingerprint(features_dir, stats_path))
+        if d.main:
+            log.info(
+                "read %s: %d train utterances (%d frames, %d speakers), %s val; device %s x %d",
+                features_dir, len(train_data.utterance_ids), len(train_data.features),
+                len(speakers), len(val_data.utterance_ids) if val_data else "no",
+                d.device, d.world,
+            )  # fmt: skip
+            log.info("model:\n%s", summary(VQVAE(model_cfg)))
+        live = _live(live_dir, resume_step(checkpoints, key)) if d.main else None
+        bar = stagelog.progress(desc="train", unit="step", disable=not d.main)
+        data_key = fingerprint(features_dir, stats_path)
+        with stagelog.timed(log, f"train ({cfg.epochs} epochs)"):
+            result = train(
+                model_cfg, cfg, train_data, val_data, checkpoints, data_key, live,
+                lambda step, model: bar.update(1), d,
+            )  # fmt: skip
+        bar.close()
+        if d.main:
+            extra = {"speakers": speakers, "train": cfg.__dict__, "steps": result.steps}
+            save_model(model_path, result.model, extra)
+            audio_s = result.frames * 0.01
+            metrics = {
+                **{k: round(v, 6) if isinstance(v, float) else v for k, v in result.last.items()},
+                "steps": result.steps,
+                "parameters": sum(p.numel() for p in result.model.parameters()),
+                "train_seconds": round(result.seconds, 1),
+                "audio_seconds_per_second": round(audio_s / result.seconds, 1)
+                if result.seconds
+                else None,
+                "resumed_from_epoch": result.resumed_from,
+            }
+            atomic.write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
+            if live is not None:
+                live.end()
+            log.info("wrote %s, %s, %s/", model_path, metrics_path, live_dir)
+
+
+def _live(live_dir: Path, resume_at: int | None):
+    try:
+        from dvclive import Live
+    except ImportError:  # a GPU box without dvclive still trains; curves are then not logged
+        log.warning("dvclive is not installed: no training curves")
+        return None
+    if resume_at is not None:
+        removed = truncate(live_dir, resume_at)
+        log.info(
+            "resuming dvclive curves at step %d (%d rows after it dropped)", resume_at, removed
+        )
+    return Live(dir=str(live_dir), resume=resume_at is not None, save_dvc_exp=False, dvcyaml=None)
+
+
+@app.command("summary")
+def show_summary(
+    params_file: Annotated[Path, Opt("--params")] = Path("params.yaml"),
+    input_dim: int = 39,
+    n_speakers: int = 7,
+) -> None:
+    """Print parameters per module and the encoder's receptive field for the params' sizes."""
+    params = stagelog.load_params_or_exit(log, params_file)
+    print(summary(VQVAE(model_config(params.model, input_dim, n_speakers))))
+
+
+if __name__ == "__main__":
+    sys.exit(app())
