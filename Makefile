@@ -37,6 +37,7 @@ format: $(STAMP)
 bench: setup
 	python benchmarks/download.py
 	python benchmarks/features.py
+	python benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

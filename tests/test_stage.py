@@ -12,9 +12,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
 from vqspeech import manifest, shards
@@ -35,8 +38,9 @@ def run_stage(
     (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data, **sections}))
     script = REPO / "stages" / f"{stage}.py"
     return subprocess.run(
-        [sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, check=False
-    )
+        [sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, check=False,
+        timeout=300,
+    )  # fmt: skip
 
 
 def tiny_builtin() -> dict:
@@ -250,6 +254,105 @@ def test_features_stage_rejects_unknown_held_out_speaker(tmp_path: Path):
     assert "held-out speakers not in the corpus: ['p225']" in proc.stderr
 
 
+# --- train ---------------------------------------------------------------------------------------
+
+TINY_MODEL = {
+    "channels": 16,
+    "res_blocks": 1,
+    "embedding_dim": 8,
+    "codebook_size": 8,
+    "speaker_dim": 4,
+}
+TINY_TRAIN = {"epochs": 2, "batch_size": 4, "kmeans_batches": 2, "val_crops": 8, "log_every": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """download -> features -> stats on a tiny corpus, shared by the train tests (copy it)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    split = {"split": {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}}
+    data = tiny_builtin()
+    data["builtin"]["variants"].append({"name": "high", "f0_scale": 1.2})
+    for stage in ("download", "features", "stats"):
+        proc = run_stage(root, data, stage, features=split)
+        assert proc.returncode == 0, proc.stderr
+    return root
+
+
+def train_in(src: Path, dst: Path, train: dict, *launcher: str) -> subprocess.CompletedProcess[str]:
+    if not dst.exists():
+        shutil.copytree(src, dst)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["model"], params["train"] = TINY_MODEL, {**TINY_TRAIN, **train}
+    (dst / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [*(launcher or [sys.executable]), str(REPO / "stages/train.py"), "run"]
+    # a timeout turns a hang (a collective one rank never reaches) into a failure, not a stall
+    return subprocess.run(cmd, cwd=dst, capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_train_stage_writes_model_metrics_and_curves_and_resumes(
+    tiny_pipeline: Path, tmp_path: Path
+):
+    work = tmp_path / "w"
+    proc = train_in(tiny_pipeline, work, {"epochs": 1})
+    assert proc.returncode == 0, proc.stderr
+    payload = torch.load(work / "models/model.pt", weights_only=True)
+    assert payload["config"]["codebook_size"] == 8 and payload["config"]["n_speakers"] == 1
+    assert payload["speakers"] == ["kal16"]
+    metrics = json.loads((work / "metrics/train.json").read_text())
+    assert metrics["epoch"] == 1 and metrics["resumed_from_epoch"] is None
+    assert {"train_loss", "val_recon", "val_perplexity", "audio_seconds_per_second"} <= set(metrics)
+    loss_curve = work / "plots/train/plots/metrics/train/loss.tsv"
+    steps_1 = len(loss_curve.read_text().splitlines())
+    assert steps_1 > 1
+    assert (work / "plots/train/plots/metrics/grad_norm/encoder.tsv").is_file()
+    assert (work / "plots/train/plots/metrics/val/recon.tsv").is_file()
+    # more epochs: the run resumes from its checkpoint and the curves continue
+    proc = train_in(tiny_pipeline, work, {"epochs": 2})
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming from models/checkpoints/last.pt: 1 epochs" in proc.stderr
+    assert json.loads((work / "metrics/train.json").read_text())["resumed_from_epoch"] == 1
+    assert len(loss_curve.read_text().splitlines()) > steps_1
+    # another configuration does not resume a stale checkpoint
+    proc = train_in(tiny_pipeline, work, {"epochs": 1, "seed": 5})
+    assert proc.returncode == 0, proc.stderr
+    assert "written by a different configuration or data; starting from scratch" in proc.stderr
+
+
+def test_train_stage_bad_input(tiny_pipeline: Path, tmp_path: Path):
+    proc = train_in(tiny_pipeline, tmp_path / "crop", {"crop_frames": 5000})
+    assert proc.returncode == 1
+    assert "crop of 5000 frames is longer than every utterance" in proc.stderr
+    assert not (tmp_path / "crop/models/model.pt").exists()
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny_pipeline, empty)
+    for shard in (empty / "data/features").glob("*.parquet"):
+        table = pq.read_table(shard)
+        pq.write_table(table.filter(pa.compute.not_equal(table.column("split"), "train")), shard)
+    proc = train_in(tiny_pipeline, empty, {})
+    assert proc.returncode == 1
+    assert "no 'train' utterances in the feature shards" in proc.stderr
+
+
+def test_torchrun_ddp_two_cpu_ranks_keep_identical_codebooks(tiny_pipeline: Path, tmp_path: Path):
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    launcher = (torchrun, "--standalone", "--nproc_per_node=2")
+    proc = train_in(tiny_pipeline, tmp_path / "ddp", {"epochs": 2, "threads": 1}, *launcher)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "codebooks identical across 2 ranks" in proc.stderr
+    assert "device cpu x 2" in proc.stderr
+    assert torch.load(tmp_path / "ddp/models/model.pt", weights_only=True)["steps"] > 0
+
+
+def test_train_summary_command(tiny_pipeline: Path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "stages/train.py"), "summary"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "encoder receptive field: 24 frames = 255 ms" in proc.stdout
+    assert "speakers" in proc.stdout and "total" in proc.stdout
+
+
 # --- DVC ---------------------------------------------------------------------------------------
 
 
@@ -269,24 +372,31 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     raw["data"]["builtin"]["utterances_per_speaker"] = 1
     raw["data"]["builtin"]["voices"] = ["kal16"]
     raw["features"]["split"] = {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}
+    raw["model"], raw["train"] = TINY_MODEL, {**TINY_TRAIN, "epochs": 1}
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
-    env = {"PATH": env_path, "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1"}
+    env = {"PATH": env_path, "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
 
     def sh(*cmd: str) -> str:
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            cmd, cwd=work, env=env, capture_output=True, text=True, check=False, timeout=600
+        )
         assert proc.returncode == 0, f"{cmd}: {proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
     sh("git", "init", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "pipeline")  # dvclive needs a commit, as every clone has
     sh(dvc, "repro")
     metrics = json.loads((work / "metrics/download.json").read_text())
     assert metrics["utterances"] == 3 and metrics["speakers"] == 3
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "features", "stats"}
+    assert set(lock["stages"]) == {"download", "features", "stats", "train"}
     assert "up to date" in sh(dvc, "status")
     again = sh(dvc, "repro")
-    for stage in ("download", "features", "stats"):
+    for stage in ("download", "features", "stats", "train"):
         assert f"Stage '{stage}' didn't change, skipping" in again
     shown = json.loads(sh(dvc, "metrics", "show", "--json"))
     assert any("metrics/dataset.json" in str(v) for v in shown.values())

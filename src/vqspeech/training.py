@@ -241,7 +241,8 @@ def train(
     started, frames = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
         batches = epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, epoch)
-        batches = batches[d.rank :: d.world]
+        # every rank must take the same number of steps: each one is a collective (DDP, EMA)
+        batches = batches[: len(batches) // d.world * d.world][d.rank :: d.world]
         sums = {"loss": 0.0, "recon": 0.0, "commitment": 0.0, "perplexity": 0.0}
         for utt, start in batches:
             t0 = time.perf_counter()

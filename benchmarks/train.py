@@ -1,0 +1,161 @@
+"""Benchmark training throughput: default and reference model sizes, with and without the data path.
+
+Each configuration runs in a fresh process (so peak memory is its own): it loads the train split
+(Parquet read + normalization, timed once), then times optimizer steps
+- with the data path: random crops gathered from the in-memory split and turned into tensors;
+- without it: the same pre-made batch every step.
+On CUDA (bf16 autocast) it also counts FLOPs per step with torch's FlopCounterMode and reports the
+achieved fraction of the GPU's peak dense bf16 FLOP/s (--peak-tflops; 989 for H100/H200 SXM).
+Writes its section of docs/benchmarks.md unless --no-write. Needs data/features and data/stats.json
+(`dvc repro stats`). Usage: python benchmarks/train.py [--steps N] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import typer
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from vqspeech.model.vqvae import VQVAE, ModelConfig, reconstruction_loss  # noqa: E402
+from vqspeech.trainset import batch, epoch_batches, load_split  # noqa: E402
+
+SIZES = {
+    "default (128 ch, K=64)": {"channels": 128, "codebook_size": 64},
+    "reference (768 ch, K=44)": {"channels": 768, "codebook_size": 44},
+}
+
+
+def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float) -> dict:
+    dev = torch.device(device)
+    t0 = time.perf_counter()
+    stats = json.loads((REPO / "data/stats.json").read_text())
+    train, speakers = load_split(
+        REPO / "data/features", "train", np.array(stats["mean"]), np.array(stats["std"])
+    )
+    load_s = time.perf_counter() - t0
+    cfg = ModelConfig(input_dim=train.features.shape[1], n_speakers=len(speakers), **SIZES[size])
+    torch.manual_seed(0)
+    model = VQVAE(cfg).to(dev).train()
+    opt = torch.optim.Adam(model.parameters(), lr=2e-4, amsgrad=True)
+    batches = epoch_batches(train, 48, batch_size, 0, 0)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+    def step(x: torch.Tensor, s: torch.Tensor) -> None:
+        with autocast:
+            out = model(x, s)
+            loss = reconstruction_loss(x, out.reconstruction.float()) + out.vq.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def to_dev(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(a)
+        return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t
+
+    def timed(with_data: bool) -> float:
+        fixed = [to_dev(a) for a in batch(train, *batches[0], 48)]
+        for _ in range(3):  # warm-up
+            step(*fixed)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for i in range(steps):
+            if with_data:
+                x, s = batch(train, *batches[i % len(batches)], 48)
+                step(to_dev(x), to_dev(s))
+            else:
+                step(*fixed)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - start) / steps
+
+    with_data, without = timed(True), timed(False)
+    frames = batch_size * 48
+    result = {
+        "size": size, "device": str(dev), "params": sum(p.numel() for p in model.parameters()),
+        "load_s": load_s, "step_s": with_data, "step_s_no_data": without,
+        "data_share": (with_data - without) / with_data,
+        "frames_per_s": frames / with_data, "audio_x": frames * 0.01 / with_data,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }  # fmt: skip
+    if dev.type == "cuda":
+        from torch.utils.flop_counter import FlopCounterMode
+
+        x, s = (to_dev(a) for a in batch(train, *batches[0], 48))
+        with FlopCounterMode(display=False) as counter:
+            step(x, s)
+        flops = counter.get_total_flops()
+        result["tflops"] = flops / with_data / 1e12
+        result["peak_fraction"] = result["tflops"] / peak_tflops
+        result["gpu"] = torch.cuda.get_device_name()
+        result["peak_gpu_mem_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
+def main(
+    steps: int = 40,
+    device: str = "cpu",
+    batch_size: int = 32,
+    peak_tflops: float = 989.0,
+    one_size: str = "",
+    write: bool = True,
+) -> None:
+    if one_size:
+        print("RESULT " + json.dumps(one(one_size, steps, device, batch_size, peak_tflops)))
+        return
+    results = []
+    for size in SIZES:
+        cmd = [
+            sys.executable, __file__, "--one-size", size, "--steps", str(steps), "--device",
+            device, "--batch-size", str(batch_size), "--peak-tflops", str(peak_tflops),
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        results.append(json.loads(out.split("RESULT ", 1)[1]))
+        print(results[-1], flush=True)
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from benchlib import stamp, table, update_section
+
+    header = ["model", "device", "params", "step", "step w/o data", "data path", "frames/s",
+              "x real time", "peak RSS"]  # fmt: skip
+    rows = [
+        [r["size"], r["device"], f"{r['params'] / 1e6:.2f} M", f"{r['step_s'] * 1000:.0f} ms",
+         f"{r['step_s_no_data'] * 1000:.0f} ms", f"{100 * r['data_share']:.1f} %",
+         f"{r['frames_per_s']:.0f}", f"{r['audio_x']:.0f}x", f"{r['peak_rss_mib']:.0f} MiB"]
+        for r in results
+    ]  # fmt: skip
+    gpu = [r for r in results if "tflops" in r]
+    extra = [
+        f"{r['gpu']}: {r['size']} {r['tflops']:.1f} TFLOP/s = {100 * r['peak_fraction']:.2f} % of "
+        f"{peak_tflops:.0f} peak bf16; peak GPU memory {r['peak_gpu_mem_mib']:.0f} MiB"
+        for r in gpu
+    ]
+    body = "\n".join(
+        [
+            f"## train ({device})",
+            "",
+            table(header, rows),
+            "",
+            *extra,
+            f"{stamp()} batch {batch_size} x 48 frames, {steps} timed steps after 3 warm-up "
+            f"steps; loading the train split (Parquet + normalization) took "
+            f"{results[0]['load_s']:.1f} s once. 'data path' is the share of the step spent "
+            "gathering crops and making tensors (target: under 10 %).",
+        ]
+    )
+    if write:
+        update_section(f"train-{device}", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    typer.run(main)
