@@ -111,8 +111,9 @@ def run(
                 "steps": result.steps,
                 "parameters": sum(p.numel() for p in result.model.parameters()),
                 "train_seconds": round(result.seconds, 1),
+                # None when this run trained nothing (it found a finished run to resume)
                 "audio_seconds_per_second": round(audio_s / result.seconds, 1)
-                if result.seconds
+                if result.frames
                 else None,
                 "resumed_from_epoch": result.resumed_from,
             }

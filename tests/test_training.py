@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vqspeech import training
 from vqspeech.livelog import truncate
 from vqspeech.model.vqvae import ModelConfig
 from vqspeech.training import (
@@ -82,6 +83,14 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path):
     )
     assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "other data")) is None
     assert resume_step(tmp_path / "cut", run_key(ModelConfig(), CFG, "fp")) is None
+
+
+def test_changed_training_code_does_not_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """DVC reruns the stage on a code change: resuming a finished run would keep old weights."""
+    train(MODEL, TrainConfig(**{**CFG.__dict__, "epochs": 1}), toy(), None, tmp_path, "fp")
+    assert resume_step(tmp_path, run_key(MODEL, CFG, "fp")) is not None
+    monkeypatch.setattr(training, "code_fingerprint", lambda: "edited")
+    assert resume_step(tmp_path, run_key(MODEL, CFG, "fp")) is None
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path):

@@ -84,10 +84,23 @@ def setup(device: str = "auto") -> Dist:
     return Dist(0, 1, torch.device("cuda") if cuda else torch.device("cpu"))
 
 
+def code_fingerprint() -> str:
+    """Hash of the training code (model, data, loop): a checkpoint of other code is not resumed."""
+    here = Path(__file__).parent
+    files = sorted([here / "training.py", here / "trainset.py", *(here / "model").glob("*.py")])
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def run_key(model_cfg: ModelConfig, cfg: TrainConfig, data_fingerprint: str) -> str:
-    """What a checkpoint must match to be resumed; the number of epochs may grow."""
+    """What a checkpoint must match to be resumed: model and train params (the number of epochs
+    may grow), the data, and the training code."""
     train = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "device", "log_every")}
-    blob = json.dumps([model_cfg.to_dict(), train, data_fingerprint], sort_keys=True)
+    blob = json.dumps(
+        [model_cfg.to_dict(), train, data_fingerprint, code_fingerprint()], sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -312,23 +325,24 @@ def train(
 
 def resume_step(checkpoint_dir: Path, key: str) -> int | None:
     """The step a run with this key would resume from, or None when it would start afresh."""
-    state = _load_resumable(checkpoint_dir / CHECKPOINT, key)
+    state = _load_resumable(checkpoint_dir / CHECKPOINT, key, quiet=True)
     return None if state is None else int(state["step"])
 
 
-def _load_resumable(path: Path, key: str) -> dict | None:
+def _load_resumable(path: Path, key: str, quiet: bool = False) -> dict | None:
     """The checkpoint's state when it belongs to this configuration; otherwise None (and why)."""
     if not path.exists():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        log.warning("%s is unreadable (%s); starting from scratch", path, exc)
+        if not quiet:
+            log.warning("%s is unreadable (%s); starting from scratch", path, exc)
         return None
     if state.get("key") != key:
-        log.warning(
-            "%s was written by a different configuration or data; starting from scratch", path
-        )
+        if not quiet:
+            why = "other params, data or training code"
+            log.warning("%s was written by %s; starting from scratch", path, why)
         return None
     return state
 
