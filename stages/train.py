@@ -84,7 +84,8 @@ def run(
             log.warning("no validation: %s", err)
             val_data = None
         model_cfg = model_config(params.model, train_data.features.shape[1], len(speakers))
-        key = run_key(model_cfg, cfg, fingerprint(features_dir, stats_path))
+        data_key = fingerprint(features_dir, stats_path)
+        key = run_key(model_cfg, cfg, data_key)
         if d.main:
             log.info(
                 "read %s: %d train utterances (%d frames, %d speakers), %s val; device %s x %d",
@@ -95,7 +96,6 @@ def run(
             log.info("model:\n%s", summary(VQVAE(model_cfg)))
         live = _live(live_dir, resume_step(checkpoints, key)) if d.main else None
         bar = stagelog.progress(desc="train", unit="step", disable=not d.main)
-        data_key = fingerprint(features_dir, stats_path)
         with stagelog.timed(log, f"train ({cfg.epochs} epochs)"):
             result = train(
                 model_cfg, cfg, train_data, val_data, checkpoints, data_key, live,

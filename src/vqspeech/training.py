@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -356,7 +355,3 @@ def _check_same_codebook(model: VQVAE, d: Dist) -> None:
     if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
         raise TrainingError(f"codebooks differ across ranks: checksums {values}")
     log.info("codebooks identical across %d ranks (checksum %.6f)", d.world, values[0])
-
-
-def clear_checkpoints(checkpoint_dir: Path) -> None:
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
