@@ -120,6 +120,7 @@ def test_trimming_cuts_silence_and_shifts_labels(tmp_path: Path):
     result = process(row, CFG, AudioOptions(trim_silence=True, trim_margin_s=0.1))
     assert isinstance(result, Done)
     assert result.seconds == pytest.approx(1.2)  # 0.4 .. 1.6 s
+    assert result.utterance.start_s == pytest.approx(0.4)
     phones = result.utterance.phones
     assert phones[:9] == ["sil"] * 9 and phones[9] == "AH"  # speech starts 0.1 s in
     assert phones.count("T") == 50
@@ -134,6 +135,7 @@ def test_export_writes_bounded_shards_in_manifest_order(tmp_path: Path):
     assert [s.utterance_id for s in report.skipped] == ["tiny"]
     back = list(shards.iter_utterances(out))
     assert [u.utterance_id for u in back] == [f"u{i:02d}" for i in range(12)]
+    assert all(u.start_s == 0.0 for u in back)
     for u, row in zip(back, [r for r in rows if r.utterance_id != "tiny"], strict=True):
         direct = process(row, CFG, OPTS)
         np.testing.assert_array_equal(u.features, direct.utterance.features)

@@ -320,6 +320,28 @@ def test_train_stage_writes_model_metrics_and_curves_and_resumes(
     assert proc.stderr.count(why) == 1
 
 
+def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path):
+    work = tmp_path / "w"
+    assert train_in(tiny_pipeline, work, {"epochs": 1}).returncode == 0
+    proc = run_stage_in(work, "align")
+    assert proc.returncode == 0, proc.stderr
+    test_utts = [u for u in shards.iter_utterances(work / "data/features") if u.split == "test"]
+    table = pq.read_table(work / "data/codes/codes.parquet")
+    assert table.num_rows == sum(len(u.phones) // 2 for u in test_utts)
+    assert set(table.column("utterance_id").to_pylist()) == {u.utterance_id for u in test_utts}
+    assert table.schema.field("latent").type.list_size == 8
+    assert set(table.column("phone").to_pylist()) <= set(shards.LABELS)
+    assert set(table.column("code").to_pylist()) <= set(range(8))
+    report = json.loads((work / "data/align_report.json").read_text())
+    assert report["split"] == "test" and report["frames"] == table.num_rows
+    assert report["frames_only_codes"] == 0 and report["frames_only_labels"] == 0
+
+
+def run_stage_in(work: Path, stage: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(REPO / "stages" / f"{stage}.py")]
+    return subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False, timeout=300)
+
+
 def test_train_stage_bad_input(tiny_pipeline: Path, tmp_path: Path):
     proc = train_in(tiny_pipeline, tmp_path / "crop", {"crop_frames": 5000})
     assert proc.returncode == 1
@@ -394,10 +416,10 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     metrics = json.loads((work / "metrics/download.json").read_text())
     assert metrics["utterances"] == 3 and metrics["speakers"] == 3
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "features", "stats", "train"}
+    assert set(lock["stages"]) == {"download", "features", "stats", "train", "align"}
     assert "up to date" in sh(dvc, "status")
     again = sh(dvc, "repro")
-    for stage in ("download", "features", "stats", "train"):
+    for stage in ("download", "features", "stats", "train", "align"):
         assert f"Stage '{stage}' didn't change, skipping" in again
     shown = json.loads(sh(dvc, "metrics", "show", "--json"))
     assert any("metrics/dataset.json" in str(v) for v in shown.values())

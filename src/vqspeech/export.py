@@ -93,11 +93,14 @@ def load_audio(row: Row, target_sr: int, allow_upsampling: bool) -> tuple[np.nda
 
 def trim(
     y: np.ndarray, sr: int, alignment: PhoneAlignment, margin_s: float
-) -> tuple[np.ndarray, PhoneAlignment]:
-    """Cut leading/trailing silence (per the alignment) down to `margin_s`; shift the alignment."""
+) -> tuple[np.ndarray, PhoneAlignment, float]:
+    """Cut leading/trailing silence (per the alignment) down to `margin_s`; shift the alignment.
+
+    Returns the cut signal, the shifted alignment and the start time of the cut in the original.
+    """
     speech = [iv for iv in alignment.intervals if iv.label not in ("sil", "sp", "spn")]
     if not speech:
-        return y, alignment
+        return y, alignment, 0.0
     start = max(0.0, speech[0].start - margin_s)
     end = min(alignment.duration, speech[-1].end + margin_s)
     a, b = round(start * sr), round(end * sr)
@@ -106,7 +109,7 @@ def trim(
         for iv in alignment.intervals
         if iv.end > start and iv.start < end
     ]
-    return y[a:b], PhoneAlignment(tuple(kept), (b - a) / sr)
+    return y[a:b], PhoneAlignment(tuple(kept), (b - a) / sr), a / sr
 
 
 def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
@@ -123,8 +126,9 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
         alignment = PhoneAlignment(
             tuple(fit_to_duration(list(alignment.intervals), duration)), duration
         )
+        start_s = 0.0
         if opts.trim_silence:
-            y, alignment = trim(y, cfg.sample_rate, alignment, opts.trim_margin_s)
+            y, alignment, start_s = trim(y, cfg.sample_rate, alignment, opts.trim_margin_s)
         if n_frames(len(y), cfg.win_length, cfg.hop_length) == 0:
             raise ValueError(
                 f"{row.path}: {len(y) / cfg.sample_rate * 1000:.1f} ms of audio is shorter than "
@@ -137,7 +141,7 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
     except ValueError as exc:
         message = str(exc) if row.path in str(exc) else f"{row.path}: {exc}"
         return Skip(row.utterance_id, row.path, message)
-    utt = shards.Utterance(row.utterance_id, row.speaker, row.split, feats, labels)
+    utt = shards.Utterance(row.utterance_id, row.speaker, row.split, feats, labels, start_s)
     return Done(utt, len(y) / cfg.sample_rate, downmixed, resampled)
 
 

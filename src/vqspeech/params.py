@@ -135,12 +135,18 @@ class TrainParams(_Strict):
     log_every: int = Field(10, gt=0)
 
 
+class EvalParams(_Strict):
+    split: Literal["val", "test"] = "test"  # held-out speakers whose codes are scored
+    batch_size: int = Field(32, gt=0)
+
+
 class Params(_Strict):
     data: DataParams
     features: FeaturesParams = FeaturesParams()
     stats: StatsParams = StatsParams()
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
+    eval: EvalParams = EvalParams()
 
 
 def _format(err: ValidationError) -> str:

@@ -1,8 +1,9 @@
 """Feature shards: Parquet files of one row per utterance, with a schema checked on read.
 
-Row: `utterance_id, speaker, split, n_frames, features, phones`, where `features` is a list of
-fixed-size float32 vectors (one per 10 ms frame) and `phones` one label per frame, dictionary-
-encoded against the fixed label inventory so that indices agree across shards.
+Row: `utterance_id, speaker, split, n_frames, start_s, features, phones`, where `start_s` is the
+time of frame 0's first sample in the original audio (non-zero when silence was trimmed),
+`features` a list of fixed-size float32 vectors (one per 10 ms frame) and `phones` one label per
+frame, dictionary-encoded against the fixed label inventory so that indices agree across shards.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def schema(dim: int) -> pa.Schema:
             pa.field("speaker", pa.string(), nullable=False),
             pa.field("split", pa.string(), nullable=False),
             pa.field("n_frames", pa.int32(), nullable=False),
+            pa.field("start_s", pa.float64(), nullable=False),
             pa.field("features", pa.list_(pa.list_(pa.float32(), dim)), nullable=False),
             pa.field("phones", pa.list_(_LABEL_TYPE), nullable=False),
         ]
@@ -50,6 +52,7 @@ class Utterance:
     split: str
     features: np.ndarray  # float32 [T, D]
     phones: list[str]  # T labels
+    start_s: float = 0.0  # where frame 0 starts in the original audio
 
     def __post_init__(self) -> None:
         if len(self.phones) != len(self.features):
@@ -70,6 +73,7 @@ def to_table(utterances: list[Utterance], dim: int) -> pa.Table:
             pa.array([u.speaker for u in utterances], pa.string()),
             pa.array([u.split for u in utterances], pa.string()),
             pa.array([len(u.features) for u in utterances], pa.int32()),
+            pa.array([u.start_s for u in utterances], pa.float64()),
             pa.ListArray.from_arrays(pa.array(offsets), vectors),
             pa.ListArray.from_arrays(pa.array(offsets), labels),
         ],
@@ -134,7 +138,8 @@ def utterances_of(table: pa.Table) -> Iterator[Utterance]:
     names = np.array(labels.dictionary.to_pylist(), dtype=object)
     codes = labels.indices.to_numpy(zero_copy_only=False)
     bounds = np.cumsum([0, *table.column("n_frames").to_pylist()])
-    columns = (table.column(c).to_pylist() for c in ("utterance_id", "speaker", "split"))
-    for i, (uid, spk, split) in enumerate(zip(*columns, strict=True)):
+    names_ = ("utterance_id", "speaker", "split", "start_s")
+    columns = (table.column(c).to_pylist() for c in names_)
+    for i, (uid, spk, split, start) in enumerate(zip(*columns, strict=True)):
         a, b = bounds[i], bounds[i + 1]
-        yield Utterance(uid, spk, split, flat[a:b], names[codes[a:b]].tolist())
+        yield Utterance(uid, spk, split, flat[a:b], names[codes[a:b]].tolist(), start)
