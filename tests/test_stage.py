@@ -335,6 +335,14 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     report = json.loads((work / "data/align_report.json").read_text())
     assert report["split"] == "test" and report["frames"] == table.num_rows
     assert report["frames_only_codes"] == 0 and report["frames_only_labels"] == 0
+    proc = run_stage_in(work, "evaluate")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((work / "metrics/eval.json").read_text())
+    assert set(result) == {"vqvae", "kmeans_mfcc", "random"}
+    for system in result.values():
+        assert system["all"]["frames"] == table.num_rows
+        assert {"nmi", "pnmi", "ari", "one_to_one", "boundary_f1"} <= set(system["all"])
+        assert set(system["speech"]) >= {"nmi", "pnmi"}
 
 
 def run_stage_in(work: Path, stage: str) -> subprocess.CompletedProcess[str]:
@@ -395,7 +403,8 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     raw["data"]["builtin"]["utterances_per_speaker"] = 1
     raw["data"]["builtin"]["voices"] = ["kal16"]
     raw["features"]["split"] = {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}
-    raw["model"], raw["train"] = TINY_MODEL, {**TINY_TRAIN, "epochs": 1}
+    raw["model"].update(TINY_MODEL)  # keep every key: dvc.yaml names some (train.seed, ...)
+    raw["train"].update({**TINY_TRAIN, "epochs": 1})
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
     env = {"PATH": env_path, "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1",
@@ -416,10 +425,10 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     metrics = json.loads((work / "metrics/download.json").read_text())
     assert metrics["utterances"] == 3 and metrics["speakers"] == 3
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "features", "stats", "train", "align"}
+    assert set(lock["stages"]) == {"download", "features", "stats", "train", "align", "evaluate"}
     assert "up to date" in sh(dvc, "status")
     again = sh(dvc, "repro")
-    for stage in ("download", "features", "stats", "train", "align"):
+    for stage in ("download", "features", "stats", "train", "align", "evaluate"):
         assert f"Stage '{stage}' didn't change, skipping" in again
     shown = json.loads(sh(dvc, "metrics", "show", "--json"))
     assert any("metrics/dataset.json" in str(v) for v in shown.values())

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vqspeech.contingency import Contingency
+from vqspeech.evaluate import baseline_codes, fit_kmeans, pair_frames, score_system
+from vqspeech.shards import Utterance
+
+
+def test_pair_frames_averages_the_two_frames_of_each_latent():
+    x = np.arange(14, dtype=np.float32).reshape(7, 2)  # 7 frames -> 3 latents, last frame dropped
+    np.testing.assert_array_equal(pair_frames(x), [[1, 2], [5, 6], [9, 10]])
+
+
+def test_score_system_on_perfect_codes():
+    phones = ["sil", "AA", "AA", "B", "B", "B", "sil"] * 3
+    ids = {"sil": 4, "AA": 7, "B": 1}
+    frames = pd.DataFrame({
+        "utterance_id": ["u1"] * 7 + ["u2"] * 7 + ["u3"] * 7, "frame": list(range(7)) * 3,
+        "phone": phones, "code": [ids[p] for p in phones],
+    }).sample(frac=1.0, random_state=0)  # fmt: skip
+    s = score_system(frames, tolerance=0)
+    assert s["all"]["nmi"] == pytest.approx(1) and s["all"]["boundary_f1"] == pytest.approx(1)
+    assert s["speech"]["one_to_one"] == pytest.approx(1) and s["speech"]["frames"] == 15
+    assert s["all"]["mean_run_length"] == pytest.approx(21 / 12)
+
+
+def test_kmeans_baseline_recovers_separable_classes():
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 6)) * 10
+
+    def utt(i: int) -> tuple[Utterance, list[int]]:
+        classes = np.repeat(rng.integers(0, 4, 30), 2)  # constant over each latent's two frames
+        x = (centres[classes] + rng.standard_normal((60, 6)) * 0.1).astype(np.float32)
+        return Utterance(f"u{i}", "s", "train", x, ["sil"] * 60), classes[::2].tolist()
+
+    data = [utt(i) for i in range(20)]
+    km = fit_kmeans([u for u, _ in data], np.zeros(6), np.ones(6), 4, seed=0)
+    codes = baseline_codes([u for u, _ in data], km, np.zeros(6), np.ones(6))
+    truth = [c for _, cs in data for c in cs]
+    assert len(codes) == 20 * 30 and codes["frame"].max() == 29
+    table = Contingency.of(np.array(truth).astype(str), codes["code"].to_numpy())
+    assert table.phone_purity() == pytest.approx(1.0)
