@@ -2,8 +2,8 @@
 
 Reads models/model.pt, data/stats.json, data/features (split `eval.split`) and the TextGrids
 named in data/manifest.parquet. Writes data/codes/codes.parquet (utterance_id, speaker, frame,
-code, phone, latent; one row per 20 ms latent) and data/align_report.json (counts, and every
-frame found on one side of the join only).
+code, phone, latent; one row per 20 ms latent), data/codes/codebook.parquet (code, vector) and
+data/align_report.json (counts, and every frame found on one side of the join only).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import typer
 
 from vqspeech import atomic, manifest, shards, stagelog
-from vqspeech.align import align
+from vqspeech.align import align, codebook_table
 from vqspeech.training import load_model
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -61,8 +61,10 @@ def main(
         ):
             for utt, count in missing.items():
                 log.warning("%s: %d frames with %s (not joined)", utt, count, what)
+        codebook = model.quantizer.codebook.detach().float().cpu().numpy()
         with atomic.atomic_dir(out_dir) as tmp:
             pq.write_table(table, tmp / "codes.parquet", compression="zstd")
+            pq.write_table(codebook_table(codebook), tmp / "codebook.parquet")
         summary = {
             "split": split, "utterances": len(utts), "frames": report.frames,
             "codes_used": len(set(table.column("code").to_pylist())),

@@ -85,3 +85,27 @@ def test_batched_encoding_equals_one_at_a_time():
         assert len(got.codes) == len(u.features) // 2
         np.testing.assert_array_equal(got.codes, single.codes)
         np.testing.assert_allclose(got.latents, single.latents, rtol=1e-5, atol=1e-6)
+
+
+def test_codes_folder_round_trip_and_unsorted_rows_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vqspeech.align import codebook_table, read_codes
+
+    latents = np.arange(12, dtype=np.float32).reshape(4, 3)
+    table = pa.table({
+        "utterance_id": ["u1", "u1", "u2", "u2"], "speaker": ["s"] * 4, "frame": [0, 1, 0, 1],
+        "code": [1, 0, 1, 1], "phone": ["AH", "T", "sil", "S"],
+        "latent": pa.FixedSizeListArray.from_arrays(pa.array(latents.reshape(-1)), 3),
+    })  # fmt: skip
+    codebook = np.eye(2, 3, dtype=np.float32)
+    pq.write_table(table, tmp_path / "codes.parquet")
+    pq.write_table(codebook_table(codebook), tmp_path / "codebook.parquet")
+    frames, lat, book = read_codes(tmp_path)
+    assert frames["code"].tolist() == [1, 0, 1, 1]
+    np.testing.assert_array_equal(lat, latents)
+    np.testing.assert_array_equal(book, codebook)
+    pq.write_table(table.take([1, 0, 2, 3]), tmp_path / "codes.parquet")
+    with pytest.raises(ValueError, match=r"codes\.parquet: rows not sorted"):
+        read_codes(tmp_path)

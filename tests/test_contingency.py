@@ -120,3 +120,15 @@ def test_run_length_speech_mask_and_bad_input():
         Contingency.of(np.array(["a"]), np.array([1, 2]))
     with pytest.raises(ValueError, match="no frames"):
         Contingency.of(np.array([]), np.array([]))
+
+
+def test_speech_only_boundaries_leave_out_the_edges_of_silence():
+    phones = np.array(["sil", "sil", "AH", "AH", "T", "T", "sil", "S", "sil"])
+    edges_only = np.array([0, 0, 1, 1, 1, 1, 0, 1, 0])  # changes at every silence edge only
+    all_frames = boundary_scores([phones], [edges_only], tolerance=0)
+    speech = boundary_scores([phones], [edges_only], tolerance=0, speech_only=True)
+    assert all_frames["boundary_precision"] == 1.0 and all_frames["boundary_recall"] == 0.8
+    # speech-only: the one AH|T boundary is missed and no code change lies inside speech
+    assert speech["boundary_recall"] == 0.0 and speech["boundary_precision"] == 0.0
+    perfect = boundary_scores([phones], [phones], tolerance=0, speech_only=True)
+    assert perfect["boundary_f1"] == 1.0

@@ -8,13 +8,16 @@ labels are joined on (utterance_id, frame) explicitly; frames on one side only a
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from vqspeech.features import frame_labels
@@ -126,3 +129,35 @@ def align(
         "latent": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
     })  # fmt: skip
     return table, report
+
+
+def codebook_table(codebook: np.ndarray) -> pa.Table:
+    """The quantizer's code vectors [K, E] as a table: code, vector."""
+    k, dim = codebook.shape
+    flat = pa.array(codebook.astype(np.float32).reshape(-1))
+    return pa.table({
+        "code": pa.array(np.arange(k), pa.int32()),
+        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+    })  # fmt: skip
+
+
+def read_codes(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """data/codes back: the frame table (sorted by utterance_id, frame), its latents [N, E] in
+    the same row order, and the codebook [K, E]."""
+    folder = Path(folder)
+    table = pq.read_table(folder / "codes.parquet")
+    frames = table.drop(["latent"]).to_pandas()
+    latents = _matrix(table.column("latent"))
+    key = frames[["utterance_id", "frame"]]
+    if not (key.sort_values(["utterance_id", "frame"]).index == key.index).all():
+        raise ValueError(f"{folder / 'codes.parquet'}: rows not sorted by (utterance_id, frame)")
+    book = pq.read_table(folder / "codebook.parquet")
+    codebook = _matrix(book.column("vector"))
+    if (book.column("code").to_numpy() != np.arange(len(codebook))).any():
+        raise ValueError(f"{folder / 'codebook.parquet'}: codes are not 0..K-1 in order")
+    return frames, latents, codebook
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    flat = column.combine_chunks()
+    return flat.values.to_numpy(zero_copy_only=False).reshape(len(flat), flat.type.list_size)

@@ -117,16 +117,23 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def boundary_scores(
-    phone_seqs: Sequence[np.ndarray], code_seqs: Sequence[np.ndarray], tolerance: int = 1
-) -> dict[str, float]:
+    phone_seqs: Sequence[np.ndarray], code_seqs: Sequence[np.ndarray], tolerance: int = 1,
+    speech_only: bool = False,
+) -> dict[str, float]:  # fmt: skip
     """Phone-boundary precision, recall and F1 of code changes, per utterance, pooled.
 
     A code boundary is a hit when a phone boundary lies within `tolerance` frames of it; each
-    phone boundary is matched at most once (greedily, nearest first).
+    phone boundary is matched at most once (greedily, nearest first). With `speech_only`, only
+    boundaries (phone and code alike) with speech frames on both sides count: phone-to-phone
+    changes inside speech, not the edges of silences.
     """
     hits = n_pred = n_true = 0
     for phones, codes in zip(phone_seqs, code_seqs, strict=True):
         true, pred = boundaries(phones), boundaries(codes)
+        if speech_only:
+            speech = speech_mask(phones)
+            true = true[speech[true - 1] & speech[true]]
+            pred = pred[speech[pred - 1] & speech[pred]]
         n_true += len(true)
         n_pred += len(pred)
         if len(true) == 0 or len(pred) == 0:

@@ -10,6 +10,7 @@ Each is scored on all frames and on speech frames (without sil/sp/spn).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -38,16 +39,26 @@ def fit_kmeans(
     return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit(x)
 
 
+def paired_features(
+    utts: Iterable[Utterance], mean: np.ndarray, std: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """(utterance_id, frame) and the normalized, paired MFCC vector of every 20 ms frame."""
+    keys, vectors = [], []
+    for u in utts:
+        x = pair_frames((u.features - mean) / std)
+        keys.append(pd.DataFrame({"utterance_id": u.utterance_id, "frame": np.arange(len(x))}))
+        vectors.append(x)
+    if not keys:
+        raise ValueError("no utterances")
+    return pd.concat(keys, ignore_index=True), np.concatenate(vectors)
+
+
 def baseline_codes(
     utts: Iterable[Utterance], km: MiniBatchKMeans, mean: np.ndarray, std: np.ndarray
 ) -> pd.DataFrame:
     """(utterance_id, frame, code) of the k-means baseline for every 20 ms frame."""
-    rows = []
-    for u in utts:
-        codes = km.predict(pair_frames((u.features - mean) / std))
-        rows.append(pd.DataFrame({"utterance_id": u.utterance_id, "frame": np.arange(len(codes)),
-                                  "code": codes.astype(np.int64)}))  # fmt: skip
-    return pd.concat(rows, ignore_index=True)
+    keys, x = paired_features(utts, mean, std)
+    return keys.assign(code=km.predict(x).astype(np.int64))
 
 
 def score_system(frames: pd.DataFrame, tolerance: int = 1) -> dict[str, dict[str, float]]:
@@ -61,15 +72,20 @@ def score_system(frames: pd.DataFrame, tolerance: int = 1) -> dict[str, dict[str
     all_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance))
     all_frames["mean_run_length"] = mean_run_length(code_seqs)
     speech = speech_mask(phones)
-    return {"all": all_frames, "speech": scores(phones[speech], codes[speech])}
+    speech_frames = scores(phones[speech], codes[speech])
+    speech_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance, speech_only=True))
+    return {"all": all_frames, "speech": speech_frames}
 
 
 def rounded(d: dict, digits: int = 4) -> dict:
-    """Floats of a nested dict rounded, for a readable metrics file."""
+    """Floats of a nested dict rounded, for a readable metrics file; NaN (a score with nothing to
+    score, e.g. across-speaker ABX with one speaker) becomes null, which JSON can hold."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
             out[k] = rounded(v, digits)
+        elif isinstance(v, float):
+            out[k] = None if math.isnan(v) else round(v, digits)
         else:
-            out[k] = round(float(v), digits) if isinstance(v, float) else v
+            out[k] = v
     return out

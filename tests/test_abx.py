@@ -1,0 +1,156 @@
+"""ABX: the DTW against a plain reference, items from frame labels, and constructed cases whose
+ABX error is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vqspeech import abx
+
+
+def reference_dtw(d: np.ndarray) -> float:
+    """libri-light's DTW written out cell by cell: cumulative cost, then the backtracked path's
+    length (ties prefer the diagonal, then (i, j-1), then (i-1, j))."""
+    n, m = d.shape
+    c = np.zeros((n, m))
+    c[0, 0] = d[0, 0]
+    for i in range(1, n):
+        c[i, 0] = d[i, 0] + c[i - 1, 0]
+    for j in range(1, m):
+        c[0, j] = d[0, j] + c[0, j - 1]
+    for i in range(1, n):
+        for j in range(1, m):
+            c[i, j] = d[i, j] + min(c[i - 1, j], c[i - 1, j - 1], c[i, j - 1])
+    i, j, length = n - 1, m - 1, 1
+    while i > 0 and j > 0:
+        up, left, diag = c[i - 1, j], c[i, j - 1], c[i - 1, j - 1]
+        if diag <= left and diag <= up:
+            i, j = i - 1, j - 1
+        elif left <= up:
+            j -= 1
+        else:
+            i -= 1
+        length += 1
+    length += i + j
+    return c[n - 1, m - 1] / length
+
+
+def test_batched_dtw_equals_the_reference_for_every_length_pair():
+    rng = np.random.default_rng(0)
+    lengths = [(1, 1), (1, 5), (5, 1), (3, 7), (7, 3), (6, 6), (2, 9)]
+    d = rng.random((len(lengths), 7, 9))
+    la, lb = np.array(lengths).T
+    got = abx.dtw(d, la, lb)
+    want = [reference_dtw(d[p, :a, :b]) for p, (a, b) in enumerate(lengths)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_dtw_known_answers():
+    # c = [[1, 3], [4, 5]]: the diagonal path, two cells long -> 5 / 2
+    assert abx.dtw(np.array([[[1.0, 2.0], [3.0, 4.0]]]), np.array([2]), np.array([2]))[0] == 2.5
+    # time warping costs nothing: u u v against u v
+    u, v = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    frames = np.stack([u, u, v, u, v])
+    items = abx.Items(np.array([0, 3]), np.array([3, 2]), np.array(["a", "a"]),
+                      np.array(["x+y"] * 2), np.array(["s", "s"]))  # fmt: skip
+    assert abx.pair_distances(items, np.array([[0, 1]]), abx.angular(frames))[0] == 0.0
+    # orthogonal frames are 0.5 apart, opposite ones 1
+    one = abx.Items(np.array([0, 1, 2]), np.array([1, 1, 1]), np.array(["a"] * 3),
+                    np.array(["x+y"] * 3), np.array(["s"] * 3))  # fmt: skip
+    d = abx.pair_distances(one, np.array([[0, 1], [0, 2]]), abx.angular(np.stack([u, v, -u])))
+    np.testing.assert_allclose(d, [0.5, 1.0])
+
+
+def frame_table(utterances: dict[str, list[str]], speaker: str = "s1") -> pd.DataFrame:
+    rows = [(u, speaker, k, p) for u, phones in utterances.items() for k, p in enumerate(phones)]
+    return pd.DataFrame(rows, columns=["utterance_id", "speaker", "frame", "phone"])
+
+
+def test_items_are_speech_phone_runs_with_a_neighbour_on_each_side():
+    frames = frame_table({
+        "u1": ["sil", "sil", "AH", "AH", "T", "sil"],  # AH (sil+T) and T (AH+sil)
+        "u2": ["K", "K", "AE", "sil"],  # K has no left neighbour: not an item
+    })  # fmt: skip
+    items = abx.items_from_frames(frames)
+    assert items.phone.tolist() == ["AH", "T", "AE"]
+    assert items.context.tolist() == ["sil+T", "AH+sil", "K+sil"]
+    assert items.start.tolist() == [2, 4, 8] and items.length.tolist() == [2, 1, 1]
+    with pytest.raises(ValueError, match="sorted"):
+        abx.items_from_frames(frames.iloc[::-1])
+
+
+def test_cap_groups_keeps_at_most_n_per_context_speaker_phone_and_is_seeded():
+    n = 30
+    items = abx.Items(np.arange(n), np.ones(n, dtype=np.int64), np.array(["a", "b"] * 15),
+                      np.array(["x+y"] * n), np.array(["s"] * n))  # fmt: skip
+    capped = abx.cap_groups(items, 4, seed=1)
+    assert sorted(capped.phone.tolist()) == ["a"] * 4 + ["b"] * 4
+    assert capped.start.tolist() == abx.cap_groups(items, 4, seed=1).start.tolist()
+    assert capped.start.tolist() != abx.cap_groups(items, 4, seed=2).start.tolist()
+
+
+def one_frame_items(phones: list[str], speakers: list[str], contexts: list[str] | None = None):
+    n = len(phones)
+    return abx.Items(np.arange(n), np.ones(n, dtype=np.int64), np.array(phones),
+                     np.array(contexts or ["x+y"] * n), np.array(speakers))  # fmt: skip
+
+
+def two_speaker_items():
+    phones = ["a", "a", "a", "b", "b", "b"] * 2
+    speakers = ["s1"] * 6 + ["s2"] * 6
+    return one_frame_items(phones, speakers), phones, speakers
+
+
+def test_separable_phones_give_zero_error_and_identical_frames_give_one_half():
+    items, phones, _ = two_speaker_items()
+    rng = np.random.default_rng(0)
+    direction = {"a": [1.0, 0.0, 0.0], "b": [0.0, 1.0, 0.0]}
+    vectors = np.array([direction[p] for p in phones]) + rng.normal(0, 0.01, (12, 3))
+    r = abx.abx(items, abx.angular(vectors))
+    assert (r.within, r.across) == (0.0, 0.0)
+    assert r.within_cells == 4 and r.across_cells == 4  # (s, a, b) x 2 speakers; (s, sx, a, b)
+    r = abx.abx(items, abx.angular(np.ones((12, 3))))
+    assert (r.within, r.across) == (0.5, 0.5)  # every comparison a tie, counted half
+
+
+def test_a_speaker_dependent_relabelling_is_perfect_within_and_always_wrong_across():
+    items, phones, speakers = two_speaker_items()
+    e = np.eye(2)
+    vectors = np.array(
+        [e[int((p == "a") == (s == "s1"))] for p, s in zip(phones, speakers, strict=True)]
+    )
+    r = abx.abx(items, abx.angular(vectors))
+    assert (r.within, r.across) == (0.0, 1.0)
+
+
+def test_hand_computed_cell_with_a_closer_impostor():
+    # a items at 0 and 10 degrees, the b item at 5 degrees: each X of a has B closer than A
+    angles = np.deg2rad([0.0, 10.0, 5.0])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], 1)
+    r = abx.abx(one_frame_items(["a", "a", "b"], ["s"] * 3), abx.angular(vectors))
+    assert r.within == 1.0 and r.within_cells == 1  # (b, a) needs two b items: no cell
+    assert np.isnan(r.across) and r.across_cells == 0
+
+
+def test_errors_are_averaged_per_context_before_pooling():
+    # context c1: 2 a + 1 b, always wrong (2 triplets); c2: 4 a + 1 b, always right (12 triplets)
+    angles = np.deg2rad([0, 10, 5, 0, 1, 2, 3, 90])  # c1: 3 items, c2: 5
+    vectors = np.stack([np.cos(angles), np.sin(angles)], 1)
+    items = one_frame_items(["a", "a", "b", "a", "a", "a", "a", "b"], ["s"] * 8,
+                            ["c1"] * 3 + ["c2"] * 5)  # fmt: skip
+    r = abx.abx(items, abx.angular(vectors))
+    assert r.within == pytest.approx(0.5)  # not 2 / 14 as pooling the triplets would give
+
+
+def test_code_distances_are_the_code_vectors_angular_distances():
+    rng = np.random.default_rng(3)
+    codebook = rng.standard_normal((5, 4))
+    codes = rng.integers(0, 5, 40)
+    rows_a, rows_b = rng.integers(0, 40, (6, 3)), rng.integers(0, 40, (6, 4))
+    got = abx.angular_codes(codes, codebook)(rows_a, rows_b)
+    want = abx.angular(codebook[codes])(rows_a, rows_b)
+    np.testing.assert_allclose(got, want, atol=1e-3)
+    same = codes[rows_a][:, :, None] == codes[rows_b][:, None, :]
+    assert (got[same] == 0).all()  # equal codes: exactly zero, so ties stay ties
