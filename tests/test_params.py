@@ -68,3 +68,13 @@ def test_unreadable_file(tmp_path: Path):
     bad.write_text("data: [unclosed\n")
     with pytest.raises(ParamsError, match=r"bad\.yaml: not valid YAML"):
         load_params(bad)
+
+
+def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path):
+    text = (REPO / "params.yaml").read_text() + "  batch_size: 64\n"  # a second eval.batch_size
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        ParamsError, match=r"params\.yaml: not valid YAML.*duplicate key 'batch_size'"
+    ):
+        load_params(path)

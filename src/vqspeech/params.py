@@ -135,9 +135,23 @@ class TrainParams(_Strict):
     log_every: int = Field(10, gt=0)
 
 
+class ABXParams(_Strict):
+    max_group: int = Field(10, ge=2)  # items per (context, speaker, phone), as libri-light
+    max_x_across: int = Field(5, gt=0)  # X items per across-speaker cell, as libri-light
+
+
+class PlotParams(_Strict):
+    utterances: int = Field(3, ge=1)  # held-out utterances in the comparison plot
+    umap_points: int = Field(4000, ge=10)  # latents in the UMAP (a seeded sample)
+    seconds: float = Field(2.5, gt=0)  # of each utterance in the comparison plot
+
+
 class EvalParams(_Strict):
     split: Literal["val", "test"] = "test"  # held-out speakers whose codes are scored
     batch_size: int = Field(32, gt=0)
+    boundary_tolerance: int = Field(1, ge=0)  # latents (20 ms each)
+    abx: ABXParams = ABXParams()
+    plots: PlotParams = PlotParams()
 
 
 class Params(_Strict):
@@ -170,11 +184,27 @@ def parse_params(raw: object, source: str = "params.yaml") -> Params:
         raise ParamsError(f"{source}: invalid params:\n  {_format(err)}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key given twice in one mapping (plain YAML keeps the last one
+    silently, so a pasted duplicate block would override the first without a word)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
-    """Read and validate `params.yaml`."""
+    """Read and validate `params.yaml`; a duplicated key is an error."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as err:
