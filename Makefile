@@ -38,6 +38,7 @@ bench: setup
 	python benchmarks/download.py
 	python benchmarks/features.py
 	python benchmarks/train.py
+	python benchmarks/evaluate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

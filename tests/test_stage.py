@@ -338,11 +338,21 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     proc = run_stage_in(work, "evaluate")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((work / "metrics/eval.json").read_text())
-    assert set(result) == {"vqvae", "kmeans_mfcc", "random"}
-    for system in result.values():
+    assert set(result) == {"vqvae", "kmeans_mfcc", "random", "mfcc"}
+    for name in ("vqvae", "kmeans_mfcc", "random"):
+        system = result[name]
         assert system["all"]["frames"] == table.num_rows
         assert {"nmi", "pnmi", "ari", "one_to_one", "boundary_f1"} <= set(system["all"])
-        assert set(system["speech"]) >= {"nmi", "pnmi"}
+        assert set(system["speech"]) >= {"nmi", "pnmi", "boundary_f1"}
+    abx = result["vqvae"]["abx"]["latent"]
+    assert abx["items"] > 0
+    assert abx["across"] is None and abx["across_cells"] == 0  # one test speaker: no across
+    # two utterances may hold no within cell: then null, never a made-up number
+    assert (abx["within"] is None) == (abx["within_cells"] == 0)
+    assert abx["within"] is None or 0 <= abx["within"] <= 100
+    assert set(result["kmeans_mfcc"]["abx"]) == {"code"} and set(result["mfcc"]["abx"]) == {
+        "frames"
+    }
 
 
 def run_stage_in(work: Path, stage: str) -> subprocess.CompletedProcess[str]:
@@ -425,10 +435,11 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     metrics = json.loads((work / "metrics/download.json").read_text())
     assert metrics["utterances"] == 3 and metrics["speakers"] == 3
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "features", "stats", "train", "align", "evaluate"}
+    stages = ("download", "features", "stats", "train", "align", "evaluate", "figures")
+    assert set(lock["stages"]) == set(stages)
     assert "up to date" in sh(dvc, "status")
     again = sh(dvc, "repro")
-    for stage in ("download", "features", "stats", "train", "align", "evaluate"):
+    for stage in stages:
         assert f"Stage '{stage}' didn't change, skipping" in again
     shown = json.loads(sh(dvc, "metrics", "show", "--json"))
     assert any("metrics/dataset.json" in str(v) for v in shown.values())
@@ -438,5 +449,9 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
         "phone_frequency",
         "features_before_normalization",
         "features_after_normalization",
+        "code_frequency",
+        "distances",
+        "heatmap.png",
+        "umap.png",
     ):
         assert plot in html
