@@ -1,10 +1,11 @@
 """train stage: the VQ-VAE on crops of the train split, validated on the held-out val speakers.
 
 `python stages/train.py run` (what dvc.yaml calls; `torchrun --nproc_per_node=N stages/train.py
-run` for DDP) writes models/model.pt, checkpoints under models/checkpoints/ (kept between runs,
-so an interrupted run resumes), metrics/train.json and dvclive curves under plots/train/.
+run` for DDP) writes models/model.pt, models/snapshots.parquet (codebook + val latents every
+`train.snapshot_every` epochs), checkpoints under models/checkpoints/ (kept between runs, so an
+interrupted run resumes), metrics/train.json and dvclive curves under plots/train/.
 `python stages/train.py summary` prints parameters per module and the receptive field.
-Imports only torch, numpy, pyarrow and what they need (plus dvclive when present).
+Imports torch, numpy, pyarrow, pydantic, pyyaml, typer and tqdm (plus dvclive when present).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 import typer
 
@@ -23,6 +25,8 @@ from vqspeech import atomic, shards, stagelog
 from vqspeech.livelog import truncate
 from vqspeech.model.vqvae import VQVAE, ModelConfig, summary
 from vqspeech.params import ModelParams, Params
+from vqspeech.snapshots import Snapshots
+from vqspeech.snapshots import collect as collect_snapshots
 from vqspeech.training import TrainConfig, resume_step, run_key, save_model, setup, train
 from vqspeech.trainset import load_split
 
@@ -66,6 +70,7 @@ def run(
     checkpoints: Annotated[Path, Opt("--checkpoints")] = Path("models/checkpoints"),
     metrics_path: Annotated[Path, Opt("--metrics")] = Path("metrics/train.json"),
     live_dir: Annotated[Path, Opt("--live")] = Path("plots/train"),
+    snapshots_path: Annotated[Path, Opt("--snapshots")] = Path("models/snapshots.parquet"),
 ) -> None:
     """Train the VQ-VAE (resuming from the last checkpoint of the same configuration)."""
     params = stagelog.load_params_or_exit(log, params_file)
@@ -96,15 +101,25 @@ def run(
             log.info("model:\n%s", summary(VQVAE(model_cfg)))
         live = _live(live_dir, resume_step(checkpoints, key)) if d.main else None
         bar = stagelog.progress(desc="train", unit="step", disable=not d.main)
+        sample_split = "val" if val_data is not None else "train"
+        snaps = Snapshots(
+            checkpoints, key, shards.iter_utterances(features_dir, sample_split), mean, std,
+            params.train.snapshot_every,
+        )  # fmt: skip
         with stagelog.timed(log, f"train ({cfg.epochs} epochs)"):
             result = train(
                 model_cfg, cfg, train_data, val_data, checkpoints, data_key, live,
-                lambda step, model: bar.update(1), d,
+                lambda step, model: bar.update(1), d, snaps if d.main else None,
             )  # fmt: skip
         bar.close()
         if d.main:
             extra = {"speakers": speakers, "train": cfg.__dict__, "steps": result.steps}
             save_model(model_path, result.model, extra)
+            if not (checkpoints / f"snapshot_{cfg.epochs:04d}.parquet").exists():
+                snaps.take(cfg.epochs, result.model)  # the final codebook is always there
+            table = collect_snapshots(checkpoints, key, cfg.epochs)
+            with atomic.atomic_path(snapshots_path) as tmp:
+                pq.write_table(table, tmp)
             audio_s = result.frames * 0.01
             metrics = {
                 **{k: round(v, 6) if isinstance(v, float) else v for k, v in result.last.items()},
@@ -120,7 +135,9 @@ def run(
             atomic.write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
             if live is not None:
                 live.end()
-            log.info("wrote %s, %s, %s/", model_path, metrics_path, live_dir)
+            n_snaps = len(set(table.column("epoch").to_pylist()))
+            log.info("wrote %s, %s (%d snapshots), %s, %s/", model_path, snapshots_path,
+                     n_snaps, metrics_path, live_dir)  # fmt: skip
 
 
 def _live(live_dir: Path, resume_at: int | None):

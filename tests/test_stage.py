@@ -307,6 +307,8 @@ def test_train_stage_writes_model_metrics_and_curves_and_resumes(
     assert steps_1 > 1
     assert (work / "plots/train/plots/metrics/grad_norm/encoder.tsv").is_file()
     assert (work / "plots/train/plots/metrics/val/recon.tsv").is_file()
+    snaps = pq.read_table(work / "models/snapshots.parquet")
+    assert sorted(set(snaps.column("epoch").to_pylist())) == [0, 1]  # start and final epoch
     # more epochs: the run resumes from its checkpoint and the curves continue
     proc = train_in(tiny_pipeline, work, {"epochs": 2})
     assert proc.returncode == 0, proc.stderr

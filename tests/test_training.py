@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute
 import pytest
 import torch
 
@@ -158,3 +160,32 @@ def test_dvclive_rows_after_the_checkpoint_are_dropped(tmp_path: Path):
     tsv.write_text("timestamp\tstep\tloss\n1\t10\t0.9\n2\t20\t0.8\n3\t30\t0.7\n")
     assert truncate(tmp_path, 20) == 1
     assert tsv.read_text() == "timestamp\tstep\tloss\n1\t10\t0.9\n2\t20\t0.8\n"
+
+
+def test_codebook_snapshots_leave_the_run_unchanged_and_keep_only_this_runs_files(tmp_path: Path):
+    from vqspeech.shards import Utterance
+    from vqspeech.snapshots import Snapshots, collect
+
+    data, val = toy(), toy(seed=1)
+    plain = train(MODEL, CFG, data, val, tmp_path / "plain", "fp")
+    sample = [
+        Utterance(f"v{i}", "s", "val", np.asarray(val.features[a:b]), ["AH"] * (b - a))
+        for i, (a, b) in enumerate(zip(val.offsets[:-1], val.offsets[1:], strict=True))
+    ]
+    key = run_key(MODEL, CFG, "fp")
+    snaps = Snapshots(tmp_path / "snap", key, sample, np.zeros(6), np.ones(6), every=2,
+                      max_latents=30)  # fmt: skip
+    snapped = train(MODEL, CFG, data, val, tmp_path / "snap", "fp", on_epoch=snaps)
+    assert same(weights(plain.model), weights(snapped.model))  # snapshots change nothing
+    stale = Snapshots(tmp_path / "snap", "other-run", sample, np.zeros(6), np.ones(6), every=1)
+    stale.take(1, snapped.model)  # same folder, another run: ignored
+    snaps.take(3, snapped.model)  # the stage adds the final epoch when `every` skips it
+    table = collect(tmp_path / "snap", key, epochs=3)
+    epochs = table.column("epoch").to_numpy()
+    assert sorted(set(epochs.tolist())) == [0, 2, 3]  # 0: after k-means init, before step 1
+    assert collect(tmp_path / "snap", key, epochs=2).num_rows == 2 * (8 + 30)
+    last = table.filter(pa.compute.equal(table.column("epoch"), 3))
+    kinds = last.column("kind").to_pylist()
+    assert kinds.count("code") == 8 and kinds.count("latent") == 30
+    book = np.stack(last.column("vector").to_pylist()[:8])
+    np.testing.assert_allclose(book, snapped.model.quantizer.codebook.numpy(), atol=0)

@@ -133,6 +133,7 @@ class TrainParams(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch threads per process; 0 = torch's default
     log_every: int = Field(10, gt=0)
+    snapshot_every: int = Field(5, ge=0)  # epochs between codebook snapshots (0 = final only)
 
 
 class ABXParams(_Strict):

@@ -219,10 +219,13 @@ def train(
     live: object | None = None,
     on_step: Callable[[int, VQVAE], None] | None = None,
     d: Dist | None = None,
+    on_epoch: Callable[[int, VQVAE], None] | None = None,
 ) -> Result:
     """Train (or resume) and return the model; `live` is a dvclive.Live on rank 0 or None.
 
     `on_step(step, model)` runs after every optimizer step (progress bars; tests that interrupt).
+    `on_epoch(epoch, model)` runs on rank 0 at the start (epoch 0, a fresh run only) and after
+    each epoch's checkpoint (codebook snapshots); it must leave the model as it found it.
     """
     d = d or setup(cfg.device)
     key = run_key(model_cfg, cfg, data_fingerprint)
@@ -243,6 +246,8 @@ def train(
         log.info("resuming from %s: %d epochs, %d steps done", ckpt_path, start_epoch, step)
     elif cfg.kmeans_init:
         _kmeans_init(model, train_data, cfg, d)
+    if on_epoch is not None and d.main and state is None:
+        on_epoch(0, model)
     net: nn.Module = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(
@@ -317,6 +322,8 @@ def train(
                 "rng_cuda": torch.cuda.get_rng_state() if d.device.type == "cuda" else None,
                 "last": last,
             })  # fmt: skip
+            if on_epoch is not None:
+                on_epoch(epoch + 1, model)
     if d.world > 1:
         _check_same_codebook(model, d)
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
