@@ -169,7 +169,9 @@ def umap(
     import umap as umap_lib  # heavy (numba): only here
 
     points = np.concatenate([latents, codebook])
-    reducer = umap_lib.UMAP(n_neighbors=min(15, len(points) - 1), min_dist=0.1, random_state=seed)
+    reducer = umap_lib.UMAP(
+        n_neighbors=min(15, len(points) - 1), min_dist=0.1, random_state=seed, n_jobs=1
+    )
     xy = reducer.fit_transform(points)
     pts, book = xy[: len(latents)], xy[len(latents) :]
     fig, axes = plt.subplots(1, 3, figsize=(21, 7))

@@ -1,0 +1,78 @@
+"""compare: experiment rows to runs, seeds grouped into configurations, figures, table, GIF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from vqspeech import compare
+
+
+def row(rev: str, k: int, seed: int, jitter: float, pnmi: float, state: str | None = "Success",
+        **extra: object) -> dict:  # fmt: skip
+    r: dict = {"Experiment": f"exp-{rev}", "rev": rev, "typ": "branch_commit", "State": state,
+               "model.codebook_size": k, "model.jitter": jitter, "train.seed": seed,
+               "train.threads": 0, "model.channels": 128}  # fmt: skip
+    for _, ours, base, _ in compare.METRICS:
+        r[ours] = pnmi if ours == "vqvae.all.pnmi" else 1.0
+        if base:
+            r[base] = 0.5
+    return {**r, **extra}
+
+
+def rows() -> list[dict]:
+    out = [row(f"a{s}", 64, s, 0.12, 0.40 + 0.02 * s) for s in (1, 2, 3)]
+    out += [row(f"b{s}", 16, s, 0.12, 0.30) for s in (1, 2)]
+    out += [row("c1", 64, 1, 0.0, 0.2)]
+    out += [row("q", 64, 4, 0.12, float("nan"), state="Queued"),
+            row("f", 64, 5, 0.12, 0.9, state="Failed"),
+            {**row("workspace", 64, 0, 0.12, 0.9), "Experiment": None}]  # fmt: skip
+    return out
+
+
+def test_runs_keep_finished_experiments_only():
+    runs = compare.runs(rows())
+    assert sorted(runs["rev"]) == ["a1", "a2", "a3", "b1", "b2", "c1"]
+    assert len(compare.runs(rows(), include_workspace=True)) == 7
+    with pytest.raises(ValueError, match="no finished experiment"):
+        compare.runs([row("q", 64, 1, 0.1, float("nan"), state="Queued")])
+
+
+def test_a_metric_name_prefixed_with_its_file_is_found():
+    r = row("a1", 64, 1, 0.1, 0.4)
+    r["metrics/eval.json:vqvae.all.pnmi"] = r.pop("vqvae.all.pnmi")
+    assert compare.runs([r])["vqvae.all.pnmi"].tolist() == [0.4]
+
+
+def test_seeds_are_grouped_into_configurations():
+    runs = compare.runs(rows())
+    assert compare.config_columns(runs) == ["model.codebook_size", "model.jitter"]
+    summ = compare.summary(runs)
+    assert summ["seeds"].tolist() == [2, 1, 3]  # K=16; K=64 jitter 0; K=64 jitter 0.12
+    a = summ[(summ["model.codebook_size"] == 64) & (summ["model.jitter"] == "0.12")].iloc[0]
+    assert a["vqvae.all.pnmi:mean"] == pytest.approx(0.44)
+    assert a["vqvae.all.pnmi:std"] == pytest.approx(np.std([0.42, 0.44, 0.46], ddof=1))
+    table = compare.markdown(summ)
+    assert "| codebook_size | jitter | seeds | PNMI | baseline |" in table
+    assert "| 64 | 0.12 | 3 | 0.440 ± 0.020 | 0.500 |" in table
+
+
+def test_figures_and_gif(tmp_path: Path):
+    runs = compare.runs(rows())
+    compare.plot_against_k(compare.summary(runs), tmp_path / "k.png")
+    compare.plot_seeds(runs, tmp_path / "s.png")
+    for name in ("k.png", "s.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    rng = np.random.default_rng(0)
+    snaps = pd.DataFrame([
+        {"epoch": e, "kind": kind, "index": i, "phone": "" if kind == "code" else "AH",
+         "vector": rng.standard_normal(4)}
+        for e in (0, 5, 10) for kind, n in (("code", 4), ("latent", 20)) for i in range(n)
+    ])  # fmt: skip
+    assert compare.codebook_animation(snaps, tmp_path / "c.gif") == 3
+    with Image.open(tmp_path / "c.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 3
