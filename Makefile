@@ -3,17 +3,28 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+OFFLINE := .dvc/plots/offline.html
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup flite repro test lint format bench clean
+.PHONY: setup flite npm repro test lint format bench clean
 
-setup: flite $(STAMP)
+setup: flite $(STAMP) $(OFFLINE)
 
 flite:
 	@command -v flite >/dev/null 2>&1 || { \
 	  echo "flite not found: installing it with apt-get"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq flite; }
+
+npm:
+	@command -v npm >/dev/null 2>&1 || { \
+	  echo "npm not found: installing it with apt-get"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
+
+# vega, vega-lite and vega-embed from the npm registry, inlined into DVC's plots page template
+$(OFFLINE): web/package-lock.json src/vqspeech/vega_page.py | npm $(STAMP)
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	$(BIN)/python -m vqspeech.vega_page web/node_modules $@
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
