@@ -399,12 +399,31 @@ def test_train_summary_command(tiny_pipeline: Path):
 # --- DVC ---------------------------------------------------------------------------------------
 
 
-def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
-    """`dvc repro` in a scratch clone of the project's pipeline files, with a tiny corpus."""
-    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
-    work = tmp_path / "repo"
+class DvcRepo:
+    """A scratch git + DVC repository holding the project's pipeline files and a tiny corpus."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.work = root, root / "repo"
+        self.dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+        env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+        self.env = {"PATH": env_path, "HOME": str(root), "DVC_NO_ANALYTICS": "1",
+                    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
+
+    def sh(self, *cmd: str, cwd: Path | None = None, timeout: int = 600) -> str:
+        proc = subprocess.run(cmd, cwd=cwd or self.work, env=self.env, capture_output=True,
+                              text=True, check=False, timeout=timeout)  # fmt: skip
+        assert proc.returncode == 0, f"{cmd}: {proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
+    """`dvc repro` run once in a scratch clone of the pipeline files, with a tiny corpus."""
+    repo = DvcRepo(tmp_path_factory.mktemp("dvc"))
+    work = repo.work
     work.mkdir()
-    for name in ("dvc.yaml", "stages", "src", ".dvc/config"):
+    for name in ("dvc.yaml", "stages", "src", ".dvc/config", ".dvc/plots/offline.html"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "tmp"))
@@ -417,31 +436,30 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
     raw["features"]["split"] = {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}
     raw["model"].update(TINY_MODEL)  # keep every key: dvc.yaml names some (train.seed, ...)
     raw["train"].update({**TINY_TRAIN, "epochs": 1})
+    raw["eval"]["plots"].update({"umap_points": 50, "utterances": 1})
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
-    env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
-    env = {"PATH": env_path, "HOME": str(tmp_path), "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
+    (work / ".gitignore").write_text("/dvc_plots/\n/plots/compare/\n")
+    repo.sh("git", "init", "-q")
+    repo.sh("git", "add", "-A")
+    repo.sh("git", "commit", "-qm", "pipeline")  # dvclive needs a commit, as every clone has
+    repo.sh(repo.dvc, "repro")
+    repo.sh("git", "add", "-A")
+    repo.sh("git", "commit", "-qm", "repro")
+    return repo
 
-    def sh(*cmd: str) -> str:
-        proc = subprocess.run(
-            cmd, cwd=work, env=env, capture_output=True, text=True, check=False, timeout=600
-        )
-        assert proc.returncode == 0, f"{cmd}: {proc.stdout}\n{proc.stderr}"
-        return proc.stdout
 
-    sh("git", "init", "-q")
-    sh("git", "add", "-A")
-    sh("git", "commit", "-qm", "pipeline")  # dvclive needs a commit, as every clone has
-    sh(dvc, "repro")
+STAGES = ("download", "features", "stats", "train", "align", "evaluate", "figures")
+
+
+def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
+    work, sh, dvc = dvc_repo.work, dvc_repo.sh, dvc_repo.dvc
     metrics = json.loads((work / "metrics/download.json").read_text())
     assert metrics["utterances"] == 3 and metrics["speakers"] == 3
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    stages = ("download", "features", "stats", "train", "align", "evaluate", "figures")
-    assert set(lock["stages"]) == set(stages)
+    assert set(lock["stages"]) == set(STAGES)
     assert "up to date" in sh(dvc, "status")
     again = sh(dvc, "repro")
-    for stage in stages:
+    for stage in STAGES:
         assert f"Stage '{stage}' didn't change, skipping" in again
     shown = json.loads(sh(dvc, "metrics", "show", "--json"))
     assert any("metrics/dataset.json" in str(v) for v in shown.values())
@@ -457,3 +475,44 @@ def test_dvc_repro_runs_the_pipeline(tmp_path: Path):
         "umap.png",
     ):
         assert plot in html
+    # the page renders offline: vega, vega-lite and vega-embed inlined, no remote script
+    assert "<script src" not in html and "cdn.jsdelivr" not in html
+    assert "/* vega 5." in html and "/* vega-lite 5." in html and "vegaEmbed(" in html
+
+
+def test_experiment_queue_compare_and_remote(dvc_repo: DvcRepo):
+    """Two queued experiments run, the compare command tabulates them, and data and
+    experiments go to a local DVC remote and a bare git remote and come back in a clone."""
+    work, sh, dvc = dvc_repo.work, dvc_repo.sh, dvc_repo.dvc
+    sh(dvc, "exp", "run", "--queue", "-S", "train.seed=1,2")
+    assert sh(dvc, "queue", "status").count("Queued") == 2
+    sh(dvc, "exp", "run", "--run-all", "-j", "1", timeout=900)
+    exps = sh(dvc, "exp", "list", "--name-only").split()
+    assert len(exps) == 2
+    proc = subprocess.run(
+        [sys.executable, str(work / "stages/compare.py")], cwd=work, env=dvc_repo.env,
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    table = (work / "plots/compare/table.md").read_text()
+    assert "| seeds |" in table and "| 3 |" in table  # the commit's seed 0 + seeds 1 and 2
+    for name in ("metrics_vs_codebook_size.png", "seeds.png", "codebook.gif", "runs.csv"):
+        assert (work / "plots/compare" / name).stat().st_size > 0
+    # sharing: a local folder DVC remote, a bare git repository as the git remote
+    remote, origin = dvc_repo.root / "remote", dvc_repo.root / "origin.git"
+    sh("git", "init", "-q", "--bare", str(origin))
+    sh("git", "remote", "add", "origin", str(origin))
+    sh(dvc, "remote", "add", "-d", "store", str(remote))
+    sh("git", "commit", "-qam", "remote")
+    sh("git", "push", "-q", "origin", "HEAD:main")
+    sh(dvc, "push")
+    exp = exps[0]
+    sh(dvc, "exp", "push", "origin", exp)
+    assert "refs/exps/" in sh("git", "ls-remote", str(origin))
+    clone = dvc_repo.root / "clone"
+    sh("git", "clone", "-q", "-b", "main", str(origin), str(clone), cwd=dvc_repo.root)
+    sh(dvc, "pull", cwd=clone)
+    assert (clone / "models/model.pt").read_bytes() == (work / "models/model.pt").read_bytes()
+    assert "up to date" in sh(dvc, "status", cwd=clone)
+    sh(dvc, "exp", "pull", "origin", exp, cwd=clone)
+    assert exp in sh(dvc, "exp", "list", "--all-commits", "--name-only", cwd=clone)
