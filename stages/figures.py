@@ -43,7 +43,7 @@ def main(
     """Draw the evaluation figures."""
     params = stagelog.load_params_or_exit(log, params_file)
     cfg, seed = params.eval.plots, params.train.seed
-    with stagelog.timed(log, "plots"), stagelog.exit_on_error(log):
+    with stagelog.timed(log, "figures"), stagelog.exit_on_error(log):
         frames, latents, codebook = read_codes(codes_dir)
         phones, codes = frames["phone"].to_numpy(), frames["code"].to_numpy()
         table = Contingency.of(phones, codes)

@@ -182,7 +182,7 @@ def markdown(summ: pd.DataFrame) -> str:
         "|" + "---|" * len(cols) + "---:|" * (len(header) - len(cols)),
     ]
     for _, r in summ.iterrows():
-        cells = [str(r[c]) for c in cols] + [str(int(r["seeds"]))]
+        cells = [_cell(r[c]) for c in cols] + [str(int(r["seeds"]))]
         for _, ours, base, _ in METRICS:
             m, s = r[f"{ours}:mean"], r[f"{ours}:std"]
             cells.append(f"{m:.3f}" + (f" ± {s:.3f}" if not math.isnan(s) else ""))
@@ -190,6 +190,13 @@ def markdown(summ: pd.DataFrame) -> str:
                 cells.append(f"{r[f'{base}:mean']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _cell(x: object) -> str:
+    """A param value as written in params.yaml: 100 not 100.0 (rows of mixed dtype are float)."""
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
 
 
 def codebook_animation(snapshots: pd.DataFrame, path: Path, seed: int = 0) -> int:
