@@ -8,6 +8,7 @@ codebook.gif, the UMAP of codebook + val latents over training of one run (`--gi
 the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
 
     python stages/compare.py                      # all experiments of the current commit
+    python stages/compare.py --rev HEAD~1         # experiments based on an earlier commit
     python stages/compare.py -A --gif-rev exp-a1b2c   # all commits; GIF of one experiment
 """
 
@@ -33,6 +34,7 @@ def main(
     repo: Annotated[Path, Opt("--repo", help="DVC repository")] = Path("."),
     out_dir: Annotated[Path, Opt("--out")] = Path("plots/compare"),
     all_commits: Annotated[bool, Opt("--all-commits", "-A")] = False,
+    rev: Annotated[str, Opt("--rev", help="experiments of this commit (default HEAD)")] = "",
     workspace: Annotated[bool, Opt("--workspace", help="include the workspace's run")] = False,
     gif_rev: Annotated[str, Opt("--gif-rev", help="experiment/rev for codebook.gif")] = "",
     seed: int = 0,
@@ -41,7 +43,7 @@ def main(
     import dvc.api
 
     with stagelog.timed(log, "compare"), stagelog.exit_on_error(log):
-        rows = dvc.api.exp_show(repo=str(repo), num=-1 if all_commits else 1)
+        rows = dvc.api.exp_show(repo=str(repo), revs=rev or None, num=-1 if all_commits else 1)
         runs = compare.runs(rows, include_workspace=workspace)
         summ = compare.summary(runs)
         cols = compare.config_columns(runs)

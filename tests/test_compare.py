@@ -42,6 +42,11 @@ def test_runs_keep_finished_experiments_only():
         compare.runs([row("q", 64, 1, 0.1, float("nan"), state="Queued")])
 
 
+def test_the_same_run_reached_twice_counts_once():
+    twice = [row("a1", 64, 1, 0.1, 0.4), {**row("a1", 64, 1, 0.1, 0.4), "rev": "HEAD~1"}]
+    assert len(compare.runs(twice)) == 1
+
+
 def test_a_metric_name_prefixed_with_its_file_is_found():
     r = row("a1", 64, 1, 0.1, 0.4)
     r["metrics/eval.json:vqvae.all.pnmi"] = r.pop("vqvae.all.pnmi")

@@ -85,7 +85,12 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
     table = pd.DataFrame(out)
     if table.empty:
         raise ValueError("no finished experiment with evaluation metrics (run `dvc exp show`)")
-    return table
+    # the same run reached twice (a commit's row and the workspace, or commits that did not change
+    # the pipeline, with -A): keep it once, or it would count as several seeds
+    params = [c for c in table.columns if "." in c and (c == SEED or c not in IGNORED_PARAMS)
+              and not c.startswith(("vqvae.", "kmeans_mfcc.", "mfcc."))]  # fmt: skip
+    metrics = [c for _, ours, base, _ in METRICS for c in (ours, base) if c]
+    return table.drop_duplicates(subset=params + metrics).reset_index(drop=True)
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:
