@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vqspeech import atomic
+from vqspeech.plots import save
 
 K = "model.codebook_size"
 SEED = "train.seed"
@@ -151,7 +152,7 @@ def plot_against_k(summ: pd.DataFrame, path: Path) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path)
 
 
 def plot_seeds(table: pd.DataFrame, path: Path) -> None:
@@ -171,7 +172,7 @@ def plot_seeds(table: pd.DataFrame, path: Path) -> None:
         ax.set_yticks(range(len(order)), order, fontsize=7)
         ax.set_title(f"{label}: each seed (dots), mean (bar)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save(fig, path)
 
 
 def markdown(summ: pd.DataFrame) -> str:
@@ -247,9 +248,3 @@ def codebook_animation(snapshots: pd.DataFrame, path: Path, seed: int = 0) -> in
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=600, loop=0)  # fmt: skip
     return len(images)
-
-
-def _save(fig: plt.Figure, path: Path) -> None:
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
