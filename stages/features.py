@@ -36,7 +36,11 @@ def main(
         kind=f.kind, n_mels=f.n_mels or DEFAULT_MELS[f.kind], preemphasis=f.preemphasis
     )
     opts = export.AudioOptions(
-        f.trim_silence, f.trim_margin_s, f.allow_upsampling, params.data.duration_tolerance_s
+        f.trim_silence,
+        f.trim_margin_s,
+        f.allow_upsampling,
+        params.data.duration_tolerance_s,
+        f.audio,
     )
     with stagelog.timed(log, f"features ({cfg.kind}, {cfg.dim} dims, {jobs} jobs)"):
         with stagelog.exit_on_error(log):
@@ -63,6 +67,7 @@ def main(
             "sample_rate": cfg.sample_rate,
             "hop_s": cfg.hop_s,
             "win_s": cfg.win_s,
+            "audio": f.audio,
             "utterances": report.utterances,
             "frames": report.frames,
             "hours": round(report.seconds / 3600, 4),

@@ -95,7 +95,9 @@ def utterance_panels(
         audio = audio.mean(axis=1)[round(u.start_s * sr) :]
         x = torch.from_numpy(((u.features - mean) / std).astype(np.float32))[None]
         _, vq = model.encode(x)
-        recon = model.decoder(vq.quantized, model.speaker_vectors(torch.tensor([-1])))
+        recon = None  # a WaveNet decodes audio: its reconstructions are the synthesize stage's
+        if model.cfg.decoder == "deconv":
+            recon = model.decoder(vq.quantized, model.speaker_vectors(torch.tensor([-1])))[0]
         soft = torch.softmax(-vq.distances[0], dim=-1).numpy()[:, order]
         alignment = read_phones(row["textgrid"])
         phones = [(iv.start - u.start_s, iv.end - u.start_s, iv.label)
@@ -103,7 +105,7 @@ def utterance_panels(
         panels.append(P.UtterancePanels(
             uid, audio[: int(len(u.features) * 0.01 * sr) + 240], sr,
             (u.features - mean) / std, soft, position[vq.codes[0].numpy()], phones,
-            recon[0].numpy(),
+            None if recon is None else recon.numpy(),
         ))  # fmt: skip
     return panels
 

@@ -39,7 +39,7 @@ def main(
         summary = DatasetSummary(hop_s, params.stats.window_frames)
         moments: dict[str, Moments] = {}
         for path in stagelog.progress(files, desc="shards", unit="shard"):
-            for utt in shards.utterances_of(shards.read(path)):
+            for utt in shards.utterances_of(shards.read(path, shards.FRAME_COLUMNS)):
                 moments.setdefault(utt.split, Moments(utt.features.shape[1])).update(utt.features)
                 summary.add(utt)
         if "train" not in moments:

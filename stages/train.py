@@ -41,7 +41,11 @@ def model_config(m: ModelParams, input_dim: int, n_speakers: int) -> ModelConfig
         embedding_dim=m.embedding_dim, projection_kernel=m.projection_kernel,
         codebook_size=m.codebook_size, beta=m.beta, ema=m.quantizer == "ema",
         ema_decay=m.ema_decay, dead_threshold=m.dead_threshold, jitter=m.jitter,
-        n_speakers=n_speakers, speaker_dim=m.speaker_dim,
+        n_speakers=n_speakers, speaker_dim=m.speaker_dim, decoder=m.decoder,
+        wavenet_residual_channels=m.wavenet.residual_channels,
+        wavenet_skip_channels=m.wavenet.skip_channels,
+        wavenet_layers_per_stack=m.wavenet.layers_per_stack, wavenet_stacks=m.wavenet.stacks,
+        wavenet_window_latents=m.wavenet.window_latents,
     )  # fmt: skip
 
 
@@ -81,10 +85,11 @@ def run(
         d = setup(cfg.device)
         stats = json.loads(stats_path.read_text())
         mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
-        train_data, speakers = load_split(features_dir, "train", mean, std)
+        audio = params.model.decoder == "wavenet"  # the WaveNet learns the crops' samples
+        train_data, speakers = load_split(features_dir, "train", mean, std, audio=audio)
         index = {s: i for i, s in enumerate(speakers)}
         try:
-            val_data, _ = load_split(features_dir, "val", mean, std, index)
+            val_data, _ = load_split(features_dir, "val", mean, std, index, audio=audio)
         except ValueError as err:
             log.warning("no validation: %s", err)
             val_data = None

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from vqspeech import shards
-from vqspeech.export import AudioOptions, Done, Row, export, process
+from vqspeech.export import AudioOptions, Done, Row, export, process, to_int16
 from vqspeech.features import FeatureConfig, extract
 from vqspeech.skips import Skip
 
@@ -99,8 +99,23 @@ def test_stereo_is_downmixed(tmp_path: Path):
     stereo = noise(1.0, channels=2)
     result = process(make(tmp_path, stereo), CFG, OPTS)
     assert isinstance(result, Done) and result.downmixed
-    mono = extract(stereo.mean(axis=1).astype(np.float32), CFG)
+    pcm = to_int16(stereo.astype(np.float32).mean(axis=1))  # features come from these samples
+    np.testing.assert_array_equal(result.utterance.audio, pcm)
+    mono = extract(pcm.astype(np.float32) / 32768, CFG)
     np.testing.assert_allclose(result.utterance.features, mono, rtol=1e-5, atol=1e-4)
+
+
+def test_int16_audio_is_kept_exactly_or_not_at_all(tmp_path: Path):
+    pcm = (noise(0.5) * 32768).round().astype(np.int16)
+    sf.write(str(tmp_path / "i.wav"), pcm, 16000, subtype="PCM_16")
+    row = make(tmp_path, noise(0.5), name="unused")
+    row = Row("i", "spk", "train", str(tmp_path / "i.wav"), row.textgrid, 16000)
+    kept = process(row, CFG, OPTS)
+    assert isinstance(kept, Done) and np.array_equal(kept.utterance.audio, pcm)  # lossless
+    assert to_int16(np.array([-1.5, -1.0, 0.99999, 2.0])).tolist() == [-32768, -32768, 32767, 32767]
+    dropped = process(row, CFG, AudioOptions(keep_audio=False))
+    assert isinstance(dropped, Done) and dropped.utterance.audio is None
+    np.testing.assert_array_equal(dropped.utterance.features, kept.utterance.features)
 
 
 def test_48k_is_resampled_to_the_same_features(tmp_path: Path):
@@ -133,13 +148,15 @@ def test_export_writes_bounded_shards_in_manifest_order(tmp_path: Path):
     report = export(rows, out, CFG, OPTS, shard_mb=0.04, jobs=2)  # ~2 utterances per shard
     assert report.utterances == 12 and report.shards >= 5
     assert [s.utterance_id for s in report.skipped] == ["tiny"]
-    back = list(shards.iter_utterances(out))
+    back = list(shards.iter_utterances(out, audio=True))
     assert [u.utterance_id for u in back] == [f"u{i:02d}" for i in range(12)]
     assert all(u.start_s == 0.0 for u in back)
     for u, row in zip(back, [r for r in rows if r.utterance_id != "tiny"], strict=True):
         direct = process(row, CFG, OPTS)
         np.testing.assert_array_equal(u.features, direct.utterance.features)
+        np.testing.assert_array_equal(u.audio, direct.utterance.audio)
         assert u.phones == direct.utterance.phones
+    assert all(u.audio is None for u in shards.iter_utterances(out))  # not read unless asked
     assert report.frames == sum(len(u.phones) for u in back)
 
 

@@ -357,8 +357,47 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     }
 
 
-def run_stage_in(work: Path, stage: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(REPO / "stages" / f"{stage}.py")]
+def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
+    tiny_pipeline: Path, tmp_path: Path
+):
+    work = tmp_path / "w"
+    shutil.copytree(tiny_pipeline, work)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["features"]["split"] = {"val_speakers": [], "test_speakers": ["kal16_low"]}
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("features", "stats"):  # two train speakers, for the speaker classifier
+        assert run_stage_in(work, stage).returncode == 0
+    wavenet = {"residual_channels": 8, "skip_channels": 8, "layers_per_stack": 4}
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["model"] = {**TINY_MODEL, "decoder": "wavenet", "wavenet": wavenet}
+    params["train"] = {**TINY_TRAIN, "epochs": 1, "crop_frames": 12}
+    params["synthesize"] = {"utterances": 2, "seconds": 0.2, "targets": 2}
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run_stage_in(work, "train", "run")
+    assert proc.returncode == 0, proc.stderr
+    assert "WaveNet decoder: 4 layers" in proc.stderr
+    config = torch.load(work / "models/model.pt", weights_only=True)["config"]
+    assert config["decoder"] == "wavenet" and config["wavenet_layers_per_stack"] == 4
+    for stage in ("align", "evaluate", "figures", "synthesize"):
+        proc = run_stage_in(work, stage)
+        assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
+    assert json.loads((work / "metrics/eval.json").read_text())["vqvae"]["all"]["frames"] > 0
+    synth = json.loads((work / "metrics/synthesis.json").read_text())
+    assert synth["decoder"] == "wavenet" and synth["seconds_each"] == 0.2
+    assert synth["mcd_db"]["reconstruction"] > synth["mcd_db"]["mulaw_original"] > 0
+    classifier = synth["speaker_classifier"]
+    assert classifier["chance"] == 0.5 and 0 <= classifier["conversion_target_share"] <= 1
+    assert synth["generation"]["sequences"] == 2 * (1 + 2)
+    wavs = sorted(p.name for p in (work / "data/synthesis").iterdir())
+    assert len(wavs) == 2 * 4 and sum("_as_kal16" in w for w in wavs) == 4
+    for wav in wavs:
+        audio, sr = sf.read(work / "data/synthesis" / wav)
+        assert sr == 16000 and len(audio) == 3200
+    assert (work / "plots/synthesis/spectrograms.png").stat().st_size > 0
+
+
+def run_stage_in(work: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(REPO / "stages" / f"{stage}.py"), *args]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False, timeout=300)
 
 
@@ -437,6 +476,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     raw["model"].update(TINY_MODEL)  # keep every key: dvc.yaml names some (train.seed, ...)
     raw["train"].update({**TINY_TRAIN, "epochs": 1})
     raw["eval"]["plots"].update({"umap_points": 50, "utterances": 1})
+    raw["synthesize"].update({"utterances": 1, "targets": 1})
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     (work / ".gitignore").write_text("/dvc_plots/\n/plots/compare/\n")
     repo.sh("git", "init", "-q")
@@ -448,7 +488,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     return repo
 
 
-STAGES = ("download", "features", "stats", "train", "align", "evaluate", "figures")
+STAGES = ("download", "features", "stats", "train", "align", "evaluate", "figures", "synthesize")
 
 
 def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
@@ -463,6 +503,11 @@ def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
         assert f"Stage '{stage}' didn't change, skipping" in again
     shown = json.loads(sh(dvc, "metrics", "show", "--json"))
     assert any("metrics/dataset.json" in str(v) for v in shown.values())
+    # the default (deconv) model has no audio to synthesize: originals only, metrics null
+    synth = json.loads((work / "metrics/synthesis.json").read_text())
+    assert synth["decoder"] == "deconv" and synth["mcd_db"]["reconstruction"] is None
+    assert synth["mcd_db"]["mulaw_original"] > 0
+    assert [p.name for p in (work / "data/synthesis").iterdir()] == ["kal16_low_0000_original.wav"]
     sh(dvc, "plots", "show", "-o", str(tmp_path / "plots_html"))
     html = (tmp_path / "plots_html" / "index.html").read_text()
     for plot in (

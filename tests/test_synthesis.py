@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vqspeech.synthesis import SpeakerClassifier, mcd, mel_cepstra
+from vqspeech.synthesis import SpeakerClassifier, cepstra, mcd, mel_cepstra
 
 
 def test_mcd_known_values():
@@ -20,6 +20,27 @@ def test_mcd_known_values():
     assert mcd(c, shifted[:49]) == pytest.approx(mcd(c[:49], shifted[:49]))  # 1 frame short: ok
     with pytest.raises(ValueError, match="not aligned"):
         mcd(c, c[:40])
+    half = c.copy()
+    half[25:, 3] += 0.5  # only the second half differs
+    speech = np.arange(50) >= 25
+    assert mcd(c, half, mask=speech) == pytest.approx(mcd(c, shifted))
+    assert mcd(c, half, mask=~speech) == 0.0
+    assert mcd(c, half) == pytest.approx(mcd(c, shifted) / 2)
+    with pytest.raises(ValueError, match="selects none"):
+        mcd(c, half, mask=np.zeros(50, bool))
+
+
+def test_cepstra_are_the_cosine_series_of_the_log_spectrum():
+    k = np.arange(80)
+    log_amp = (
+        1.7
+        + 2 * 0.3 * np.cos(np.pi * 3 * (k + 0.5) / 80)
+        - 2 * 0.1 * np.cos(np.pi * 10 * (k + 0.5) / 80)
+    )
+    c = cepstra(log_amp[None])[0]  # c1..c24: the constant 1.7 is c0, left out
+    expected = np.zeros(24)
+    expected[2], expected[9] = 0.3, -0.1
+    np.testing.assert_allclose(c, expected, atol=1e-12)
 
 
 def test_mel_cepstra_of_the_same_audio_are_identical_and_louder_is_c0_only():
@@ -46,3 +67,43 @@ def test_speaker_classifier_separates_speakers_and_scores_conversions():
     assert clf.target_share([utt("b"), utt("b"), utt("a"), utt("a")], ["b", "b", "b", "b"]) == 0.5
     with pytest.raises(ValueError, match="two speakers"):
         SpeakerClassifier().fit([utt("a")], ["a"])
+
+
+def _utt(uid: str, speaker: str, n_sil: int, n_speech: int, audio: bool = True):
+    from vqspeech.shards import Utterance
+
+    n = n_sil + n_speech
+    pcm = np.arange(160 * (n - 1) + 400, dtype=np.int16) if audio else None
+    phones = ["sil"] * n_sil + ["AH"] * n_speech
+    return Utterance(uid, speaker, "test", np.zeros((n, 3), np.float32), phones, 0.0, pcm)
+
+
+def test_choose_starts_excerpts_just_before_speech():
+    from vqspeech.synthesis import choose
+
+    utts = [_utt("b", "s", 40, 200), _utt("a", "s", 0, 300), _utt("c", "s", 100, 60)]
+    chosen, starts, n = choose(utts, 3, 2.0, np.random.default_rng(0))
+    assert [u.utterance_id for u in chosen] == ["a", "b", "c"]
+    assert starts == [0, 40 // 2 - 5, 100 // 2 - 5]  # 0.1 s (5 latents) before the first phone
+    assert n == (160 // 2) - 45  # the shortest after its start: c has 80 latents from 45
+    _, starts, n = choose(utts[:2], 2, 0.1, np.random.default_rng(0))
+    assert n == 5 and starts == [0, 20 - 1]  # short excerpts: a quarter of it before speech
+    with pytest.raises(ValueError, match="4 utterances to synthesize but only 3"):
+        choose(utts, 4, 2.0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"x: no audio in the feature shards"):
+        choose([_utt("x", "s", 0, 50, audio=False)], 1, 2.0, np.random.default_rng(0))
+
+
+def test_classifier_split_cuts_to_length_and_holds_out_per_speaker():
+    from vqspeech.synthesis import classifier_split, targets
+
+    utts = [_utt(f"{s}{i}", s, 0, 50) for s in ("p", "q") for i in range(8)]
+    fit, test = classifier_split(utts, 4, 0.25, 1000, np.random.default_rng(0))
+    assert [s for s, _ in fit] == ["p"] * 3 + ["q"] * 3 and [s for s, _ in test] == ["p", "q"]
+    assert all(len(a) == 1000 and a.dtype == np.float32 for _, a in fit + test)
+    with pytest.raises(ValueError, match="speaker r: 1 utterance"):
+        classifier_split([*utts, _utt("r0", "r", 0, 50)], 4, 0.25, 100, np.random.default_rng(0))
+    goals = targets(["p", "q", "r"], 4, 2, np.random.default_rng(0))
+    assert len(goals) == 4 and all(len(set(g)) == 2 and set(g) <= {"p", "q", "r"} for g in goals)
+    with pytest.raises(ValueError, match="4 conversion targets but 3 train speakers"):
+        targets(["p", "q", "r"], 1, 4, np.random.default_rng(0))

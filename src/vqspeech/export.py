@@ -55,6 +55,14 @@ class AudioOptions:
     trim_margin_s: float = 0.1
     allow_upsampling: bool = False
     tolerance_s: float = 0.1  # largest |TextGrid end - audio length| that is fitted, not an error
+    keep_audio: bool = True  # store the int16 samples beside the features (WaveNet training)
+
+
+def to_int16(y: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1) -> int16 (x 32768, rounded, clipped). 16-bit sources (flite, VCTK
+    wav/flac) come back exactly; the features are computed from these samples, so a feature
+    crop and its stored audio correspond sample for sample."""
+    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -134,14 +142,16 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
                 f"{row.path}: {len(y) / cfg.sample_rate * 1000:.1f} ms of audio is shorter than "
                 f"one {cfg.win_s * 1000:.0f} ms window"
             )
-        feats = extract(y, cfg)
+        pcm = to_int16(y)
+        feats = extract(pcm.astype(np.float32) / 32768.0, cfg)
         labels = frame_labels(alignment, len(feats), cfg.hop_s, cfg.win_s)
     except TextGridError as exc:
         return Skip(row.utterance_id, row.textgrid, str(exc))
     except ValueError as exc:
         message = str(exc) if row.path in str(exc) else f"{row.path}: {exc}"
         return Skip(row.utterance_id, row.path, message)
-    utt = shards.Utterance(row.utterance_id, row.speaker, row.split, feats, labels, start_s)
+    utt = shards.Utterance(row.utterance_id, row.speaker, row.split, feats, labels, start_s,
+                           pcm if opts.keep_audio else None)  # fmt: skip
     return Done(utt, len(y) / cfg.sample_rate, downmixed, resampled)
 
 
@@ -211,6 +221,8 @@ def export(
                 continue
             pending.append(result.utterance)
             pending_bytes += result.utterance.features.nbytes
+            if result.utterance.audio is not None:
+                pending_bytes += result.utterance.audio.nbytes
             report.utterances += 1
             report.frames += len(result.utterance.features)
             report.seconds += result.seconds

@@ -97,6 +97,7 @@ class FeaturesParams(_Strict):
     trim_silence: bool = False
     trim_margin_s: float = Field(0.1, ge=0.0)
     allow_upsampling: bool = False
+    audio: bool = True  # keep the int16 samples in the shards (needed by model.decoder: wavenet)
     on_error: Literal["fail", "skip"] = "fail"
     shard_mb: float = Field(64.0, gt=0.0)
     jobs: int = Field(0, ge=0)
@@ -105,6 +106,14 @@ class FeaturesParams(_Strict):
 
 class StatsParams(_Strict):
     window_frames: int = Field(48, gt=0)  # window for distinct phones per window (0.48 s)
+
+
+class WaveNetParams(_Strict):
+    residual_channels: int = Field(32, gt=0)
+    skip_channels: int = Field(32, gt=0)
+    layers_per_stack: int = Field(8, gt=0, le=16)  # dilations 1, 2, ..., 2^(n-1)
+    stacks: int = Field(1, gt=0)
+    window_latents: int = Field(1, gt=0)  # 20 ms latents per crop whose samples the loss covers
 
 
 class ModelParams(_Strict):
@@ -119,6 +128,8 @@ class ModelParams(_Strict):
     dead_threshold: float = Field(1.0, ge=0)
     jitter: float = Field(0.12, ge=0, lt=1)
     speaker_dim: int = Field(64, gt=0)
+    decoder: Literal["deconv", "wavenet"] = "deconv"
+    wavenet: WaveNetParams = WaveNetParams()
 
 
 class TrainParams(_Strict):
@@ -155,6 +166,14 @@ class EvalParams(_Strict):
     plots: PlotParams = PlotParams()
 
 
+class SynthesizeParams(_Strict):
+    utterances: int = Field(3, gt=0)  # held-out (eval.split) utterances to resynthesize
+    seconds: float = Field(2.0, gt=0)  # generated from the start of each (one sample at a time)
+    targets: int = Field(3, ge=1)  # voice conversions per utterance, to distinct train speakers
+    classifier_utterances: int = Field(20, gt=1)  # per train speaker, for the speaker classifier
+    classifier_holdout: float = Field(0.25, gt=0, lt=1)  # share kept out to test the classifier
+
+
 class Params(_Strict):
     data: DataParams
     features: FeaturesParams = FeaturesParams()
@@ -162,6 +181,7 @@ class Params(_Strict):
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
+    synthesize: SynthesizeParams = SynthesizeParams()
 
 
 def _format(err: ValidationError) -> str:

@@ -214,7 +214,7 @@ class UtterancePanels:
     soft: np.ndarray  # [L, K] softmax of negative squared distances, columns in code order
     codes: np.ndarray  # [L] positions of the chosen codes in code order
     phones: list[tuple[float, float, str]]  # alignment intervals, shifted to the features
-    reconstruction: np.ndarray  # [2 L, D], normalized
+    reconstruction: np.ndarray | None  # [2 L, D], normalized; None for a WaveNet decoder
 
 
 def utterance_figure(
@@ -243,6 +243,11 @@ def utterance_figure(
         ax[1].set_ylabel("spectrogram (kHz)")
         for a, x, label in ((ax[2], p.features, "input features"),
                             (ax[5], p.reconstruction, "reconstruction")):  # fmt: skip
+            if x is None:
+                a.text(0.5, 0.5, "WaveNet decoder: audio reconstructions are in plots/synthesis",
+                       ha="center", va="center", transform=a.transAxes)  # fmt: skip
+                a.set_ylabel(label)
+                continue
             a.imshow(x.T, origin="lower", aspect="auto", cmap="coolwarm", vmin=-3, vmax=3,
                      extent=(0, len(x) * hop_s, 0, x.shape[1]))  # fmt: skip
             a.set_ylabel(label)

@@ -1,11 +1,17 @@
-"""Objective checks of synthesized speech (groundwork for issue 7's synthesize stage).
+"""The synthesize stage's library: choosing what to resynthesize, objective checks of the
+synthesized speech, and the spectrogram comparison.
 
-- `mel_cepstra`: c1..c24 of a 80-band log-mel spectrum (librosa MFCC, 25 ms / 10 ms at 16 kHz);
-  c0 (energy) is left out, as usual for mel-cepstral distortion;
+- `mel_cepstra`: c1..c24 of the natural-log amplitude of an 80-band mel spectrum (25 ms windows
+  every 10 ms, the feature frames), as its cosine series ln A_k = c0 + 2 sum_d c_d cos(pi d (k +
+  1/2) / 80), the convention behind MCD's factor 2 (an orthonormal DCT would give coefficients
+  sqrt(160) times larger). c0 (energy) is left out, as usual. SPTK's all-pass mel-cepstra are
+  close but not identical: compare values within this project and against the same-run floor;
 - `mcd`: mel-cepstral distortion in dB, (10 / ln 10) sqrt(2 sum_d (c_d - c'_d)^2) averaged over
-  frames. A reconstruction is decoded from the original's own latents, so its frames line up with
-  the original's one to one; sequences whose lengths differ by more than `max_offset` frames are
-  an error rather than silently truncated;
+  frames (optionally only the frames a mask selects: the stage scores speech frames, because in
+  digital silence any noise floor gives arbitrary log differences). A reconstruction is decoded
+  from the original's own latents, so its frames line up with the original's one to one;
+  sequences whose lengths differ by more than `max_offset` frames are an error rather than
+  silently truncated;
 - `SpeakerClassifier`: logistic regression on per-utterance MFCC mean and std, fitted on the
   training speakers; for voice conversion, the share of converted utterances it assigns to the
   target speaker.
@@ -15,8 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+
+from vqspeech.phones import SILENCES
+from vqspeech.shards import Utterance
+
+SAMPLES_PER_LATENT = 320
 
 MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
@@ -25,20 +37,35 @@ def mel_cepstra(audio: np.ndarray, sr: int = 16000, n: int = 24) -> np.ndarray:
     """[T, n] mel-cepstral coefficients c1..cn (no c0), 25 ms windows every 10 ms."""
     import librosa
 
-    c = librosa.feature.mfcc(y=np.asarray(audio, dtype=np.float32), sr=sr, n_mfcc=n + 1,
-                             n_fft=int(0.025 * sr), hop_length=int(0.01 * sr), n_mels=80,
-                             center=False)  # fmt: skip
-    return c[1:].T
+    power = librosa.feature.melspectrogram(
+        y=np.asarray(audio, dtype=np.float32), sr=sr, n_fft=int(0.025 * sr),
+        hop_length=int(0.01 * sr), n_mels=80, center=False,
+    )  # fmt: skip
+    return cepstra(0.5 * np.log(np.maximum(power, 1e-10)).T, n)
 
 
-def mcd(reference: np.ndarray, test: np.ndarray, max_offset: int = 2) -> float:
-    """Mean mel-cepstral distortion (dB) between frame-aligned cepstra [T, D] and [T', D]."""
+def cepstra(log_amplitude: np.ndarray, n: int = 24) -> np.ndarray:
+    """[T, K] log amplitudes -> [T, n] c1..cn of their cosine series (see the module doc)."""
+    import scipy.fft
+
+    k = log_amplitude.shape[-1]
+    return scipy.fft.dct(log_amplitude, type=2, axis=-1)[..., 1 : n + 1] / (2 * k)
+
+
+def mcd(
+    reference: np.ndarray, test: np.ndarray, max_offset: int = 2, mask: np.ndarray | None = None
+) -> float:
+    """Mean mel-cepstral distortion (dB) between frame-aligned cepstra [T, D] and [T', D], over
+    the frames where `mask` (length >= min(T, T')) is true, or all frames."""
     if reference.shape[1] != test.shape[1]:
         raise ValueError(f"cepstra of {reference.shape[1]} and {test.shape[1]} dimensions")
     if abs(len(reference) - len(test)) > max_offset:
         raise ValueError(f"{len(reference)} and {len(test)} frames: not aligned frame by frame")
     n = min(len(reference), len(test))
-    diff = reference[:n] - test[:n]
+    keep = np.ones(n, bool) if mask is None else np.asarray(mask[:n], dtype=bool)
+    if len(keep) < n or not keep.any():
+        raise ValueError(f"mask of {len(keep)} frames selects none of {n} (or is too short)")
+    diff = reference[:n][keep] - test[:n][keep]
     return float(np.mean(MCD_SCALE * np.sqrt((diff**2).sum(axis=1))))
 
 
@@ -71,3 +98,97 @@ class SpeakerClassifier:
         """Share of utterances assigned to their target speaker (voice-conversion success)."""
         predicted = self.predict(utterances)
         return float(np.mean([p == t for p, t in zip(predicted, targets, strict=True)]))
+
+
+def choose(
+    utterances: Sequence[Utterance], count: int, seconds: float, rng: np.random.Generator,
+    lead_latents: int = 5,
+) -> tuple[list[Utterance], list[int], int]:  # fmt: skip
+    """`count` utterances (seeded, in id order), the latent each excerpt starts at
+    (`lead_latents`, at most a quarter of the excerpt, before the first speech frame, so
+    excerpts are not mostly leading silence)
+    and the excerpts' common length in latents: `seconds` worth (50 per second), or as much as
+    the shortest chosen utterance has. Raises ValueError when there are fewer utterances than
+    `count` or one lacks its audio."""
+    pool = sorted(utterances, key=lambda u: u.utterance_id)
+    if len(pool) < count:
+        raise ValueError(f"{count} utterances to synthesize but only {len(pool)} held out")
+    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=count, replace=False))]
+    wanted = round(seconds * 50)
+    lead = min(lead_latents, wanted // 4)  # a short excerpt still gets mostly speech
+    starts = []
+    for u in chosen:
+        if u.audio is None:
+            raise ValueError(f"{u.utterance_id}: no audio in the feature shards "
+                             "(features.audio: false)")  # fmt: skip
+        speech = [i for i, p in enumerate(u.phones) if p not in SILENCES]
+        starts.append(max(0, (speech[0] if speech else 0) // 2 - lead))
+    n_latents = min(wanted, *(len(u.features) // 2 - s for u, s in
+                                           zip(chosen, starts, strict=True)))  # fmt: skip
+    return chosen, starts, n_latents
+
+
+def targets(speakers: Sequence[str], count: int, per_utterance: int, rng: np.random.Generator
+            ) -> list[list[str]]:  # fmt: skip
+    """For each of `count` utterances, `per_utterance` distinct target speakers (seeded)."""
+    if per_utterance > len(speakers):
+        raise ValueError(f"{per_utterance} conversion targets but {len(speakers)} train speakers")
+    return [[speakers[i] for i in sorted(rng.choice(len(speakers), per_utterance, replace=False))]
+            for _ in range(count)]  # fmt: skip
+
+
+def classifier_split(
+    utterances: Sequence[Utterance], per_speaker: int, holdout: float, samples: int,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
+    """(fit, test) lists of (speaker, float audio): up to `per_speaker` utterances of each
+    speaker, each cut to its first `samples` samples (the length of what is synthesized), the
+    last `holdout` share of each speaker's pick kept for testing (at least one)."""
+    by_speaker: dict[str, list[Utterance]] = {}
+    for u in utterances:
+        if u.audio is not None:
+            by_speaker.setdefault(u.speaker, []).append(u)
+    fit, test = [], []
+    for speaker in sorted(by_speaker):
+        pool = sorted(by_speaker[speaker], key=lambda u: u.utterance_id)
+        pick = [pool[i] for i in rng.choice(len(pool), min(per_speaker, len(pool)), False)]
+        if len(pick) < 2:
+            raise ValueError(f"speaker {speaker}: {len(pick)} utterance(s) with audio, need 2")
+        n_test = max(1, round(holdout * len(pick)))
+        for i, u in enumerate(pick):
+            audio = u.audio[:samples].astype(np.float32) / 32768
+            (test if i >= len(pick) - n_test else fit).append((speaker, audio))
+    return fit, test
+
+
+def spectrogram_figure(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]],
+                       path: Path, sr: int = 16000) -> None:  # fmt: skip
+    """One row per utterance, one column per version (original, reconstruction, conversions):
+    log-magnitude spectrograms (512-point STFT, 10 ms hop) on one colour scale per row."""
+    import librosa
+    import matplotlib.pyplot as plt
+
+    from vqspeech.plots import save
+
+    cols = max(len(versions) for _, versions in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3.6 * cols, 2.6 * len(rows)),
+                             squeeze=False, sharey=True)  # fmt: skip
+    for r, (title, versions) in enumerate(rows):
+        specs = [np.abs(librosa.stft(np.asarray(a, np.float32), n_fft=512, hop_length=160))
+                 for _, a in versions]  # fmt: skip
+        ref = max(float(x.max()) for x in specs) or 1.0
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(versions):
+                ax.axis("off")
+                continue
+            db = librosa.amplitude_to_db(specs[c], ref=ref)
+            ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
+                      extent=(0, len(versions[c][1]) / sr, 0, sr / 2000))  # fmt: skip
+            ax.set_title(f"{title}: {versions[c][0]}" if c == 0 else versions[c][0], fontsize=9)
+            if c == 0:
+                ax.set_ylabel("kHz")
+            if r == len(rows) - 1:
+                ax.set_xlabel("time (s)")
+    fig.tight_layout()
+    save(fig, path)

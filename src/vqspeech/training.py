@@ -26,8 +26,8 @@ from torch import nn
 
 from vqspeech import atomic
 from vqspeech.model.quantizer import kmeans
-from vqspeech.model.vqvae import VQVAE, ModelConfig, reconstruction_loss
-from vqspeech.trainset import SplitData, batch, crops, epoch_batches
+from vqspeech.model.vqvae import VQVAE, ModelConfig, decoder_loss
+from vqspeech.trainset import SplitData, batch, batch_audio, crops, epoch_batches
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
@@ -168,13 +168,13 @@ def evaluate(model: VQVAE, val: SplitData, cfg: TrainConfig, d: Dist) -> dict[st
     totals = {"recon": 0.0, "commitment": 0.0}
     counts = torch.zeros(model.cfg.codebook_size, device=d.device)
     for i in range(0, n, cfg.batch_size):
-        x, spk = batch(
-            val, utt[i : i + cfg.batch_size], start[i : i + cfg.batch_size], cfg.crop_frames
-        )
+        u, s = utt[i : i + cfg.batch_size], start[i : i + cfg.batch_size]
+        x, spk = batch(val, u, s, cfg.crop_frames)
         xt = torch.from_numpy(x).to(d.device)
+        audio = _audio(model, val, u, s, cfg, d)
         with _autocast(d):
-            out = model(xt, torch.from_numpy(spk).to(d.device))
-        totals["recon"] += float(reconstruction_loss(xt, out.reconstruction.float())) * len(x)
+            out = model(xt, torch.from_numpy(spk).to(d.device), audio)
+        totals["recon"] += float(decoder_loss(xt, out)) * len(x)
         totals["commitment"] += float(out.vq.commitment) * len(x)
         counts += torch.bincount(out.vq.codes.reshape(-1), minlength=model.cfg.codebook_size)
     usage = counts / counts.sum()
@@ -185,6 +185,15 @@ def evaluate(model: VQVAE, val: SplitData, cfg: TrainConfig, d: Dist) -> dict[st
         "perplexity": float(torch.exp(-(usage * torch.log(usage + 1e-10)).sum())),
         "codes_used": int((counts > 0).sum()),
     }
+
+
+def _audio(
+    model: VQVAE, data: SplitData, utt: np.ndarray, start: np.ndarray, cfg: TrainConfig, d: Dist
+) -> torch.Tensor | None:
+    """The crops' int16 samples on the device when the decoder is a WaveNet, else None."""
+    if model.cfg.decoder != "wavenet":
+        return None
+    return _to_device(batch_audio(data, utt, start, cfg.crop_frames), d)
 
 
 def _autocast(d: Dist) -> torch.autocast:
@@ -231,6 +240,14 @@ def train(
     key = run_key(model_cfg, cfg, data_fingerprint)
     torch.manual_seed(cfg.seed)
     model = VQVAE(model_cfg).to(d.device)
+    if model_cfg.decoder == "wavenet":
+        try:
+            model.wavenet_window(cfg.crop_frames // 2)
+            for name, data in (("train", train_data), ("val", val_data)):
+                if data is not None and data.audio is None:
+                    raise ValueError(f"the {name} split was loaded without audio")
+        except ValueError as err:
+            raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
     start_epoch, step, resumed, last = 0, 0, None, {}
     ckpt_path = checkpoint_dir / CHECKPOINT
@@ -265,9 +282,10 @@ def train(
             t0 = time.perf_counter()
             x, spk = batch(train_data, utt, start, cfg.crop_frames)
             xt, st = _to_device(x, d), _to_device(spk, d)
+            audio = _audio(model, train_data, utt, start, cfg, d)
             with _autocast(d):
-                out = net(xt, st)
-                recon = reconstruction_loss(xt, out.reconstruction.float())
+                out = net(xt, st, audio)
+                recon = decoder_loss(xt, out)
                 loss = recon + out.vq.loss
             if not math.isfinite(float(loss.detach())):
                 good = ckpt_path if ckpt_path.exists() else "none yet"

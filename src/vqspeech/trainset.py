@@ -15,6 +15,8 @@ import pyarrow.compute as pc
 
 from vqspeech import shards
 
+HOP, WIN = 160, 400  # samples per 10 ms frame step and 25 ms window at 16 kHz (features.py)
+
 
 @dataclass
 class SplitData:
@@ -22,6 +24,8 @@ class SplitData:
     offsets: np.ndarray  # int64 [U + 1]: utterance u is features[offsets[u]:offsets[u + 1]]
     speakers: np.ndarray  # int64 [U]: index into the training speakers, -1 if unseen
     utterance_ids: list[str]
+    audio: np.ndarray | None = None  # int16 [S]: utterance u is audio[audio_offsets[u]:...]
+    audio_offsets: np.ndarray | None = None  # int64 [U + 1]
 
     @property
     def lengths(self) -> np.ndarray:
@@ -34,17 +38,21 @@ def load_split(
     mean: np.ndarray,
     std: np.ndarray,
     speaker_index: dict[str, int] | None = None,
+    audio: bool = False,
+    hop: int = HOP,
+    win: int = WIN,
 ) -> tuple[SplitData, list[str]]:
     """Load every utterance of `split`; returns the data and the sorted speakers of the split.
 
     Speakers are numbered by `speaker_index` (unknown ones get -1), or, when it is None, by
-    their sorted order in this split. Raises ValueError on an empty split or non-finite features.
+    their sorted order in this split. With `audio`, the int16 samples are loaded too and each
+    utterance must have the samples its frames cover (frame i = samples [hop i, hop i + win)).
+    Raises ValueError on an empty split, non-finite features or missing audio.
     """
-    ids, spk, lengths, chunks = [], [], [], []
+    ids, spk, lengths, chunks, waves, audio_lengths = [], [], [], [], [], []
+    columns = ["utterance_id", "speaker", "split", "n_frames", "features"]
     for path in shards.files(folder):
-        table = shards.read(
-            path, columns=["utterance_id", "speaker", "split", "n_frames", "features"]
-        )
+        table = shards.read(path, columns=columns + (["audio"] if audio else []))
         table = table.filter(pc.equal(table.column("split"), split))
         if table.num_rows == 0:
             continue
@@ -57,6 +65,20 @@ def load_split(
         ids += table.column("utterance_id").to_pylist()
         spk += table.column("speaker").to_pylist()
         lengths += table.column("n_frames").to_pylist()
+        if audio:
+            column = table.column("audio").combine_chunks()
+            have = column.value_lengths().to_numpy(zero_copy_only=False)
+            need = hop * (np.asarray(table.column("n_frames")) - 1) + win
+            short = np.flatnonzero(have < need)
+            if len(short):
+                i = int(short[0])
+                raise ValueError(
+                    f"{path}: {len(short)} utterances have fewer audio samples than their frames "
+                    f"cover (first: {table.column('utterance_id')[i]}, {int(have[i])} < "
+                    f"{int(need[i])}); rerun the features stage with features.audio: true"
+                )
+            waves.append(column.flatten().to_numpy(zero_copy_only=False).astype(np.int16))
+            audio_lengths += have.tolist()
     if not ids:
         raise ValueError(f"{folder}: no {split!r} utterances in the feature shards")
     names = sorted(set(spk))
@@ -67,7 +89,11 @@ def load_split(
     x = ((x - mean) / std).astype(np.float32)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     speakers = np.array([index.get(s, -1) for s in spk], dtype=np.int64)
-    return SplitData(x, offsets, speakers, ids), names
+    data = SplitData(x, offsets, speakers, ids)
+    if audio:
+        data.audio = np.concatenate(waves)
+        data.audio_offsets = np.concatenate([[0], np.cumsum(audio_lengths)]).astype(np.int64)
+    return data, names
 
 
 def crops(
@@ -98,6 +124,18 @@ def batch(
     """Gather crops: features [B, crop, D] and speaker ids [B]."""
     rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
     return data.features[rows], data.speakers[utt]
+
+
+def batch_audio(
+    data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int, hop: int = HOP
+) -> np.ndarray:
+    """The samples of the same crops: int16 [B, crop * hop], crop b = samples
+    [hop start_b, hop (start_b + crop)) of its utterance, i.e. the hop-long stretch each of the
+    crop's frames starts with (the window of frame i reaches win - hop samples further)."""
+    if data.audio is None or data.audio_offsets is None:
+        raise ValueError("this split was loaded without audio (load_split(..., audio=True))")
+    rows = data.audio_offsets[utt][:, None] + hop * start[:, None] + np.arange(crop * hop)[None, :]
+    return data.audio[rows]
 
 
 def epoch_batches(

@@ -4,7 +4,9 @@ weights, quantization is one vector per 20 ms step, and the speaker embedding is
 trained module.
 
 Shapes: features x [B, T, D] (10 ms frames) -> latents z [B, T // 2, E] (20 ms) -> codes
-[B, T // 2] -> reconstruction [B, 2 (T // 2), D].
+[B, T // 2] -> reconstruction [B, 2 (T // 2), D] (`decoder: deconv`), or, with `decoder:
+wavenet`, logits [B, 256, W] of the mu-law classes of a window of W samples of the crop's audio
+(the crop's 10 ms frames start every 160 samples: latent l covers samples [320 l, 320 (l + 1))).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from torch import Tensor, nn
 
 from vqspeech.model.jitter import TimeJitter
 from vqspeech.model.quantizer import QuantizerOutput, VectorQuantizer
+from vqspeech.model.wavenet import WaveNet, WaveNetConfig, mulaw_encode
+
+SAMPLES_PER_LATENT = 320  # 20 ms at 16 kHz
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,25 @@ class ModelConfig:
     jitter: float = 0.12
     n_speakers: int = 1
     speaker_dim: int = 64
+    decoder: str = "deconv"  # deconv | wavenet
+    wavenet_residual_channels: int = 32
+    wavenet_skip_channels: int = 32
+    wavenet_layers_per_stack: int = 8
+    wavenet_stacks: int = 1
+    wavenet_window_latents: int = 1  # latents per crop whose samples the loss covers
+
+    def __post_init__(self) -> None:
+        if self.decoder not in ("deconv", "wavenet"):
+            raise ValueError(f"decoder must be 'deconv' or 'wavenet', not {self.decoder!r}")
+
+    def wavenet(self) -> WaveNetConfig:
+        return WaveNetConfig(
+            cond_dim=self.embedding_dim, speaker_dim=self.speaker_dim,
+            residual_channels=self.wavenet_residual_channels,
+            skip_channels=self.wavenet_skip_channels,
+            layers_per_stack=self.wavenet_layers_per_stack, stacks=self.wavenet_stacks,
+            upsample=SAMPLES_PER_LATENT,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -113,9 +137,10 @@ class Decoder(nn.Module):
 
 @dataclass
 class VQVAEOutput:
-    reconstruction: Tensor  # [B, 2 (T // 2), D]
+    reconstruction: Tensor  # [B, 2 (T // 2), D]; wavenet: logits [B, 256, W]
     latents: Tensor  # [B, T // 2, E], before quantization
     vq: QuantizerOutput
+    target: Tensor | None = None  # wavenet: the mu-law classes [B, W] the logits predict
 
 
 class VQVAE(nn.Module):
@@ -129,7 +154,8 @@ class VQVAE(nn.Module):
         )  # fmt: skip
         self.jitter = TimeJitter(cfg.jitter)
         self.speakers = nn.Embedding(cfg.n_speakers, cfg.speaker_dim)
-        self.decoder = Decoder(cfg)
+        wavenet = cfg.decoder == "wavenet"
+        self.decoder: nn.Module = WaveNet(cfg.wavenet()) if wavenet else Decoder(cfg)
 
     def speaker_vectors(self, speaker: Tensor) -> Tensor:
         """Embeddings of speaker ids; id -1 (a speaker unseen in training) gets their mean."""
@@ -140,12 +166,40 @@ class VQVAE(nn.Module):
             vectors = torch.where(known[:, None], vectors, mean.expand_as(vectors))
         return vectors
 
-    def forward(self, x: Tensor, speaker: Tensor) -> VQVAEOutput:
+    def wavenet_window(self, n_latents: int) -> tuple[int, int]:
+        """The samples [start, stop) of a crop of `n_latents` latents that the WaveNet loss
+        covers: `wavenet_window_latents` latents in the middle, with the receptive field inside
+        the crop. Raises ValueError when the crop is too short for that."""
+        w, up = self.cfg.wavenet_window_latents, SAMPLES_PER_LATENT
+        first = (n_latents - w) // 2
+        history = self.cfg.wavenet().receptive_field - 1
+        if w > n_latents or first * up < history:
+            need = 2 * (w + 2 * -(-history // up))
+            raise ValueError(
+                f"a crop of {n_latents} latents cannot hold a {w}-latent WaveNet window after "
+                f"its {history}-sample receptive field: raise train.crop_frames to >= {need} or "
+                "lower model.wavenet.window_latents / layers"
+            )
+        return first * up, (first + w) * up
+
+    def forward(self, x: Tensor, speaker: Tensor, audio: Tensor | None = None) -> VQVAEOutput:
+        """x [B, T, D] features, speaker [B] ids; wavenet: audio [B, >= 160 T] int16 samples of
+        the same crops (frame i starts at sample 160 i)."""
         z = self.encoder(x)
         with torch.autocast(z.device.type, enabled=False):  # nearest codes in float32, not bf16
             vq = self.quantizer(z.float())
-        recon = self.decoder(self.jitter(vq.quantized), self.speaker_vectors(speaker))
-        return VQVAEOutput(recon, z, vq)
+        q, spk = self.jitter(vq.quantized), self.speaker_vectors(speaker)
+        if self.cfg.decoder == "deconv":
+            return VQVAEOutput(self.decoder(q, spk), z, vq)
+        if audio is None:
+            raise ValueError("the WaveNet decoder needs the crops' audio")
+        n = q.shape[1] * SAMPLES_PER_LATENT
+        if audio.shape[1] < n:
+            raise ValueError(f"{audio.shape[1]} samples for {q.shape[1]} latents (need {n})")
+        classes = mulaw_encode(audio[:, :n].float() / 32768.0)
+        start, stop = self.wavenet_window(q.shape[1])
+        logits = self.decoder(classes, q, spk, start, stop)
+        return VQVAEOutput(logits, z, vq, classes[:, start:stop])
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
@@ -158,6 +212,14 @@ class VQVAE(nn.Module):
 def reconstruction_loss(x: Tensor, recon: Tensor) -> Tensor:
     """MSE against the input frames the decoder covers (all but a trailing odd frame)."""
     return torch.nn.functional.mse_loss(recon, x[:, : recon.shape[1]])
+
+
+def decoder_loss(x: Tensor, out: VQVAEOutput) -> Tensor:
+    """The decoder's loss: feature MSE (deconv) or cross-entropy of the mu-law classes in nats
+    per sample (wavenet), in float32."""
+    if out.target is None:
+        return reconstruction_loss(x, out.reconstruction.float())
+    return torch.nn.functional.cross_entropy(out.reconstruction.float(), out.target)
 
 
 def receptive_field(model: VQVAE) -> int:
@@ -185,4 +247,13 @@ def summary(model: VQVAE, hop_ms: float = 10.0, win_ms: float = 25.0) -> str:
         f"one code per {2 * hop_ms:.0f} ms; codebook {model.cfg.codebook_size} x "
         f"{model.cfg.embedding_dim} ({'EMA' if model.cfg.ema else 'loss-trained'})"
     )
+    if model.cfg.decoder == "wavenet":
+        wn = model.cfg.wavenet()
+        lines.append(
+            f"WaveNet decoder: {len(wn.dilations)} layers ({wn.stacks} x dilations 1..."
+            f"{wn.dilations[-1]}), {wn.residual_channels} residual / {wn.skip_channels} skip "
+            f"channels, receptive field {wn.receptive_field} samples = "
+            f"{wn.receptive_field / 16:.1f} ms; loss on {model.cfg.wavenet_window_latents} "
+            f"latent(s) = {model.cfg.wavenet_window_latents * SAMPLES_PER_LATENT} samples per crop"
+        )
     return "\n".join(lines)

@@ -1,11 +1,14 @@
-"""WaveNet decoder (Chorowski et al. 2019, after van den Oord et al. 2016): groundwork for
-`model.decoder: wavenet` (issue 7; not wired into training yet).
+"""WaveNet decoder (Chorowski et al. 2019, after van den Oord et al. 2016), `model.decoder:
+wavenet`.
 
 - mu-law companding of audio to 256 classes (mu = 255) and back;
 - an autoregressive stack of dilated causal convolutions (kernel 2) with gated activations and
-  residual and skip connections, locally conditioned on the 20 ms latents upsampled to the sample
-  rate (repeated 320 times, then a k=3 convolution over the repeated sequence, which sees the
-  latents only, never the audio) and globally on a speaker vector;
+  residual and skip connections, locally conditioned on the 20 ms latents (a k=3 convolution
+  over the latents, so each sees its neighbours, then each latent's output repeated for its 320
+  samples; the per-layer 1x1 conditioning projections commute with the repetition, so they run
+  at the latent rate, 320x cheaper than at the sample rate) and globally on a speaker vector;
+- teacher forcing over a window of samples: only the window and the receptive field before it
+  are computed, which is what makes CPU training affordable;
 - generation one sample at a time with a queue per layer holding that layer's past inputs
   (O(layers) work per sample), or, for testing, by re-running the whole prefix.
 """
@@ -13,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,89 +63,107 @@ class WaveNet(nn.Module):
     def __init__(self, cfg: WaveNetConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        r, s = cfg.residual_channels, cfg.skip_channels
+        r, s, n = cfg.residual_channels, cfg.skip_channels, len(cfg.dilations)
         self.embed = nn.Embedding(cfg.classes, r)
         self.upsample = nn.Conv1d(cfg.cond_dim, cfg.cond_dim, 3, padding=1)
         self.dilated = nn.ModuleList(nn.Conv1d(r, 2 * r, 2, dilation=d) for d in cfg.dilations)
-        self.cond = nn.ModuleList(nn.Conv1d(cfg.cond_dim, 2 * r, 1) for _ in cfg.dilations)
-        self.speaker = nn.ModuleList(nn.Linear(cfg.speaker_dim, 2 * r) for _ in cfg.dilations)
+        self.cond = nn.Conv1d(cfg.cond_dim, 2 * r * n, 1)  # every layer's projection at once
+        self.speaker = nn.Linear(cfg.speaker_dim, 2 * r * n)
         self.res = nn.ModuleList(nn.Conv1d(r, r, 1) for _ in cfg.dilations)
         self.skip = nn.ModuleList(nn.Conv1d(r, s, 1) for _ in cfg.dilations)
         self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(s, s, 1), nn.ReLU(),
                                  nn.Conv1d(s, cfg.classes, 1))  # fmt: skip
 
-    def conditioning(self, latents: Tensor) -> Tensor:
-        """[B, L, E] latents -> [B, E, L * upsample] per-sample conditioning."""
-        rep = latents.transpose(1, 2).repeat_interleave(self.cfg.upsample, dim=2)
-        return self.upsample(rep)
+    def conditioning(self, latents: Tensor, speaker: Tensor) -> Tensor:
+        """[B, L, E] latents, [B, S] speaker -> [B, 2R x layers, L]: each layer's conditioning
+        input for the samples of each latent (local + global)."""
+        c = self.cond(self.upsample(latents.transpose(1, 2)))
+        return c + self.speaker(speaker)[:, :, None]
 
-    def forward(self, audio: Tensor, latents: Tensor, speaker: Tensor) -> Tensor:
-        """Teacher-forced logits [B, classes, T]: position t predicts class t from classes < t.
+    def forward(
+        self, audio: Tensor, latents: Tensor, speaker: Tensor, start: int = 0,
+        stop: int | None = None,
+    ) -> Tensor:  # fmt: skip
+        """Teacher-forced logits [B, classes, stop - start]: position t predicts class t from
+        the classes before it.
 
-        audio: [B, T] classes with T = L * upsample; latents [B, L, E]; speaker [B, S]."""
-        c = self.conditioning(latents)
-        if c.shape[2] != audio.shape[1]:
-            raise ValueError(f"{audio.shape[1]} samples but {c.shape[2]} conditioning steps")
-        prev = F.pad(audio, (1, 0))[:, :-1]  # shifted right: sample t sees samples < t
+        audio: [B, T] classes with T = L x upsample; latents [B, L, E]; speaker [B, S]. Only
+        samples [start - receptive field + 1, stop) go through the stack."""
+        up = self.cfg.upsample
+        t_total = latents.shape[1] * up
+        if audio.shape[1] != t_total:
+            raise ValueError(f"{audio.shape[1]} samples but {latents.shape[1]} latents x {up}")
+        stop = t_total if stop is None else stop
+        if not 0 <= start < stop <= t_total:
+            raise ValueError(f"window [{start}, {stop}) outside [0, {t_total})")
+        first = max(0, start - (self.cfg.receptive_field - 1))
+        prev = F.pad(audio, (1, 0))[:, first:stop]  # input t is sample t - 1 (class 0 before)
+        lo, hi = first // up, -(-stop // up)  # the latents the computed samples belong to
+        c = self.conditioning(latents, speaker)[:, :, lo:hi]  # all latents: k=3 sees neighbours
+        # repeat each latent's column for its samples (expand: the backward is a cheap sum)
+        c = c[:, :, :, None].expand(-1, -1, -1, up).reshape(c.shape[0], c.shape[1], -1)
+        c = c[:, :, first - lo * up : stop - lo * up].chunk(len(self.dilated), dim=1)
         h = self.embed(prev).transpose(1, 2)
-        skips = 0
-        for conv, cond, spk, res, skip, d in zip(self.dilated, self.cond, self.speaker,
-                                                 self.res, self.skip, self.cfg.dilations,
-                                                 strict=True):  # fmt: skip
-            z = conv(F.pad(h, (d, 0))) + cond(c) + spk(speaker)[:, :, None]
-            a, b = z.chunk(2, dim=1)
+        skips: Tensor | int = 0
+        for conv, ci, res, skip, d in zip(self.dilated, c, self.res, self.skip,
+                                          self.cfg.dilations, strict=True):  # fmt: skip
+            a, b = (conv(F.pad(h, (d, 0))) + ci).chunk(2, dim=1)
             g = torch.tanh(a) * torch.sigmoid(b)
             h = h + res(g)
             skips = skips + skip(g)
-        return self.out(skips)
+        return self.out(skips[:, :, start - first :])
 
     @torch.no_grad()
     def generate(
         self, latents: Tensor, speaker: Tensor, generator: torch.Generator | None = None,
-        cached: bool = True,
+        cached: bool = True, progress: Callable[[int], object] | None = None,
     ) -> Tensor:  # fmt: skip
         """Sample classes [B, L * upsample] one at a time. `cached` keeps a queue of past layer
         inputs (O(layers) per sample); otherwise the whole prefix is re-run at every step (for
-        tests). Both draw the same uniforms from `generator`, so they give the same samples."""
-        c = self.conditioning(latents)
-        b, _, t_total = c.shape
-        out = torch.zeros(b, t_total, dtype=torch.long, device=c.device)
-        u = torch.rand(t_total, b, generator=generator, dtype=torch.float64).to(c.device)
+        tests). Both draw the same uniforms from `generator`, so they give the same samples.
+        `progress(n)` is called after every `upsample` samples with n = samples done."""
+        up = self.cfg.upsample
+        b, t_total = latents.shape[0], latents.shape[1] * up
+        out = torch.zeros(b, t_total, dtype=torch.long, device=latents.device)
+        u = torch.rand(t_total, b, generator=generator, dtype=torch.float64).to(latents.device)
         if not cached:
             for t in range(t_total):
-                logits = self._prefix_logits(out[:, : t + 1], latents, speaker, t)
+                logits = self._prefix_logits(out, latents, speaker, t)
                 out[:, t] = _draw(logits, u[t])
             return out
+        cond = self.conditioning(latents, speaker).chunk(len(self.dilated), dim=1)
         r = self.cfg.residual_channels
-        queues = [torch.zeros(b, r, d, device=c.device, dtype=c.dtype) for d in self.cfg.dilations]
-        spk_terms = [s(speaker) for s in self.speaker]
-        cond_terms = [cond(c) for cond in self.cond]  # [B, 2R, T] each
-        prev = torch.zeros(b, dtype=torch.long, device=c.device)  # class 0 before the start
+        # ring buffers [d, B, R]: slot heads[i] holds layer i's input from d steps ago
+        queues = [torch.zeros(d, b, r, device=latents.device, dtype=latents.dtype)
+                  for d in self.cfg.dilations]  # fmt: skip
+        heads = [0] * len(queues)
+        taps = [(c.weight[:, :, 0].T, c.weight[:, :, 1].T, c.bias) for c in self.dilated]
+        res = [(m.weight[:, :, 0].T, m.bias) for m in self.res]
+        skip = [(m.weight[:, :, 0].T, m.bias) for m in self.skip]
+        prev = torch.zeros(b, dtype=torch.long, device=latents.device)  # class 0 before start
         for t in range(t_total):
             h = self.embed(prev)
-            skips = 0
-            for i, (conv, res, skip) in enumerate(zip(self.dilated, self.res, self.skip,
-                                                      strict=True)):  # fmt: skip
-                past = queues[i][:, :, 0]  # this layer's input d steps ago
-                queues[i] = torch.cat([queues[i][:, :, 1:], h[:, :, None]], dim=2)
-                w = conv.weight  # [2R, R, 2]: tap 0 on x[t - d], tap 1 on x[t]
-                z = past @ w[:, :, 0].T + h @ w[:, :, 1].T + conv.bias
-                z = z + cond_terms[i][:, :, t] + spk_terms[i]
+            skips: Tensor | int = 0
+            for i, ((w0, w1, bias), (wr, br), (ws, bs)) in enumerate(zip(taps, res, skip,
+                                                                         strict=True)):  # fmt: skip
+                z = torch.addmm(bias, queues[i][heads[i]], w0)  # read the slot, then reuse it
+                queues[i][heads[i]] = h
+                heads[i] = (heads[i] + 1) % len(queues[i])
+                z = z + h @ w1 + cond[i][:, :, t // up]
                 a, g2 = z.chunk(2, dim=1)
                 g = torch.tanh(a) * torch.sigmoid(g2)
-                h = h + res(g[:, :, None])[:, :, 0]
-                skips = skips + skip(g[:, :, None])[:, :, 0]
+                h = h + torch.addmm(br, g, wr)
+                skips = skips + torch.addmm(bs, g, ws)
             logits = self.out(skips[:, :, None])[:, :, 0]
             prev = _draw(logits, u[t])
             out[:, t] = prev
+            if progress is not None and (t + 1) % up == 0:
+                progress(t + 1)
         return out
 
-    def _prefix_logits(self, prefix: Tensor, latents: Tensor, speaker: Tensor, t: int) -> Tensor:
-        """Logits for position t from the classes before it (prefix[:, :t]), by a full pass."""
-        upsample = self.cfg.upsample
-        n_lat = latents.shape[1]
-        padded = F.pad(prefix, (0, n_lat * upsample - prefix.shape[1]))
-        return self.forward(padded, latents, speaker)[:, :, t]
+    def _prefix_logits(self, audio: Tensor, latents: Tensor, speaker: Tensor, t: int) -> Tensor:
+        """Logits for position t from the classes before it, by a full pass over 0..t."""
+        return self.forward(audio, latents, speaker)[:, :, t]
 
 
 def _draw(logits: Tensor, u: Tensor) -> Tensor:
