@@ -50,6 +50,7 @@ bench: setup
 	python benchmarks/features.py
 	python benchmarks/train.py
 	python benchmarks/evaluate.py
+	python benchmarks/wavenet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -26,12 +26,13 @@ import typer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from vqspeech.model.vqvae import VQVAE, ModelConfig, reconstruction_loss  # noqa: E402
-from vqspeech.trainset import batch, epoch_batches, load_split  # noqa: E402
+from vqspeech.model.vqvae import VQVAE, ModelConfig, decoder_loss  # noqa: E402
+from vqspeech.trainset import batch, batch_audio, epoch_batches, load_split  # noqa: E402
 
 SIZES = {
     "default (128 ch, K=64)": {"channels": 128, "codebook_size": 64},
     "reference (768 ch, K=44)": {"channels": 768, "codebook_size": 44},
+    "default + WaveNet decoder (32 ch, 8 layers, 320 samples/crop)": {"decoder": "wavenet"},
 }
 
 
@@ -39,9 +40,11 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     dev = torch.device(device)
     t0 = time.perf_counter()
     stats = json.loads((REPO / "data/stats.json").read_text())
+    wavenet = SIZES[size].get("decoder") == "wavenet"
     train, speakers = load_split(
-        REPO / "data/features", "train", np.array(stats["mean"]), np.array(stats["std"])
-    )
+        REPO / "data/features", "train", np.array(stats["mean"]), np.array(stats["std"]),
+        audio=wavenet,
+    )  # fmt: skip
     load_s = time.perf_counter() - t0
     cfg = ModelConfig(input_dim=train.features.shape[1], n_speakers=len(speakers), **SIZES[size])
     torch.manual_seed(0)
@@ -50,10 +53,15 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     batches = epoch_batches(train, 48, batch_size, 0, 0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
-    def step(x: torch.Tensor, s: torch.Tensor) -> None:
+    def gather(i: int) -> list[np.ndarray]:
+        utt, start = batches[i % len(batches)]
+        arrays = list(batch(train, utt, start, 48))
+        return arrays + ([batch_audio(train, utt, start, 48)] if wavenet else [])
+
+    def step(x: torch.Tensor, s: torch.Tensor, a: torch.Tensor | None = None) -> None:
         with autocast:
-            out = model(x, s)
-            loss = reconstruction_loss(x, out.reconstruction.float()) + out.vq.loss
+            out = model(x, s, a)
+            loss = decoder_loss(x, out) + out.vq.loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -63,7 +71,7 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
         return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t
 
     def timed(with_data: bool) -> float:
-        fixed = [to_dev(a) for a in batch(train, *batches[0], 48)]
+        fixed = [to_dev(a) for a in gather(0)]
         for _ in range(3):  # warm-up
             step(*fixed)
         if dev.type == "cuda":
@@ -71,8 +79,7 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
         start = time.perf_counter()
         for i in range(steps):
             if with_data:
-                x, s = batch(train, *batches[i % len(batches)], 48)
-                step(to_dev(x), to_dev(s))
+                step(*(to_dev(a) for a in gather(i)))
             else:
                 step(*fixed)
         if dev.type == "cuda":
@@ -82,8 +89,7 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     def data_only(n: int = 200) -> float:
         start = time.perf_counter()
         for i in range(n):
-            x, s = batch(train, *batches[i % len(batches)], 48)
-            to_dev(x), to_dev(s)
+            [to_dev(a) for a in gather(i)]
         return (time.perf_counter() - start) / n
 
     with_data, without, data_s = timed(True), timed(False), data_only()
@@ -98,9 +104,8 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     if dev.type == "cuda":
         from torch.utils.flop_counter import FlopCounterMode
 
-        x, s = (to_dev(a) for a in batch(train, *batches[0], 48))
         with FlopCounterMode(display=False) as counter:
-            step(x, s)
+            step(*(to_dev(a) for a in gather(0)))
         flops = counter.get_total_flops()
         result["tflops"] = flops / with_data / 1e12
         result["peak_fraction"] = result["tflops"] / peak_tflops

@@ -71,7 +71,9 @@ def test_unreadable_file(tmp_path: Path):
 
 
 def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path):
-    text = (REPO / "params.yaml").read_text() + "  batch_size: 64\n"  # a second eval.batch_size
+    text = (REPO / "params.yaml").read_text()
+    assert "\neval:\n" in text and "\n  batch_size: 32" in text.split("\neval:\n")[1]
+    text = text.replace("\neval:\n", "\neval:\n  batch_size: 64\n")  # a second eval.batch_size
     path = tmp_path / "params.yaml"
     path.write_text(text)
     with pytest.raises(
