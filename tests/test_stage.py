@@ -279,11 +279,13 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train_in(src: Path, dst: Path, train: dict, *launcher: str) -> subprocess.CompletedProcess[str]:
+def train_in(
+    src: Path, dst: Path, train: dict, *launcher: str, model: dict | None = None
+) -> subprocess.CompletedProcess[str]:
     if not dst.exists():
         shutil.copytree(src, dst)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["model"], params["train"] = TINY_MODEL, {**TINY_TRAIN, **train}
+    params["model"], params["train"] = {**TINY_MODEL, **(model or {})}, {**TINY_TRAIN, **train}
     (dst / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [*(launcher or [sys.executable]), str(REPO / "stages/train.py"), "run"]
     # a timeout turns a hang (a collective one rank never reaches) into a failure, not a stall
@@ -416,10 +418,16 @@ def test_train_stage_bad_input(tiny_pipeline: Path, tmp_path: Path):
     assert "no 'train' utterances in the feature shards" in proc.stderr
 
 
-def test_torchrun_ddp_two_cpu_ranks_keep_identical_codebooks(tiny_pipeline: Path, tmp_path: Path):
+@pytest.mark.parametrize("decoder", ["deconv", "wavenet"])
+def test_torchrun_ddp_two_cpu_ranks_keep_identical_codebooks(
+    tiny_pipeline: Path, tmp_path: Path, decoder: str
+):
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     launcher = (torchrun, "--standalone", "--nproc_per_node=2")
-    proc = train_in(tiny_pipeline, tmp_path / "ddp", {"epochs": 2, "threads": 1}, *launcher)
+    model = {"decoder": decoder, "wavenet": {"residual_channels": 8, "skip_channels": 8,
+                                             "layers_per_stack": 4}}  # fmt: skip
+    proc = train_in(tiny_pipeline, tmp_path / "ddp", {"epochs": 2, "threads": 1}, *launcher,
+                    model=model)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "codebooks identical across 2 ranks" in proc.stderr
     assert "device cpu x 2" in proc.stderr

@@ -89,3 +89,17 @@ def test_training_learns_is_deterministic_and_resumes_exactly(tmp_path: Path):
     assert loaded.cfg.decoder == "wavenet"
     z, vq = loaded.encode(torch.randn(1, 8, 6))  # align and evaluate only need the encoder
     assert z.shape == (1, 4, 8) and vq.codes.shape == (1, 4)
+
+
+@pytest.mark.parametrize("decoder", ["deconv", "wavenet"])
+def test_every_parameter_gets_a_gradient(decoder: str):
+    """An unused parameter is dead weight and makes DDP fail (found: the last WaveNet layer's
+    residual 1x1, whose output nothing read)."""
+    torch.manual_seed(0)
+    model = VQVAE(ModelConfig(**{**MODEL.to_dict(), "decoder": decoder, "ema": False})).train()
+    x, spk = torch.randn(2, 12, 6), torch.tensor([0, 1])
+    audio = torch.randint(-20000, 20000, (2, 12 * 160), dtype=torch.int16)
+    out = model(x, spk, audio)
+    (decoder_loss(x, out) + out.vq.loss).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert missing == []

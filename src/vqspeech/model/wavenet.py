@@ -69,7 +69,9 @@ class WaveNet(nn.Module):
         self.dilated = nn.ModuleList(nn.Conv1d(r, 2 * r, 2, dilation=d) for d in cfg.dilations)
         self.cond = nn.Conv1d(cfg.cond_dim, 2 * r * n, 1)  # every layer's projection at once
         self.speaker = nn.Linear(cfg.speaker_dim, 2 * r * n)
-        self.res = nn.ModuleList(nn.Conv1d(r, r, 1) for _ in cfg.dilations)
+        # the last layer feeds the skips only: a residual 1x1 there would be an unused parameter
+        # (dead weights, and an error under DDP)
+        self.res = nn.ModuleList(nn.Conv1d(r, r, 1) for _ in cfg.dilations[:-1])
         self.skip = nn.ModuleList(nn.Conv1d(r, s, 1) for _ in cfg.dilations)
         self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(s, s, 1), nn.ReLU(),
                                  nn.Conv1d(s, cfg.classes, 1))  # fmt: skip
@@ -105,11 +107,12 @@ class WaveNet(nn.Module):
         c = c[:, :, first - lo * up : stop - lo * up].chunk(len(self.dilated), dim=1)
         h = self.embed(prev).transpose(1, 2)
         skips: Tensor | int = 0
-        for conv, ci, res, skip, d in zip(self.dilated, c, self.res, self.skip,
-                                          self.cfg.dilations, strict=True):  # fmt: skip
+        for i, (conv, ci, skip, d) in enumerate(zip(self.dilated, c, self.skip,
+                                                    self.cfg.dilations, strict=True)):  # fmt: skip
             a, b = (conv(F.pad(h, (d, 0))) + ci).chunk(2, dim=1)
             g = torch.tanh(a) * torch.sigmoid(b)
-            h = h + res(g)
+            if i < len(self.res):
+                h = h + self.res[i](g)
             skips = skips + skip(g)
         return self.out(skips[:, :, start - first :])
 
@@ -144,15 +147,15 @@ class WaveNet(nn.Module):
         for t in range(t_total):
             h = self.embed(prev)
             skips: Tensor | int = 0
-            for i, ((w0, w1, bias), (wr, br), (ws, bs)) in enumerate(zip(taps, res, skip,
-                                                                         strict=True)):  # fmt: skip
+            for i, ((w0, w1, bias), (ws, bs)) in enumerate(zip(taps, skip, strict=True)):
                 z = torch.addmm(bias, queues[i][heads[i]], w0)  # read the slot, then reuse it
                 queues[i][heads[i]] = h
                 heads[i] = (heads[i] + 1) % len(queues[i])
                 z = z + h @ w1 + cond[i][:, :, t // up]
                 a, g2 = z.chunk(2, dim=1)
                 g = torch.tanh(a) * torch.sigmoid(g2)
-                h = h + torch.addmm(br, g, wr)
+                if i < len(res):
+                    h = h + torch.addmm(res[i][1], g, res[i][0])
                 skips = skips + torch.addmm(bs, g, ws)
             logits = self.out(skips[:, :, None])[:, :, 0]
             prev = _draw(logits, u[t])
