@@ -134,15 +134,12 @@ def _generate(model, chosen, starts, goals, speakers, n_lat, mean, std, seed):
     batch_latents = torch.stack(rows)
     spk_vectors = model.speaker_vectors(torch.tensor(ids, device=device))
     bar = stagelog.progress(total=n_lat, desc="generate", unit="latent")
-    done = [0]
-
-    def progress(t: int) -> None:
-        bar.update(t // model.cfg.wavenet().upsample - done[0])
-        done[0] = t // model.cfg.wavenet().upsample
-
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
-    classes = model.decoder.generate(batch_latents, spk_vectors, generator, progress=progress)
+    # generate() reports after every latent's samples
+    classes = model.decoder.generate(
+        batch_latents, spk_vectors, generator, progress=lambda t: bar.update(1)
+    )
     seconds = time.perf_counter() - start
     bar.close()
     audio = mulaw_decode(classes.cpu()).numpy()
