@@ -2,8 +2,9 @@
 
 `python stages/train.py run` (what dvc.yaml calls; `torchrun --nproc_per_node=N stages/train.py
 run` for DDP) writes models/model.pt, models/snapshots.parquet (codebook + val latents every
-`train.snapshot_every` epochs), checkpoints under models/checkpoints/ (kept between runs, so an
-interrupted run resumes), metrics/train.json and dvclive curves under plots/train/.
+`train.snapshot_every` epochs), a checkpoint per epoch under models/checkpoints/<run key>/ (not a
+DVC output: kept between runs, so an interrupted run resumes), metrics/train.json and dvclive
+curves under plots/train/.
 `python stages/train.py summary` prints parameters per module and the receptive field.
 Imports torch, numpy, pyarrow, pydantic, pyyaml, typer and tqdm (plus dvclive when present).
 """
@@ -25,9 +26,17 @@ from vqspeech import atomic, shards, stagelog
 from vqspeech.livelog import truncate
 from vqspeech.model.vqvae import VQVAE, ModelConfig, summary
 from vqspeech.params import ModelParams, Params
-from vqspeech.snapshots import Snapshots
+from vqspeech.snapshots import Snapshots, schedule
 from vqspeech.snapshots import collect as collect_snapshots
-from vqspeech.training import TrainConfig, resume_step, run_key, save_model, setup, train
+from vqspeech.training import (
+    TrainConfig,
+    resume_step,
+    run_dir,
+    run_key,
+    save_model,
+    setup,
+    train,
+)
 from vqspeech.trainset import load_split
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -104,11 +113,14 @@ def run(
                 d.device, d.world,
             )  # fmt: skip
             log.info("model:\n%s", summary(VQVAE(model_cfg)))
-        live = _live(live_dir, resume_step(checkpoints, key)) if d.main else None
+        folder = run_dir(checkpoints, key)
+        if d.main:
+            log.info("run key %s: checkpoint and snapshots in %s/", key, folder)
+        live = _live(live_dir, resume_step(checkpoints, key, cfg.epochs)) if d.main else None
         bar = stagelog.progress(desc="train", unit="step", disable=not d.main)
         sample_split = "val" if val_data is not None else "train"
         snaps = Snapshots(
-            checkpoints, key, shards.iter_utterances(features_dir, sample_split), mean, std,
+            folder, key, shards.iter_utterances(features_dir, sample_split), mean, std,
             params.train.snapshot_every,
         )  # fmt: skip
         with stagelog.timed(log, f"train ({cfg.epochs} epochs)"):
@@ -118,11 +130,9 @@ def run(
             )  # fmt: skip
         bar.close()
         if d.main:
-            extra = {"speakers": speakers, "train": cfg.__dict__, "steps": result.steps}
-            save_model(model_path, result.model, extra)
-            if not (checkpoints / f"snapshot_{cfg.epochs:04d}.parquet").exists():
-                snaps.take(cfg.epochs, result.model)  # the final codebook is always there
-            table = collect_snapshots(checkpoints, key, cfg.epochs)
+            # models/model.pt last: a failure anywhere before leaves no new model behind
+            snaps.take(cfg.epochs, result.model)  # the final codebook, always this run's
+            table = collect_snapshots(folder, key, schedule(cfg.epochs, snaps.every))
             with atomic.atomic_path(snapshots_path) as tmp:
                 pq.write_table(table, tmp)
             audio_s = result.frames * 0.01
@@ -140,6 +150,8 @@ def run(
             atomic.write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
             if live is not None:
                 live.end()
+            extra = {"speakers": speakers, "train": cfg.__dict__, "steps": result.steps}
+            save_model(model_path, result.model, extra)
             n_snaps = len(set(table.column("epoch").to_pylist()))
             log.info("wrote %s, %s (%d snapshots), %s, %s/", model_path, snapshots_path,
                      n_snaps, metrics_path, live_dir)  # fmt: skip

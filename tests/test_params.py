@@ -80,3 +80,34 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path):
         ParamsError, match=r"params\.yaml: not valid YAML.*duplicate key 'batch_size'"
     ):
         load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("train", "epochs", True),  # was coerced to 1
+        ("train", "epochs", "3"),  # was coerced to 3
+        ("train", "kmeans_init", "yes"),  # was coerced to True
+        ("train", "epochs", 2.0),
+        ("model", "jitter", False),
+        ("data", "on_error", 1),
+    ],
+)
+def test_wrong_types_are_errors_naming_the_key(section: str, key: str, value: object):
+    raw = default_raw()
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=rf"{section}\.{key}: .*\(got {value!r}\)"):
+        parse_params(raw)
+
+
+def test_integers_count_as_floats_and_yaml_1_2_floats_are_numbers(tmp_path: Path):
+    text = (REPO / "params.yaml").read_text()
+    text = text.replace("lr: 2.0e-4", "lr: 1e-3").replace("beta: 0.25", "beta: 1")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    params = load_params(path)
+    assert params.train.lr == 0.001  # DVC (YAML 1.2) reads 1e-3 as a number; so do we
+    assert params.model.beta == 1.0
+    path.write_text(text.replace("lr: 1e-3", "lr: '1e-3'"))  # quoted: a string, an error
+    with pytest.raises(ParamsError, match=r"train\.lr: .*\(got '1e-3'\)"):
+        load_params(path)

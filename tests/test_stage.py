@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import torch
 import yaml
 
 from vqspeech import manifest, shards
+from vqspeech.training import load_model
 
 from .conftest import REPO, Server, write_grid
 
@@ -314,14 +316,64 @@ def test_train_stage_writes_model_metrics_and_curves_and_resumes(
     # more epochs: the run resumes from its checkpoint and the curves continue
     proc = train_in(tiny_pipeline, work, {"epochs": 2})
     assert proc.returncode == 0, proc.stderr
-    assert "resuming from models/checkpoints/last.pt: 1 epochs" in proc.stderr
+    assert re.search(r"resuming from models/checkpoints/\w{16}/last\.pt: 1 epochs", proc.stderr)
     assert json.loads((work / "metrics/train.json").read_text())["resumed_from_epoch"] == 1
     assert len(loss_curve.read_text().splitlines()) > steps_1
-    # another configuration does not resume a stale checkpoint
+    # another configuration has a folder of its own: it starts afresh and overwrites nothing
     proc = train_in(tiny_pipeline, work, {"epochs": 1, "seed": 5})
     assert proc.returncode == 0, proc.stderr
-    why = "written by other params, data or training code; starting from scratch"
-    assert proc.stderr.count(why) == 1
+    assert "resuming" not in proc.stderr
+    assert json.loads((work / "metrics/train.json").read_text())["resumed_from_epoch"] is None
+    assert len(list((work / "models/checkpoints").iterdir())) == 2
+
+
+def test_train_stage_fewer_epochs_train_afresh_with_their_own_snapshots(
+    tiny_pipeline: Path, tmp_path: Path
+):
+    """After a 3-epoch run, `train.epochs: 2` gives a 2-epoch model, not the 3-epoch one."""
+    work = tmp_path / "w"
+    assert train_in(tiny_pipeline, work, {"epochs": 3, "snapshot_every": 1}).returncode == 0
+    long_steps = torch.load(work / "models/model.pt", weights_only=True)["steps"]
+    proc = train_in(tiny_pipeline, work, {"epochs": 2, "snapshot_every": 1})
+    assert proc.returncode == 0, proc.stderr
+    assert "3 epochs done, more than train.epochs = 2" in proc.stderr
+    metrics = json.loads((work / "metrics/train.json").read_text())
+    assert metrics["epoch"] == 2 and metrics["resumed_from_epoch"] is None
+    payload = torch.load(work / "models/model.pt", weights_only=True)
+    assert payload["steps"] == metrics["steps"] == long_steps * 2 // 3
+    snaps = pq.read_table(work / "models/snapshots.parquet").to_pandas()
+    assert sorted(snaps["epoch"].unique()) == [0, 1, 2]
+    final = np.stack(snaps[(snaps.epoch == 2) & (snaps.kind == "code")]["vector"].to_numpy())
+    book = payload["state_dict"]["quantizer.codebook"].numpy()
+    np.testing.assert_array_equal(final, book)  # the epoch-2 codebook is this model's
+    # snapshot_every 0 (final only) with earlier snapshot files in the folder: still works
+    proc = train_in(tiny_pipeline, work, {"epochs": 2, "snapshot_every": 0})
+    assert proc.returncode == 0, proc.stderr
+    snaps = pq.read_table(work / "models/snapshots.parquet").to_pandas()
+    assert sorted(snaps["epoch"].unique()) == [2]
+    assert train_in(tiny_pipeline, work, {"epochs": 2, "snapshot_every": 0}).returncode == 0
+
+
+def test_train_stage_writes_the_model_last(tiny_pipeline: Path, tmp_path: Path):
+    """A failure after training (here: metrics/train.json cannot be written) leaves no model."""
+    work = tmp_path / "w"
+    shutil.copytree(tiny_pipeline, work)
+    (work / "metrics/train.json").mkdir(parents=True)  # a folder where the file should go
+    proc = train_in(tiny_pipeline, work, {"epochs": 1})
+    assert proc.returncode == 1
+    assert not (work / "models/model.pt").exists()
+
+
+def test_stages_name_a_bad_model_file_in_one_line(tiny_pipeline: Path, tmp_path: Path):
+    work = tmp_path / "w"
+    assert train_in(tiny_pipeline, work, {"epochs": 1}).returncode == 0
+    model, _ = load_model(work / "models/model.pt")
+    torch.save(model, work / "models/model.pt")  # a pickle of the whole module
+    proc = run_stage_in(work, "align")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "models/model.pt: not a plain state-dict model file" in errors[0]
+    assert "Traceback" not in proc.stderr and "weights_only=False" not in proc.stderr
 
 
 def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path):
@@ -569,3 +621,41 @@ def test_experiment_queue_compare_and_remote(dvc_repo: DvcRepo):
     assert "up to date" in sh(dvc, "status", cwd=clone)
     sh(dvc, "exp", "pull", "origin", exp, cwd=clone)
     assert exp in sh(dvc, "exp", "list", "--all-commits", "--name-only", cwd=clone)
+
+
+def test_dvc_fewer_epochs_exp_apply_status_and_module_edits(dvc_repo: DvcRepo):
+    """The issue's three checks under real DVC: a shorter experiment after a longer run in the
+    workspace trains its own epochs; `dvc exp apply` leaves `dvc status` clean whatever the
+    checkpoints folder holds; editing a module a stage imports makes that stage stale."""
+    from vqspeech import imports
+
+    work, sh, dvc = dvc_repo.work, dvc_repo.sh, dvc_repo.dvc
+    sh(dvc, "exp", "run", "-S", "train.epochs=3", "train")  # a longer run's checkpoint
+    sh(dvc, "exp", "run", "-n", "short", "-S", "train.epochs=2")
+    metrics = json.loads((work / "metrics/train.json").read_text())
+    assert metrics["epoch"] == 2 and metrics["resumed_from_epoch"] is None
+    assert torch.load(work / "models/model.pt", weights_only=True)["steps"] == metrics["steps"]
+    shown = json.loads(sh(dvc, "exp", "show", "--json"))
+    assert "short" in json.dumps(shown)
+    sh(dvc, "exp", "run", "-S", "train.epochs=3", "train")  # the checkpoints change again
+    sh("git", "checkout", "--", ".")
+    sh(dvc, "exp", "apply", "short")
+    assert "up to date" in sh(dvc, "status")
+    assert json.loads((work / "metrics/train.json").read_text())["epoch"] == 2
+    # every module edit makes exactly the stages that import it stale
+    stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
+    root = work / "src/vqspeech"
+    users: dict[str, set[str]] = {}
+    for name in stages:
+        for f in imports.closure(work / f"stages/{name}.py", root):
+            users.setdefault(f.relative_to(root).as_posix(), set()).add(name)
+    for module in ("textgrid.py", "shards.py", "manifest.py", "training.py", "phones.py"):
+        path = root / module
+        text = path.read_text()
+        path.write_text(text + "\n# edited\n")
+        try:
+            stale = set(json.loads(sh(dvc, "status", "--json")))
+        finally:
+            path.write_text(text)
+        assert stale == users[module], module
+    assert "up to date" in sh(dvc, "status")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from vqspeech.training import (
     TrainingError,
     load_model,
     resume_step,
+    run_dir,
     run_key,
     save_model,
     train,
@@ -74,25 +76,74 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path):
 
     with pytest.raises(Interrupt):
         train(MODEL, CFG, data, val, tmp_path / "cut", "fp", on_step=kill_mid_second_epoch)
-    assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "fp")) == per_epoch
+    assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "fp"), 3) == per_epoch
     resumed = train(MODEL, CFG, data, val, tmp_path / "cut", "fp")
     assert resumed.resumed_from == 1
     assert same(weights(whole.model), weights(resumed.model))
     assert resumed.last == whole.last
     # more epochs of the same run resume too; another configuration starts afresh
-    assert resume_step(
-        tmp_path / "cut", run_key(MODEL, TrainConfig(**{**CFG.__dict__, "epochs": 9}), "fp")
-    )
-    assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "other data")) is None
-    assert resume_step(tmp_path / "cut", run_key(ModelConfig(), CFG, "fp")) is None
+    nine = TrainConfig(**{**CFG.__dict__, "epochs": 9})
+    assert resume_step(tmp_path / "cut", run_key(MODEL, nine, "fp"), 9) == 3 * per_epoch
+    assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "other data"), 3) is None
+    assert resume_step(tmp_path / "cut", run_key(ModelConfig(), CFG, "fp"), 3) is None
+    # ... but fewer epochs never resume a longer run (they would return its model)
+    assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "fp"), 2) is None
+
+
+def test_fewer_epochs_start_afresh_instead_of_resuming_a_longer_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    data, val = toy(), toy(seed=1)
+    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    fresh_two = train(MODEL, two, data, val, tmp_path / "fresh", "fp")
+    train(MODEL, CFG, data, val, tmp_path / "ws", "fp")  # 3 epochs first, in the same folder
+    with caplog.at_level("WARNING"):
+        short = train(MODEL, two, data, val, tmp_path / "ws", "fp")
+    assert "3 epochs done, more than train.epochs = 2" in caplog.text
+    assert short.resumed_from is None and short.last["epoch"] == 2
+    assert short.steps == fresh_two.steps
+    assert same(weights(short.model), weights(fresh_two.model))
+    # the longer run resumes from the shorter one's checkpoint to its own weights
+    longer = train(MODEL, CFG, data, val, tmp_path / "ws", "fp")
+    whole = train(MODEL, CFG, data, val, tmp_path / "whole", "fp")
+    assert longer.resumed_from == 2 and same(weights(longer.model), weights(whole.model))
+
+
+def test_each_run_keeps_its_checkpoint_in_a_folder_of_its_own(tmp_path: Path):
+    data = toy()
+    one = TrainConfig(**{**CFG.__dict__, "epochs": 1})
+    train(MODEL, one, data, None, tmp_path, "fp")
+    train(MODEL, TrainConfig(**{**one.__dict__, "seed": 4}), data, None, tmp_path, "fp")
+    keys = {
+        run_key(MODEL, one, "fp"),
+        run_key(MODEL, TrainConfig(**{**one.__dict__, "seed": 4}), "fp"),
+    }
+    assert {p.name for p in tmp_path.iterdir()} == keys  # two runs, neither overwrote the other
+    assert all(resume_step(tmp_path, k, 1) is not None for k in keys)
 
 
 def test_changed_training_code_does_not_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """DVC reruns the stage on a code change: resuming a finished run would keep old weights."""
     train(MODEL, TrainConfig(**{**CFG.__dict__, "epochs": 1}), toy(), None, tmp_path, "fp")
-    assert resume_step(tmp_path, run_key(MODEL, CFG, "fp")) is not None
+    assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is not None
     monkeypatch.setattr(training, "code_fingerprint", lambda: "edited")
-    assert resume_step(tmp_path, run_key(MODEL, CFG, "fp")) is None
+    assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is None
+
+
+def test_code_fingerprint_covers_every_module_training_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A change to shards.py (read by trainset) must not resume a checkpoint of the old code."""
+    from vqspeech import imports
+
+    names = {f.relative_to(imports.ROOT).as_posix() for f in imports.closure(training.__file__)}
+    assert {"training.py", "trainset.py", "shards.py", "model/quantizer.py"} <= names
+    before = training.code_fingerprint()
+    copy = tmp_path / "vqspeech"
+    shutil.copytree(imports.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "shards.py").write_text((copy / "shards.py").read_text() + "\n# edited\n")
+    monkeypatch.setattr(training, "__file__", str(copy / "training.py"))
+    assert training.code_fingerprint() != before
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path):
@@ -106,8 +157,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
 
     with pytest.raises(TrainingError, match=r"loss became nan at step \d+ \(epoch 2\)") as err:
         train(MODEL, CFG, data, None, tmp_path, "fp", on_step=poison)
-    assert str(tmp_path / CHECKPOINT) in str(err.value)
-    state = torch.load(tmp_path / CHECKPOINT, weights_only=True)
+    path = run_dir(tmp_path, run_key(MODEL, CFG, "fp")) / CHECKPOINT
+    assert str(path) in str(err.value)
+    state = torch.load(path, weights_only=True)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
@@ -162,9 +214,9 @@ def test_dvclive_rows_after_the_checkpoint_are_dropped(tmp_path: Path):
     assert tsv.read_text() == "timestamp\tstep\tloss\n1\t10\t0.9\n2\t20\t0.8\n"
 
 
-def test_codebook_snapshots_leave_the_run_unchanged_and_keep_only_this_runs_files(tmp_path: Path):
+def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_path: Path):
     from vqspeech.shards import Utterance
-    from vqspeech.snapshots import Snapshots, collect
+    from vqspeech.snapshots import Snapshots, collect, schedule
 
     data, val = toy(), toy(seed=1)
     plain = train(MODEL, CFG, data, val, tmp_path / "plain", "fp")
@@ -173,19 +225,78 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_keep_only_this_runs_file
         for i, (a, b) in enumerate(zip(val.offsets[:-1], val.offsets[1:], strict=True))
     ]
     key = run_key(MODEL, CFG, "fp")
-    snaps = Snapshots(tmp_path / "snap", key, sample, np.zeros(6), np.ones(6), every=2,
-                      max_latents=30)  # fmt: skip
+    folder = run_dir(tmp_path / "snap", key)
+    snaps = Snapshots(folder, key, sample, np.zeros(6), np.ones(6), every=2, max_latents=30)
     snapped = train(MODEL, CFG, data, val, tmp_path / "snap", "fp", on_epoch=snaps)
     assert same(weights(plain.model), weights(snapped.model))  # snapshots change nothing
-    stale = Snapshots(tmp_path / "snap", "other-run", sample, np.zeros(6), np.ones(6), every=1)
-    stale.take(1, snapped.model)  # same folder, another run: ignored
+    assert schedule(3, 2) == [0, 2, 3] and schedule(10, 5) == [0, 5, 10] and schedule(3, 0) == [3]
     snaps.take(3, snapped.model)  # the stage adds the final epoch when `every` skips it
-    table = collect(tmp_path / "snap", key, epochs=3)
+    stale = Snapshots(folder, "other-run", sample, np.zeros(6), np.ones(6), every=1)
+    stale.take(1, snapped.model)  # an epoch off this run's schedule: never read
+    table = collect(folder, key, schedule(3, 2))
     epochs = table.column("epoch").to_numpy()
     assert sorted(set(epochs.tolist())) == [0, 2, 3]  # 0: after k-means init, before step 1
-    assert collect(tmp_path / "snap", key, epochs=2).num_rows == 2 * (8 + 30)
+    assert collect(folder, key, [0, 2]).num_rows == 2 * (8 + 30)
+    assert set(collect(folder, key, schedule(3, 0)).column("epoch").to_pylist()) == {3}
     last = table.filter(pa.compute.equal(table.column("epoch"), 3))
     kinds = last.column("kind").to_pylist()
     assert kinds.count("code") == 8 and kinds.count("latent") == 30
     book = np.stack(last.column("vector").to_pylist()[:8])
     np.testing.assert_allclose(book, snapped.model.quantizer.codebook.numpy(), atol=0)
+    # another run's file at an epoch of this schedule is left out, never passed off as ours
+    stale.take(2, snapped.model)
+    assert set(collect(folder, key, [0, 2, 3]).column("epoch").to_pylist()) == {0, 3}
+    with pytest.raises(ValueError, match=r"snapshot_0002\.parquet: no snapshot of this run"):
+        collect(folder, key, [0, 2])
+    # a run that starts afresh in the folder (fewer epochs) leaves none of the old files
+    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    snaps2 = Snapshots(run_dir(tmp_path / "snap", run_key(MODEL, two, "fp")), key, sample,
+                       np.zeros(6), np.ones(6), every=2, max_latents=30)  # fmt: skip
+    train(MODEL, two, data, val, tmp_path / "snap", "fp", on_epoch=snaps2)
+    assert sorted(p.name for p in folder.glob("snapshot_*")) == [
+        "snapshot_0000.parquet", "snapshot_0002.parquet"
+    ]  # fmt: skip
+
+
+def test_model_file_errors_are_one_line_naming_the_file(tmp_path: Path):
+    data = toy()
+    result = train(MODEL, TrainConfig(**{**CFG.__dict__, "epochs": 1}), data, None, tmp_path, "fp")
+    good = tmp_path / "model.pt"
+    save_model(good, result.model, {"speakers": ["a", "b"]})
+    cases = {
+        "junk.pt": (b"\x00not a model", "not a readable model file"),
+        "empty.pt": (b"", "not a readable model file"),
+    }
+    for name, (blob, msg) in cases.items():
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(CheckpointError, match=msg) as err:
+            load_model(tmp_path / name)
+        assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
+        assert "weights_only=False" not in str(err.value)
+    torch.save(result.model, tmp_path / "pickle.pt")  # the whole module, pickled
+    with pytest.raises(CheckpointError, match="not a plain state-dict model file") as err:
+        load_model(tmp_path / "pickle.pt")
+    assert str(tmp_path / "pickle.pt") in str(err.value) and "\n" not in str(err.value)
+    payload = torch.load(good, weights_only=True)
+    variants = {
+        "nokeys.pt": ({"weights": 1}, r"expected 'config' and 'state_dict'"),
+        "layout.pt": (
+            {**payload, "config": {**payload["config"], "wavenet": {"layers": 3}}},
+            r"model config of another layout \(unknown fields \['wavenet'\]\)",
+        ),
+        "badcfg.pt": (
+            {**payload, "config": {**payload["config"], "decoder": "lstm"}},
+            "invalid model config",
+        ),
+        "shape.pt": (
+            {**payload, "config": {**payload["config"], "channels": 32}},
+            "weights do not fit the model config",
+        ),
+    }
+    for name, (obj, msg) in variants.items():
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(CheckpointError, match=msg) as err:
+            load_model(tmp_path / name)
+        assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match="no such model file"):
+        load_model(tmp_path / "missing.pt")

@@ -7,6 +7,7 @@ errors that name the key, never silent defaults.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +24,9 @@ class ParamsError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a value of the wrong type is an error naming the key, never coerced (`true` is no
+    # epoch count, '3' no integer, 'yes' no boolean); an integer still counts as a float
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Variant(_Strict):
@@ -219,6 +222,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2 floats, as DVC (ruamel) reads them: `1e-3` is a number there, a string to PyYAML's
+# YAML 1.1 rules, and a strict float field would then reject what DVC's `-S` wrote
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:

@@ -1,14 +1,16 @@
 """Codebook snapshots over training: the codebook and the latents of a fixed sample of val frames,
 every `train.snapshot_every` epochs, for the compare command's animated UMAP.
 
-Each snapshot is written as it is taken (atomically, beside the checkpoints, tagged with the run
-key) so that a resumed run keeps the ones it took before the interruption; at the end the stage
-gathers those of this run into `models/snapshots.parquet`: epoch, kind (`code` | `latent`),
-index, phone (the latent's label; empty for codes), vector. Needs only torch, numpy and pyarrow.
+Each snapshot is written as it is taken (atomically, into the run's checkpoint folder, tagged with
+the run key) so that a resumed run keeps the ones it took before the interruption; at the end the
+stage gathers those of this run's schedule into `models/snapshots.parquet`: epoch, kind (`code` |
+`latent`), index, phone (the latent's label; empty for codes), vector. Needs only torch, numpy
+and pyarrow.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +25,7 @@ from vqspeech.model.vqvae import VQVAE
 from vqspeech.shards import Utterance
 
 KEY = b"vqspeech.run_key"
+log = logging.getLogger(__name__)
 
 
 class Snapshots:
@@ -83,14 +86,29 @@ def snapshot_table(epoch: int, codebook: np.ndarray, latents: np.ndarray,
     })  # fmt: skip
 
 
-def collect(folder: str | os.PathLike[str], key: str, epochs: int) -> pa.Table:
-    """This run's snapshots (key matches, epoch <= epochs) in epoch order; stale ones ignored."""
+def schedule(epochs: int, every: int) -> list[int]:
+    """The epochs a run of `epochs` takes snapshots at: 0 (after the k-means init), every
+    `every`-th, and the last; only the last when `every` is 0."""
+    if every <= 0:
+        return [epochs]
+    return sorted({0, *range(every, epochs + 1, every), epochs})
+
+
+def collect(folder: str | os.PathLike[str], key: str, epochs: list[int]) -> pa.Table:
+    """This run's snapshots at `epochs` (see `schedule`), in epoch order, read from its run
+    folder. Files of other runs (another key) and of other epochs are never read; the last
+    epoch's must be there, an earlier one missing (a resumed run that had another
+    `snapshot_every`) is left out with a warning."""
     tables = []
-    for path in sorted(Path(folder).glob("snapshot_*.parquet")):
-        table = pq.read_table(path)
-        meta = table.schema.metadata or {}
-        if meta.get(KEY) == key.encode() and table.column("epoch")[0].as_py() <= epochs:
-            tables.append(table.replace_schema_metadata(None))
-    if not tables:
-        raise ValueError(f"{folder}: no snapshots of this run")
+    for epoch in sorted(epochs):
+        path = Path(folder) / f"snapshot_{epoch:04d}.parquet"
+        table = pq.read_table(path) if path.exists() else None
+        if table is not None and (table.schema.metadata or {}).get(KEY) != key.encode():
+            table = None
+        if table is None:
+            if epoch == max(epochs):
+                raise ValueError(f"{path}: no snapshot of this run's last epoch")
+            log.warning("%s: no snapshot of this run; left out", path)
+            continue
+        tables.append(table.replace_schema_metadata(None))
     return pa.concat_tables(tables)

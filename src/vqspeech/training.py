@@ -14,9 +14,10 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vqspeech import atomic
+from vqspeech import atomic, imports
 from vqspeech.model.quantizer import kmeans
 from vqspeech.model.vqvae import VQVAE, ModelConfig, decoder_loss
 from vqspeech.trainset import SplitData, batch, batch_audio, crops, epoch_batches
@@ -84,23 +85,29 @@ def setup(device: str = "auto") -> Dist:
 
 
 def code_fingerprint() -> str:
-    """Hash of the training code (model, data, loop): a checkpoint of other code is not resumed."""
-    here = Path(__file__).parent
-    files = sorted([here / "training.py", here / "trainset.py", *(here / "model").glob("*.py")])
+    """Hash of the training code (this module's import closure in the package: model, data,
+    loop): a checkpoint of other code is not resumed."""
+    root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + f.read_bytes())
+    for f in imports.closure(__file__, root):
+        h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
     return h.hexdigest()[:16]
 
 
 def run_key(model_cfg: ModelConfig, cfg: TrainConfig, data_fingerprint: str) -> str:
     """What a checkpoint must match to be resumed: model and train params (the number of epochs
-    may grow), the data, and the training code."""
+    may grow, never shrink: see `_load_resumable`), the data, and the training code."""
     train = {k: v for k, v in asdict(cfg).items() if k not in ("epochs", "device", "log_every")}
     blob = json.dumps(
         [model_cfg.to_dict(), train, data_fingerprint, code_fingerprint()], sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_dir(checkpoint_root: Path, key: str) -> Path:
+    """Where one run keeps its checkpoint and snapshots: `<root>/<run key>/`. A folder per run,
+    so runs of other params never read or overwrite each other's files."""
+    return Path(checkpoint_root) / key
 
 
 def save_model(path: Path, model: VQVAE, extra: dict[str, object]) -> None:
@@ -112,9 +119,43 @@ def save_model(path: Path, model: VQVAE, extra: dict[str, object]) -> None:
 def load_model(
     path: str | os.PathLike[str], expect: ModelConfig | None = None
 ) -> tuple[VQVAE, dict]:
-    """Load `models/model.pt` (weights_only). With `expect`, a different config is an error."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = ModelConfig(**payload["config"])
+    """Load `models/model.pt` (weights_only). With `expect`, a different config is an error.
+
+    Anything that is not a model file of this project (a pickle, a truncated file, a payload
+    of another layout) is a one-line CheckpointError naming the file."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such model file (run the train stage)") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        text = str(exc)
+        if "Unsupported global" in text:
+            # weights_only refuses arbitrary objects: loading them would run their code
+            raise CheckpointError(
+                f"{path}: not a plain state-dict model file (it holds pickled Python objects, "
+                "which are not loaded); retrain with the train stage"
+            ) from None
+        # torch's own message spans many lines and suggests weights_only=False: keep the cause
+        why = text.split("WeightsUnpickler error:")[-1].strip()
+        why = why.splitlines()[0] if why else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable model file ({why})") from None
+    if not isinstance(payload, dict) or not {"config", "state_dict"} <= payload.keys():
+        found = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(
+            f"{path}: not a vqspeech model file: expected 'config' and 'state_dict', found {found}"
+        )
+    config = payload["config"]
+    known = {f.name for f in fields(ModelConfig)}
+    if not isinstance(config, dict) or not set(config) <= known:
+        unknown = sorted(set(config) - known) if isinstance(config, dict) else config
+        raise CheckpointError(
+            f"{path}: model config of another layout (unknown fields {unknown}); retrain with "
+            "the train stage"
+        )
+    try:
+        cfg = ModelConfig(**config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model config: {exc}") from None
     if expect is not None and cfg != expect:
         diff = {
             k: (v, getattr(expect, k)) for k, v in cfg.to_dict().items() if getattr(expect, k) != v
@@ -125,8 +166,9 @@ def load_model(
     model = VQVAE(cfg)
     try:
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the model config: {exc}") from None
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the model config: {first}") from None
     return model, payload
 
 
@@ -250,8 +292,12 @@ def train(
             raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
     start_epoch, step, resumed, last = 0, 0, None, {}
-    ckpt_path = checkpoint_dir / CHECKPOINT
-    state = _load_resumable(ckpt_path, key)
+    folder = run_dir(checkpoint_dir, key)
+    ckpt_path = folder / CHECKPOINT
+    state = _load_resumable(ckpt_path, key, cfg.epochs)
+    if state is None and d.main and folder.exists():
+        # nothing of this folder belongs to the run about to start (snapshots included)
+        shutil.rmtree(folder)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -347,14 +393,18 @@ def train(
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
 
 
-def resume_step(checkpoint_dir: Path, key: str) -> int | None:
-    """The step a run with this key would resume from, or None when it would start afresh."""
-    state = _load_resumable(checkpoint_dir / CHECKPOINT, key, quiet=True)
+def resume_step(checkpoint_dir: Path, key: str, epochs: int) -> int | None:
+    """The step a run with this key and number of epochs would resume from, or None when it
+    would start afresh."""
+    state = _load_resumable(run_dir(checkpoint_dir, key) / CHECKPOINT, key, epochs, quiet=True)
     return None if state is None else int(state["step"])
 
 
-def _load_resumable(path: Path, key: str, quiet: bool = False) -> dict | None:
-    """The checkpoint's state when it belongs to this configuration; otherwise None (and why)."""
+def _load_resumable(path: Path, key: str, epochs: int, quiet: bool = False) -> dict | None:
+    """The checkpoint's state when this run can continue it; otherwise None (and why).
+
+    A checkpoint of the same configuration with more epochs done than `epochs` is no start for
+    this run: resuming it would return the longer run's model under the shorter run's params."""
     if not path.exists():
         return None
     try:
@@ -363,10 +413,18 @@ def _load_resumable(path: Path, key: str, quiet: bool = False) -> dict | None:
         if not quiet:
             log.warning("%s is unreadable (%s); starting from scratch", path, exc)
         return None
-    if state.get("key") != key:
+    if not isinstance(state, dict) or state.get("key") != key:
         if not quiet:
             why = "other params, data or training code"
             log.warning("%s was written by %s; starting from scratch", path, why)
+        return None
+    done = int(state["epoch"])
+    if done > epochs:
+        if not quiet:
+            log.warning(
+                "%s has %d epochs done, more than train.epochs = %d: a shorter run cannot "
+                "resume a longer one; starting from scratch", path, done, epochs,
+            )  # fmt: skip
         return None
     return state
 
