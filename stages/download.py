@@ -1,11 +1,13 @@
 """download stage: build the corpus chosen by `data.corpus` into data/raw and index it.
 
 Writes data/raw/<corpus>/..., data/manifest.parquet, data/download_report.json (every skipped
-utterance and why) and metrics/download.json. A failure leaves none of them half-written.
+utterance and why) and metrics/download.json. All four are written beside their targets and put in
+place only once all are complete, data/raw first: a failure leaves the old outputs, all of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path, PurePosixPath
@@ -35,7 +37,15 @@ def main(
     jobs = stagelog.jobs(data.jobs)
     stored_root = PurePosixPath(raw_dir.as_posix(), data.corpus)
     with stagelog.timed(log, f"download ({data.corpus}, {jobs} jobs)"):
-        with stagelog.exit_on_error(log), atomic.atomic_dir(raw_dir) as tmp:
+        with stagelog.exit_on_error(log), contextlib.ExitStack() as outputs:
+            for path in (raw_dir, manifest_path, report_path, metrics_path):
+                atomic.remove_stale(path)
+            # Put in place in the reverse order of entering: data/raw first, then the files that
+            # describe it, so that no manifest ever points into a data/raw that is not there yet.
+            metrics_tmp = outputs.enter_context(atomic.atomic_path(metrics_path))
+            report_tmp = outputs.enter_context(atomic.atomic_path(report_path))
+            manifest_tmp = outputs.enter_context(atomic.atomic_path(manifest_path))
+            tmp = outputs.enter_context(atomic.atomic_dir(raw_dir))
             root = tmp / data.corpus
             candidates = _candidates(data, root, jobs)
             log.info("checking %d utterances", len(candidates))
@@ -45,10 +55,10 @@ def main(
             manifest.materialize(kept, root)
             for s in skipped:
                 log.warning("skipped %s: %s", s.utterance_id, s.reason)
-            manifest.write(table, manifest_path)
-        stats = manifest.summary(table, skipped, data.corpus)
-        manifest.write_report(report_path, skipped, stats)
-        atomic.write_text(metrics_path, json.dumps(stats, indent=2) + "\n")
+            stats = manifest.summary(table, skipped, data.corpus)
+            manifest.write_into(table, manifest_tmp)
+            report_tmp.write_text(manifest.report_text(skipped, stats), encoding="utf-8")
+            metrics_tmp.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
         log.info(
             "wrote %s (%d utterances, %d speakers, %.2f h), %s/, %s; skipped %d",
             manifest_path, stats["utterances"], stats["speakers"], stats["hours"],

@@ -44,6 +44,8 @@ def main(
     )
     with stagelog.timed(log, f"features ({cfg.kind}, {cfg.dim} dims, {jobs} jobs)"):
         with stagelog.exit_on_error(log):
+            for path in (out_dir, report_path):
+                atomic.remove_stale(path)
             table = manifest.read(manifest_path)
             if not f.split.test_speakers:
                 raise split.SplitError(
@@ -56,8 +58,9 @@ def main(
             log.info("read %s: %d utterances, %d speakers", manifest_path, len(rows), len(split_of))
             with atomic.atomic_dir(out_dir) as tmp:
                 report = export.export(rows, tmp, cfg, opts, f.shard_mb, jobs)
+                verb = "skipped" if f.on_error == "skip" else "bad"
                 for s in report.skipped:
-                    log.warning("skipped %s: %s", s.utterance_id, s.reason)
+                    log.warning("%s %s: %s", verb, s.utterance_id, s.reason)
                 enforce(report.skipped, f.on_error, "features.on_error")
                 if report.utterances == 0:
                     raise ValueError("no utterance produced features")

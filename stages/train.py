@@ -22,8 +22,7 @@ import pyarrow.parquet as pq
 import torch
 import typer
 
-from vqspeech import atomic, shards, stagelog
-from vqspeech.livelog import truncate
+from vqspeech import atomic, livelog, shards, stagelog
 from vqspeech.model.vqvae import VQVAE, ModelConfig, summary
 from vqspeech.params import ModelParams, Params
 from vqspeech.snapshots import Snapshots, schedule
@@ -116,17 +115,24 @@ def run(
         folder = run_dir(checkpoints, key)
         if d.main:
             log.info("run key %s: checkpoint and snapshots in %s/", key, folder)
-        live = _live(live_dir, resume_step(checkpoints, key, cfg.epochs)) if d.main else None
+        resume_at = resume_step(checkpoints, key, cfg.epochs)
+        live = _live(live_dir, resume_at, folder) if d.main else None
         bar = stagelog.progress(desc="train", unit="step", disable=not d.main)
         sample_split = "val" if val_data is not None else "train"
         snaps = Snapshots(
             folder, key, shards.iter_utterances(features_dir, sample_split), mean, std,
             params.train.snapshot_every,
         )  # fmt: skip
+
+        def on_epoch(epoch: int, model: VQVAE) -> None:
+            snaps(epoch, model)
+            if live is not None:
+                livelog.keep(live_dir, folder)
+
         with stagelog.timed(log, f"train ({cfg.epochs} epochs)"):
             result = train(
                 model_cfg, cfg, train_data, val_data, checkpoints, data_key, live,
-                lambda step, model: bar.update(1), d, snaps if d.main else None,
+                lambda step, model: bar.update(1), d, on_epoch if d.main else None,
             )  # fmt: skip
         bar.close()
         if d.main:
@@ -157,14 +163,16 @@ def run(
                      n_snaps, metrics_path, live_dir)  # fmt: skip
 
 
-def _live(live_dir: Path, resume_at: int | None):
+def _live(live_dir: Path, resume_at: int | None, folder: Path):
     try:
         from dvclive import Live
     except ImportError:  # a GPU box without dvclive still trains; curves are then not logged
         log.warning("dvclive is not installed: no training curves")
         return None
     if resume_at is not None:
-        removed = truncate(live_dir, resume_at)
+        if livelog.restore(folder, live_dir):  # plots/train may hold another run's curves now
+            log.info("restored this run's curves from %s/", folder)
+        removed = livelog.truncate(live_dir, resume_at)
         log.info(
             "resuming dvclive curves at step %d (%d rows after it dropped)", resume_at, removed
         )

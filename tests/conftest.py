@@ -41,6 +41,7 @@ class Server:
     status_failures: list[int] = field(default_factory=list)  # answer these statuses first
     cut_after: int | None = None  # on the first full response, send only this many bytes
     honour_range: bool = True
+    send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
     requests: list[dict[str, str]] = field(default_factory=list)
     url: str = ""
 
@@ -71,7 +72,8 @@ def http_server() -> Iterator[Server]:
             else:
                 self.send_response(200)
             body = state.payload[start:]
-            self.send_header("Content-Length", str(len(body)))
+            if state.send_length:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if state.cut_after is not None:
                 self.wfile.write(body[: state.cut_after])

@@ -45,3 +45,51 @@ def test_outputs_get_the_umask_mode_not_the_tempfile_mode(tmp_path: Path):
         os.umask(old)
     assert mode(tmp_path / "f") == 0o644
     assert mode(tmp_path / "d") == 0o755
+
+
+def test_remove_stale_removes_only_leftovers_of_that_target(tmp_path: Path):
+    """What a killed atomic_dir/atomic_path leaves beside its target, and nothing else."""
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "kept.wav").write_text("the current output")
+    stale_dir = tmp_path / ".raw.k3x_9q2a.tmp"
+    (stale_dir / "wav").mkdir(parents=True)
+    (stale_dir / "wav" / "a.wav").write_text("half-built")
+    stale_old = tmp_path / ".raw.old-4242"
+    stale_old.mkdir()
+    stale_file = tmp_path / ".manifest.parquet.ab12cd34.tmp"
+    stale_file.write_text("half-written")
+    others = [
+        ".rawer.k3x_9q2a.tmp",  # another target's
+        ".raw.part",
+        ".raw.old-x",
+        "raw.k3x_9q2a.tmp",
+        ".manifestXparquet.ab12cd34.tmp",
+        ".raw.toolongname.tmp",
+    ]
+    for name in others:
+        (tmp_path / name).write_text("not ours")
+    removed = atomic.remove_stale(tmp_path / "raw") + atomic.remove_stale(
+        tmp_path / "manifest.parquet"
+    )
+    assert sorted(removed) == sorted([stale_dir, stale_old, stale_file])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["raw", *others])
+    assert (tmp_path / "raw" / "kept.wav").read_text() == "the current output"
+    assert atomic.remove_stale(tmp_path / "absent" / "raw") == []
+
+
+def test_failed_swap_puts_the_old_dir_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    target = tmp_path / "raw"
+    with atomic.atomic_dir(target) as tmp:
+        (tmp / "a").write_text("1")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(src).name.endswith(".tmp"):
+            raise OSError("injected: rename failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(OSError, match="injected"), atomic.atomic_dir(target) as tmp:
+        (tmp / "b").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["a"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
 import soundfile as sf
 
 from vqspeech import manifest
-from vqspeech.corpus import folder
+from vqspeech.corpus import folder, vctk
 from vqspeech.skips import BadInputError
 
 from .conftest import write_grid, write_wav
@@ -64,6 +66,19 @@ def break_missing_audio(root: Path) -> str:
     return r"bad\.wav: audio file not found"
 
 
+def break_transcript_encoding(root: Path) -> str:
+    write_wav(root / "spk1" / "bad.wav", 1.0)
+    write_grid(root / "spk1" / "bad.TextGrid", 1.0)
+    (root / "spk1" / "bad.lab").write_bytes("café au lait\n".encode("latin-1"))
+    return r"bad\.lab: transcript is not UTF-8 text \(byte 0xe9 at offset 3\)"
+
+
+def break_textgrid_empty(root: Path) -> str:
+    write_wav(root / "spk1" / "bad.wav", 1.0)
+    (root / "spk1" / "bad.TextGrid").write_bytes(b"")
+    return r"bad\.TextGrid: empty file"
+
+
 BREAKS = [
     break_unreadable,
     break_empty,
@@ -72,6 +87,8 @@ BREAKS = [
     break_label,
     break_missing_textgrid,
     break_missing_audio,
+    break_transcript_encoding,
+    break_textgrid_empty,
 ]
 
 
@@ -92,8 +109,8 @@ def test_skip_reports_the_file(tmp_path: Path, breaker):
     pattern = breaker(tmp_path)
     table, kept, skipped = manifest.build(folder.prepare(tmp_path, None), STORED, "skip", 0.1, 2)
     assert table.num_rows == 4 and len(kept) == 4
-    assert "bad" not in table.column("utterance_id").to_pylist()
-    assert [s.utterance_id for s in skipped] == ["bad"]
+    assert "spk1_bad" not in table.column("utterance_id").to_pylist()
+    assert [s.utterance_id for s in skipped] == ["spk1_bad"]
     assert "bad." in Path(skipped[0].file).name
     assert re.search(pattern, skipped[0].reason)
 
@@ -119,7 +136,7 @@ def test_folder_layout_and_separate_textgrid_dir(tmp_path: Path):
     table, kept, _ = manifest.build(folder.prepare(audio, grids), STORED, "fail", 0.1, 1)
     row = table.to_pylist()[0]
     assert row == {
-        "utterance_id": "u1",
+        "utterance_id": "p1_u1",
         "speaker": "p1",
         "path": "data/raw/folder/audio/p1/u1.flac",
         "textgrid": "data/raw/folder/textgrids/p1/u1.TextGrid",
@@ -133,12 +150,57 @@ def test_folder_layout_and_separate_textgrid_dir(tmp_path: Path):
     assert (dest / "textgrids/p1/u1.TextGrid").is_file()
 
 
-def test_duplicate_ids_are_an_error(tmp_path: Path):
-    for spk in ("a", "b"):
-        write_wav(tmp_path / spk / "same.wav", 0.5)
-        write_grid(tmp_path / spk / "same.TextGrid", 0.5)
-    with pytest.raises(manifest.ManifestError, match="duplicate utterance ids: \\['same'\\]"):
-        manifest.build(folder.prepare(tmp_path, None), STORED, "fail", 0.1, 1)
+def test_same_stem_under_two_speakers_gets_two_ids(tmp_path: Path):
+    """The usual `<speaker>/001.wav` layout: ids carry the speaker, unless the stem already does."""
+    for rel in ("a/001.wav", "b/001.wav", "p225/p225_001.wav", "p225/p225.wav"):
+        write_wav(tmp_path / rel, 0.5)
+        write_grid(tmp_path / rel.replace(".wav", ".TextGrid"), 0.5)
+    table, _, skipped = manifest.build(folder.prepare(tmp_path, None), STORED, "fail", 0.1, 1)
+    assert skipped == []
+    assert table.column("utterance_id").to_pylist() == ["a_001", "b_001", "p225", "p225_001"]
+
+
+def test_duplicate_ids_list_the_colliding_files(tmp_path: Path):
+    write_wav(tmp_path / "a" / "same.wav", 0.5)
+    write_wav(tmp_path / "a" / "same.flac", 0.5, fmt="FLAC")
+    write_grid(tmp_path / "a" / "same.TextGrid", 0.5)
+    write_wav(tmp_path / "b" / "other.wav", 0.5)
+    write_grid(tmp_path / "b" / "other.TextGrid", 0.5)
+    candidates = folder.prepare(tmp_path, None)
+    flac, wav = tmp_path / "a" / "same.flac", tmp_path / "a" / "same.wav"
+    with pytest.raises(BadInputError, match="2 bad utterance") as err:
+        manifest.build(candidates, STORED, "fail", 0.1, 1)
+    assert f"{flac}: utterance id 'a_same' is also the id of {wav}" in str(err.value)
+    assert f"{wav}: utterance id 'a_same' is also the id of {flac}" in str(err.value)
+    table, _, skipped = manifest.build(candidates, STORED, "skip", 0.1, 1)
+    assert table.column("utterance_id").to_pylist() == ["b_other"]
+    assert sorted(s.file for s in skipped) == [str(flac), str(wav)]
+
+
+def vctk_archive(path: Path, transcript: bytes) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for utt in ("p225_001", "p225_002"):
+            audio = io.BytesIO()
+            sf.write(audio, [0.01] * 8000, 16000, format="FLAC")
+            zf.writestr(f"wav48_silence_trimmed/p225/{utt}_mic1.flac", audio.getvalue())
+            text = transcript if utt == "p225_002" else b"Fine text."
+            zf.writestr(f"txt/p225/{utt}.txt", text)
+    return path
+
+
+def test_vctk_undecodable_transcript_is_a_listed_skip(tmp_path: Path):
+    for utt in ("p225_001", "p225_002"):
+        write_grid(tmp_path / "mfa" / "p225" / f"{utt}.TextGrid", 0.5)
+    archive = vctk_archive(tmp_path / "vctk.zip", b"Caf\xe9.\n")
+    root = tmp_path / "raw"
+    candidates = vctk.prepare(archive, root, "mic1", tmp_path / "mfa", None)
+    pattern = r"p225_002\.txt: transcript is not UTF-8 text"
+    with pytest.raises(BadInputError, match=pattern):
+        manifest.build(candidates, STORED, "fail", 0.1, 1)
+    table, _, skipped = manifest.build(candidates, STORED, "skip", 0.1, 1)
+    assert table.to_pylist()[0]["text"] == "Fine text."
+    assert [(s.utterance_id, Path(s.file).name) for s in skipped] == [("p225_002", "p225_002.txt")]
+    assert re.search(pattern, skipped[0].reason)
 
 
 def test_missing_folder(tmp_path: Path):

@@ -54,18 +54,52 @@ def test_server_ignoring_range_restarts_cleanly(http_server: Server, tmp_path: P
     assert fetch(http_server, tmp_path / "c.zip").read_bytes() == PAYLOAD
 
 
-def test_wrong_checksum_fails_and_removes_the_file(http_server: Server, tmp_path: Path):
-    http_server.payload = PAYLOAD[:-1] + b"X"  # same size, other bytes
-    with pytest.raises(DownloadError, match=r"c\.zip\.part: sha256 .* does not match"):
+def test_wrong_checksum_fails_and_keeps_the_file_aside(http_server: Server, tmp_path: Path):
+    """A complete download that matches the size but not the pin may be right where the pin is
+    wrong: it is kept, named by its own hash, never deleted."""
+    other = PAYLOAD[:-1] + b"X"  # same size, other bytes
+    http_server.payload = other
+    aside = tmp_path / f"c.zip.sha256-{hashlib.sha256(other).hexdigest()[:12]}"
+    with pytest.raises(DownloadError, match=r"c\.zip\.part: sha256 .* does not match") as err:
         fetch(http_server, tmp_path / "c.zip")
-    assert list(tmp_path.iterdir()) == []
+    assert str(aside) in str(err.value)
+    assert [p.name for p in tmp_path.iterdir()] == [aside.name]
+    assert aside.read_bytes() == other
 
 
-def test_wrong_size_fails(http_server: Server, tmp_path: Path):
-    http_server.payload = PAYLOAD + b"extra"
-    with pytest.raises(DownloadError, match=r"bytes, expected"):
-        fetch(http_server, tmp_path / "c.zip", size=len(PAYLOAD))
+def test_pin_change_keeps_the_verified_archive(http_server: Server, tmp_path: Path):
+    """Changing the pin in params never deletes an archive an earlier run verified; pinning it
+    again reuses it without a download."""
+    http_server.payload = PAYLOAD
+    fetch(http_server, tmp_path / "c.zip")
+    aside = tmp_path / f"c.zip.sha256-{SHA[:12]}"
+    with pytest.raises(
+        DownloadError, match=r"c\.zip: sha256 .* does not match the expected 0+"
+    ) as err:
+        download(http_server.url, tmp_path / "c.zip", "0" * 64, size=len(PAYLOAD))
+    assert f"moved it to {aside}" in str(err.value)
+    assert aside.read_bytes() == PAYLOAD and not (tmp_path / "c.zip").exists()
+    with pytest.raises(DownloadError, match=r"c\.zip: .* bytes, expected 5; moved it to"):
+        fetch(http_server, tmp_path / "c.zip", size=5)  # a size pin is no different
+    assert fetch(http_server, tmp_path / "c.zip").read_bytes() == PAYLOAD
+    assert len(http_server.requests) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.zip"]
+
+
+@pytest.mark.parametrize("send_length", [True, False], ids=["announced", "streamed"])
+def test_more_bytes_than_size_stops_the_download(
+    http_server: Server, tmp_path: Path, send_length: bool
+):
+    http_server.payload = PAYLOAD * 8
+    http_server.send_length = send_length
+    with pytest.raises(
+        DownloadError, match=r"corpus\.zip: more than the expected \d+ bytes"
+    ) as err:
+        fetch(http_server, tmp_path / "c.zip", retries=0)
+    assert "c.zip.part" in str(err.value)
     assert not (tmp_path / "c.zip").exists()
+    part = tmp_path / "c.zip.part"
+    assert not part.exists() or part.stat().st_size <= len(PAYLOAD)
 
 
 def test_transient_server_errors_are_retried(http_server: Server, tmp_path: Path):

@@ -318,13 +318,20 @@ def test_train_stage_writes_model_metrics_and_curves_and_resumes(
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"resuming from models/checkpoints/\w{16}/last\.pt: 1 epochs", proc.stderr)
     assert json.loads((work / "metrics/train.json").read_text())["resumed_from_epoch"] == 1
-    assert len(loss_curve.read_text().splitlines()) > steps_1
+    curve_2 = loss_curve.read_text().splitlines()
+    assert len(curve_2) > steps_1
     # another configuration has a folder of its own: it starts afresh and overwrites nothing
     proc = train_in(tiny_pipeline, work, {"epochs": 1, "seed": 5})
     assert proc.returncode == 0, proc.stderr
     assert "resuming" not in proc.stderr
     assert json.loads((work / "metrics/train.json").read_text())["resumed_from_epoch"] is None
     assert len(list((work / "models/checkpoints").iterdir())) == 2
+    # back to the first configuration: it resumes with its own curves, not the seed-5 run's
+    proc = train_in(tiny_pipeline, work, {"epochs": 3})
+    assert proc.returncode == 0, proc.stderr
+    assert "restored this run's curves" in proc.stderr
+    curve_3 = loss_curve.read_text().splitlines()
+    assert curve_3[: len(curve_2)] == curve_2 and len(curve_3) > len(curve_2)
 
 
 def test_train_stage_fewer_epochs_train_afresh_with_their_own_snapshots(

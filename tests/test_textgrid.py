@@ -124,3 +124,29 @@ def test_phone_normalization():
         phones.normalize("AX")
     with pytest.raises(phones.UnknownPhoneError):
         phones.from_flite("h#")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", r"empty file \(0 bytes\)"),
+        (b"\n  \r\n", r"empty file \(only whitespace\)"),
+        (MFA_TEXTGRID.encode("utf-16-le"), r"UTF-16 text without a byte-order mark"),
+        (MFA_TEXTGRID.encode("utf-16-be"), r"UTF-16 text without a byte-order mark"),
+        (MFA_TEXTGRID.replace('"the"', '"caf\xe9"').encode("latin-1"), r"neither UTF-8 nor"),
+        (MFA_TEXTGRID[:60].encode(), r"not a readable TextGrid \(it ends before its tiers"),
+    ],
+    ids=["empty", "whitespace", "utf16le-no-bom", "utf16be-no-bom", "latin1", "header-only"],
+)
+def test_malformed_file_says_what_is_wrong(tmp_path: Path, content: bytes, problem: str):
+    path = tmp_path / "bad.TextGrid"
+    path.write_bytes(content)
+    with pytest.raises(TextGridError, match=rf"bad\.TextGrid: {problem}") as err:
+        read_phones(path)
+    assert "IndexError" not in str(err.value)
+
+
+def test_utf16_with_a_bom_is_read(tmp_path: Path):
+    path = tmp_path / "praat.TextGrid"
+    path.write_bytes(MFA_TEXTGRID.encode("utf-16"))  # what Praat itself writes
+    assert read_phones(path).labels == ["sil", "DH", "AH", "spn", "sil"]

@@ -1,13 +1,21 @@
-"""Atomic outputs: write beside the target, then rename; a failure leaves nothing half-written."""
+"""Atomic outputs: write beside the target, then rename; a failure leaves nothing half-written.
+
+A process killed outright (SIGKILL, the OOM killer) cannot clean up: its `.{name}.XXXXXXXX.tmp`
+and `.{name}.old-<pid>` stay beside the target until `remove_stale` is called for it.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -57,16 +65,46 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    old = None
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            if old is not None:  # without this, a failed rename would leave no `target` at all
+                os.replace(old, target)
+                old = None
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale(target: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries that killed runs of atomic_path/atomic_dir left beside `target`.
+
+    Only `.{name}.XXXXXXXX.tmp` (tempfile's 8 random characters) and `.{name}.old-<pid>` match.
+    Call it before writing `target`, when no other process writes it (a stage's start: DVC locks
+    the workspace while a stage runs). Returns the removed paths, each also logged.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:[a-z0-9_]{{8}}\.tmp|old-[0-9]+)")
+    removed = []
+    for path in sorted(target.parent.iterdir()):
+        if not pattern.fullmatch(path.name):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        log.warning("removed %s, left by an interrupted run", path)
+        removed.append(path)
+    return removed

@@ -2,7 +2,10 @@
 
 The bytes go to `<dest>.part`; an interrupted download (a dropped connection, a killed process)
 resumes from there with an HTTP Range request, in the same call or the next one. Only a file whose
-size and sha256 match is renamed to `dest`; a mismatch deletes the partial file and fails.
+size and sha256 match is renamed to `dest`. A complete file that does not match the pin (a changed
+pin, or a wrong one) is never deleted: it is moved aside to `<dest>.sha256-<first 12 of its hash>`
+and, should the pin name that hash again, moved back instead of downloaded. A download that is not
+complete, or more bytes arrive than `size`, is deleted.
 """
 
 from __future__ import annotations
@@ -51,8 +54,12 @@ def download(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    aside = _aside(dest, sha256)
+    if not dest.exists() and aside.is_file():
+        log.info("%s: moving back %s, kept from a run with another pin", dest, aside.name)
+        os.replace(aside, dest)
     if dest.exists():
-        _verify(dest, sha256, size)
+        _verify(dest, dest, sha256, size)
         log.info("%s already downloaded and verified", dest)
         return dest
     part = dest.with_name(dest.name + ".part")
@@ -68,7 +75,7 @@ def download(
             wait = backoff_s * 2 ** (attempt - 1)
             log.warning("%s: %s; retry %d/%d in %.1f s", url, exc, attempt, retries, wait)
             time.sleep(wait)
-    _verify(part, sha256, size)
+    _verify(part, dest, sha256, size)
     os.replace(part, dest)
     return dest
 
@@ -110,6 +117,11 @@ def _fetch_into(url: str, part: Path, size: int | None, timeout_s: float) -> Non
             have, mode = 0, "wb"
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else size
+        if size is not None and total is not None and total > size:
+            raise DownloadError(
+                f"{url}: more than the expected {size} bytes announced ({total}); "
+                f"not reading it into {part}"
+            )
         received = 0
         with (
             part.open(mode) as f,
@@ -117,6 +129,13 @@ def _fetch_into(url: str, part: Path, size: int | None, timeout_s: float) -> Non
         ):
             try:
                 while block := response.read(CHUNK):
+                    if size is not None and have + received + len(block) > size:
+                        f.close()
+                        part.unlink()
+                        raise DownloadError(
+                            f"{url}: more than the expected {size} bytes arrived; stopped "
+                            f"reading and deleted {part}"
+                        )
                     f.write(block)
                     received += len(block)
                     bar.update(len(block))
@@ -134,17 +153,30 @@ def _content_range_start(header: str) -> int:
         raise DownloadError(f"malformed Content-Range header {header!r}") from None
 
 
-def _verify(path: Path, sha256: str, size: int | None) -> None:
+def _aside(dest: Path, digest: str) -> Path:
+    return dest.with_name(f"{dest.name}.sha256-{digest[:12]}")
+
+
+def _verify(path: Path, dest: Path, sha256: str, size: int | None) -> None:
     actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        path.unlink()
+    if path != dest and size is not None and actual_size != size:
+        path.unlink()  # an incomplete download, not an archive anyone verified
         raise DownloadError(
             f"{path}: {actual_size} bytes, expected {size}; deleted, run again to re-download"
         )
     digest = sha256_of(path)
-    if digest != sha256:
-        path.unlink()
-        raise DownloadError(
-            f"{path}: sha256 {digest} does not match the expected {sha256}; "
-            "deleted, run again to re-download"
-        )
+    if digest == sha256 and (size is None or actual_size == size):
+        return
+    # `dest` was verified by an earlier run, so only the pin changed (or is wrong): a download of
+    # 11.7 GB must not be lost to an edit of params.yaml.
+    aside = _aside(dest, digest)
+    os.replace(path, aside)
+    problem = (
+        f"sha256 {digest} does not match the expected {sha256}"
+        if digest != sha256
+        else f"{actual_size} bytes, expected {size}"
+    )
+    raise DownloadError(
+        f"{path}: {problem}; moved it to {aside} (moved back if the pin names it again; delete "
+        "it if not needed), run again to download the file the pin names"
+    )

@@ -1,9 +1,11 @@
-"""dvclive curves that survive a resume: rows logged after the checkpoint are cut first."""
+"""dvclive curves that survive a resume: the run's own curves are put back and rows logged after
+the checkpoint are cut first."""
 
 from __future__ import annotations
 
 import csv
 import io
+import shutil
 from pathlib import Path
 
 from vqspeech import atomic
@@ -29,3 +31,27 @@ def truncate(live_dir: Path, step: int) -> int:
             writer.writerows(kept)
             atomic.write_text(tsv, out.getvalue())
     return removed
+
+
+CURVES = "curves"  # in a run's checkpoint folder: its dvclive TSVs as of its last checkpoint
+
+
+def keep(live_dir: Path, run_folder: Path) -> None:
+    """Copy the curves logged so far into the run's checkpoint folder (after each checkpoint):
+    `live_dir` is shared by every run of the workspace, so another run may overwrite it before
+    this one resumes."""
+    src = live_dir / "plots" / "metrics"
+    if not src.is_dir():
+        return
+    with atomic.atomic_dir(run_folder / CURVES) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+
+
+def restore(run_folder: Path, live_dir: Path) -> bool:
+    """Put the run's kept curves back under `live_dir` before it resumes; False if none kept."""
+    src = run_folder / CURVES
+    if not src.is_dir():
+        return False
+    with atomic.atomic_dir(live_dir / "plots" / "metrics") as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    return True

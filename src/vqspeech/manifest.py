@@ -1,9 +1,9 @@
 """The manifest: the one index of a corpus that every later stage reads.
 
 `data/manifest.parquet` has one row per utterance with the columns of `SCHEMA`. Every corpus
-produces `Candidate`s; `build` checks each one (audio readable and non-empty, TextGrid readable,
-labels known, lengths agreeing) and either fails naming every bad file or, with `on_error="skip"`,
-leaves them out and lists them in the report.
+produces `Candidate`s; `build` checks each one (id unique, audio readable and non-empty, TextGrid
+readable, labels known, lengths agreeing, transcript decodable) and either fails naming every bad
+file or, with `on_error="skip"`, leaves them out and lists them in the report.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -38,7 +39,11 @@ SCHEMA = pa.schema(
 
 
 class ManifestError(ValueError):
-    """A manifest that cannot be built or read (duplicate ids, nothing usable, wrong schema)."""
+    """A manifest that cannot be built or read (nothing usable, wrong schema)."""
+
+
+class TranscriptError(ValueError):
+    """A transcript file that cannot be read; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class Candidate:
 
     `audio` and `textgrid` are where the files are read now (errors name them); `stored_audio`
     and `stored_textgrid` are their paths relative to the corpus folder the manifest points at.
+    The text is `text`, or the content of `transcript`, read by `check` so that a bad file is a
+    bad utterance like any other.
     """
 
     utterance_id: str
@@ -56,10 +63,24 @@ class Candidate:
     stored_audio: PurePosixPath
     stored_textgrid: PurePosixPath
     text: str = ""
+    transcript: Path | None = None
 
 
-def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int]:
-    """Validate one utterance: (duration_s, sample_rate), or ValueError naming the bad file."""
+def read_transcript(path: Path) -> str:
+    """A transcript's stripped text, or TranscriptError naming the file."""
+    try:
+        return path.read_text(encoding="utf-8-sig").strip()  # -sig: tolerate Notepad's BOM
+    except UnicodeDecodeError as exc:
+        raise TranscriptError(
+            f"{path}: transcript is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise TranscriptError(f"{path}: unreadable transcript ({exc.strerror})") from None
+
+
+def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int, str]:
+    """Validate one utterance: (duration_s, sample_rate, text), or ValueError naming the file."""
     audio = candidate.audio
     if not audio.is_file():
         raise ValueError(f"{audio}: audio file not found")
@@ -78,7 +99,8 @@ def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int]:
             f"{candidate.textgrid}: ends at {alignment.duration:.3f} s but the audio "
             f"{audio.name} lasts {duration:.3f} s (tolerance {tolerance_s} s)"
         )
-    return duration, int(info.samplerate)
+    text = read_transcript(candidate.transcript) if candidate.transcript else candidate.text
+    return duration, int(info.samplerate), text
 
 
 def build(
@@ -91,14 +113,21 @@ def build(
     """Check every candidate; return the manifest table, the kept candidates and the skips.
 
     The manifest records each file under `stored_root`, where the corpus lives once committed.
-    Raises ManifestError listing every bad file when `on_error="fail"`.
+    Utterances that share an id are all bad: which one is meant cannot be told. Raises
+    BadInputError listing every bad file when `on_error="fail"`, ManifestError when none is left.
     """
-    ids = [c.utterance_id for c in candidates]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise ManifestError(f"duplicate utterance ids: {dup[:10]}")
+    by_id: dict[str, list[Candidate]] = defaultdict(list)
+    for c in candidates:
+        by_id[c.utterance_id].append(c)
 
-    def run(c: Candidate) -> tuple[float, int] | Skip:
+    def run(c: Candidate) -> tuple[float, int, str] | Skip:
+        others = [o for o in by_id[c.utterance_id] if o is not c]
+        if others:
+            also = ", ".join(str(o.audio) for o in others)
+            return Skip(
+                c.utterance_id, str(c.audio),
+                f"{c.audio}: utterance id {c.utterance_id!r} is also the id of {also}",
+            )  # fmt: skip
         try:
             return check(c, tolerance_s)
         except ValueError as exc:
@@ -120,9 +149,9 @@ def build(
             "speaker": [c.speaker for c, _ in rows],
             "path": [str(stored_root / c.stored_audio) for c, _ in rows],
             "textgrid": [str(stored_root / c.stored_textgrid) for c, _ in rows],
-            "duration_s": [d for _, (d, _) in rows],
-            "sample_rate": [sr for _, (_, sr) in rows],
-            "text": [c.text for c, _ in rows],
+            "duration_s": [d for _, (d, _, _) in rows],
+            "sample_rate": [sr for _, (_, sr, _) in rows],
+            "text": [text for _, (_, _, text) in rows],
         },
         schema=SCHEMA,
     )
@@ -132,6 +161,8 @@ def build(
 def _bad_file(c: Candidate, exc: ValueError) -> Path:
     if isinstance(exc, TextGridError) and c.textgrid is not None:
         return c.textgrid
+    if isinstance(exc, TranscriptError) and c.transcript is not None:
+        return c.transcript
     return c.audio
 
 
@@ -147,10 +178,15 @@ def materialize(candidates: list[Candidate], root: Path) -> None:
 
 def write(table: pa.Table, path: str | os.PathLike[str]) -> None:
     """Atomically write the manifest as Parquet."""
+    with atomic.atomic_path(path) as tmp:
+        write_into(table, tmp)
+
+
+def write_into(table: pa.Table, tmp: Path) -> None:
+    """Write the manifest as Parquet into `tmp`, a path from atomic.atomic_path that commits it."""
     if not table.schema.equals(SCHEMA):
         raise ManifestError(f"manifest schema mismatch:\n{table.schema}\nexpected\n{SCHEMA}")
-    with atomic.atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd")
 
 
 def read(path: str | os.PathLike[str]) -> pa.Table:
@@ -178,5 +214,10 @@ def write_report(
     path: str | os.PathLike[str], skipped: list[Skip], stats: dict[str, object]
 ) -> None:
     """Atomically write the skip report: the summary plus every skipped utterance and why."""
+    atomic.write_text(path, report_text(skipped, stats))
+
+
+def report_text(skipped: list[Skip], stats: dict[str, object]) -> str:
+    """The skip report's JSON."""
     report = {**stats, "skipped_utterances": [s.__dict__ for s in skipped]}
-    atomic.write_text(path, json.dumps(report, indent=2) + "\n")
+    return json.dumps(report, indent=2) + "\n"

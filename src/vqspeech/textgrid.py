@@ -6,6 +6,7 @@ through `read_phones`, which returns labels normalized to `vqspeech.phones.INVEN
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,21 @@ def _entry(iv: Interval) -> tuple[float, float, str]:
     return (float(iv.start), float(iv.end), iv.label)
 
 
+def _check_encoding(path: Path) -> None:
+    """The problems praatio reports only as an IndexError: an empty file, UTF-16 with no BOM."""
+    data = path.read_bytes()
+    if not data.strip():
+        what = "0 bytes" if not data else "only whitespace"
+        raise TextGridError(f"{path}: empty file ({what})")
+    # praatio tells UTF-16 from UTF-8 by the byte-order mark alone; without one, the NUL bytes
+    # of UTF-16 read as UTF-8 and no line matches.
+    if not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" in data[:64]:
+        raise TextGridError(
+            f"{path}: UTF-16 text without a byte-order mark; save it as UTF-8 (or UTF-16 with a "
+            "BOM, as Praat writes it)"
+        )
+
+
 def read_phones(path: str | os.PathLike[str]) -> PhoneAlignment:
     """Read and validate the `phones` tier of a TextGrid.
 
@@ -88,11 +104,21 @@ def read_phones(path: str | os.PathLike[str]) -> PhoneAlignment:
     path = Path(path)
     if not path.is_file():
         raise TextGridError(f"{path}: TextGrid not found")
+    _check_encoding(path)
     try:
         tg = praat_textgrid.openTextgrid(
             str(path), includeEmptyIntervals=True, reportingMode="error"
         )
-    except Exception as exc:  # praatio raises bare IndexError/ValueError on malformed files
+    except UnicodeDecodeError as exc:
+        raise TextGridError(
+            f"{path}: neither UTF-8 nor UTF-16 text (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from exc
+    except IndexError as exc:  # praatio indexes past the last line of a file cut short
+        raise TextGridError(
+            f"{path}: not a readable TextGrid (it ends before its tiers are complete)"
+        ) from exc
+    except Exception as exc:  # praatio raises bare ValueError and others on malformed files
         reason = f"{type(exc).__name__}: {exc}"
         raise TextGridError(f"{path}: not a readable TextGrid ({reason})") from exc
     if PHONE_TIER not in tg.tierNames:

@@ -1,9 +1,11 @@
 """A corpus users bring: a folder of wav/flac files plus MFA-layout TextGrids.
 
 Speakers are the first folder level under `audio_dir` (`<speaker>/<utt>.wav`, as in MFA's corpus
-layout). A TextGrid is looked up at the same relative path under `textgrid_dir` (default:
-`audio_dir`). Text comes from a `.lab` or `.txt` file beside the audio when there is one.
-TextGrids with no audio are reported too.
+layout). An utterance's id is `<speaker>_<utt>`, or `<utt>` when that already starts with
+`<speaker>_` (VCTK's `p225/p225_001.wav`): stems like `001` repeat across speakers. A TextGrid is
+looked up at the same relative path under `textgrid_dir` (default: `audio_dir`). Text comes from
+a UTF-8 `.lab` or `.txt` file beside the audio when there is one. TextGrids with no audio are
+reported too.
 """
 
 from __future__ import annotations
@@ -41,19 +43,19 @@ def prepare(audio_dir: Path, textgrid_dir: Path | None) -> list[Candidate]:
     return candidates
 
 
+def utterance_id(speaker: str, stem: str) -> str:
+    """`<speaker>_<stem>`, unless `stem` is the speaker or already starts with `<speaker>_`."""
+    return stem if stem == speaker or stem.startswith(f"{speaker}_") else f"{speaker}_{stem}"
+
+
 def _candidate(audio: Path, rel: Path, speaker: str, grid: Path | None) -> Candidate:
-    text = ""
-    for suffix in (".lab", ".txt"):
-        side = audio.with_suffix(suffix)
-        if side.is_file():
-            text = side.read_text(encoding="utf-8").strip()
-            break
+    sides = (audio.with_suffix(suffix) for suffix in (".lab", ".txt"))
     return Candidate(
-        utterance_id=audio.stem,
+        utterance_id=utterance_id(speaker, audio.stem),
         speaker=speaker,
         audio=audio,
         textgrid=grid,
         stored_audio=PurePosixPath("audio", rel.as_posix()),
         stored_textgrid=PurePosixPath("textgrids", rel.with_suffix(".TextGrid").as_posix()),
-        text=text,
+        transcript=next((side for side in sides if side.is_file()), None),
     )

@@ -66,7 +66,6 @@ def prepare(
         speaker = path.parent.name
         utt = path.stem.removesuffix(f"_{mic}")
         text_path = texts.get(utt)
-        text = (root / text_path).read_text(encoding="utf-8").strip() if text_path else ""
         candidates.append(
             Candidate(
                 utterance_id=utt,
@@ -75,7 +74,7 @@ def prepare(
                 textgrid=_find_textgrid(alignments, speaker, utt, path.stem),
                 stored_audio=path,
                 stored_textgrid=PurePosixPath("textgrids", speaker, f"{utt}.TextGrid"),
-                text=text,
+                transcript=root / text_path if text_path else None,
             )
         )
     if not candidates:
