@@ -80,7 +80,10 @@ def http_server() -> Iterator[Server]:
                 state.cut_after = None
                 self.close_connection = True
                 return
-            self.wfile.write(body)
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the client stopped reading: fine
+                self.close_connection = True
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
