@@ -41,11 +41,13 @@ def run(cwd: Path, name: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def folder_corpus(root: Path, speakers: tuple[str, ...] = ("spk1", "spk2")) -> dict:
+def folder_corpus(
+    root: Path, speakers: tuple[str, ...] = ("spk1", "spk2"), n: int = 2, seconds: float = 0.5
+) -> dict:
     for spk in speakers:
-        for i in range(2):
-            write_wav(root / spk / f"{spk}_{i}.wav", 0.5)
-            write_grid(root / spk / f"{spk}_{i}.TextGrid", 0.5)
+        for i in range(n):
+            write_wav(root / spk / f"{spk}_{i}.wav", seconds)
+            write_grid(root / spk / f"{spk}_{i}.TextGrid", seconds)
     return {"corpus": "folder", "folder": {"audio_dir": str(root)}, "builtin": BUILTIN}
 
 
@@ -103,7 +105,9 @@ FEATURES = {"split": {"test_speakers": ["spk2"]}}
 
 
 def test_killed_features_leaves_temporaries_that_the_next_run_removes(tmp_path: Path):
-    write_params(tmp_path, folder_corpus(tmp_path / "corpus"), features=FEATURES)
+    # enough audio, on one worker, that the stage is still extracting when the test looks
+    corpus = folder_corpus(tmp_path / "corpus", n=60, seconds=2.0)
+    write_params(tmp_path, corpus, features={**FEATURES, "jobs": 1})
     assert run(tmp_path, "download").returncode == 0
 
     kill_when(tmp_path, "features", lambda: any((tmp_path / "data").glob(".features.*.tmp")))
@@ -117,7 +121,7 @@ def test_killed_features_leaves_temporaries_that_the_next_run_removes(tmp_path: 
     assert dot_files(tmp_path) == []
     for p in leftovers:
         assert f"removed {p}, left by an interrupted run" in proc.stderr
-    assert json.loads((tmp_path / "data/features_report.json").read_text())["utterances"] == 4
+    assert json.loads((tmp_path / "data/features_report.json").read_text())["utterances"] == 120
 
 
 def test_git_ignores_the_temporaries():
