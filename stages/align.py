@@ -39,6 +39,7 @@ def main(
 ) -> None:
     """Encode the held-out utterances and join their codes with ground-truth phones."""
     params = stagelog.load_params_or_exit(log, params_file)
+    atomic.remove_stale(out_dir, report_path)
     split = params.eval.split
     with stagelog.timed(log, f"align ({split})"), stagelog.exit_on_error(log):
         model, _ = load_model(model_path)

@@ -38,8 +38,7 @@ def main(
     stored_root = PurePosixPath(raw_dir.as_posix(), data.corpus)
     with stagelog.timed(log, f"download ({data.corpus}, {jobs} jobs)"):
         with stagelog.exit_on_error(log), contextlib.ExitStack() as outputs:
-            for path in (raw_dir, manifest_path, report_path, metrics_path):
-                atomic.remove_stale(path)
+            atomic.remove_stale(raw_dir, manifest_path, report_path, metrics_path)
             # Put in place in the reverse order of entering: data/raw first, then the files that
             # describe it, so that no manifest ever points into a data/raw that is not there yet.
             metrics_tmp = outputs.enter_context(atomic.atomic_path(metrics_path))

@@ -38,6 +38,7 @@ def main(
 ) -> None:
     """Score the VQ-VAE codes and the baselines."""
     params = stagelog.load_params_or_exit(log, params_file)
+    atomic.remove_stale(metrics_path)
     k, seed, ev = params.model.codebook_size, params.train.seed, params.eval
     with stagelog.timed(log, "evaluate"), stagelog.exit_on_error(log):
         frames, latents, codebook = read_codes(codes_dir)

@@ -44,8 +44,7 @@ def main(
     )
     with stagelog.timed(log, f"features ({cfg.kind}, {cfg.dim} dims, {jobs} jobs)"):
         with stagelog.exit_on_error(log):
-            for path in (out_dir, report_path):
-                atomic.remove_stale(path)
+            atomic.remove_stale(out_dir, report_path)
             table = manifest.read(manifest_path)
             if not f.split.test_speakers:
                 raise split.SplitError(

@@ -42,6 +42,7 @@ def main(
 ) -> None:
     """Draw the evaluation figures."""
     params = stagelog.load_params_or_exit(log, params_file)
+    atomic.remove_stale(out_dir)
     cfg, seed = params.eval.plots, params.train.seed
     with stagelog.timed(log, "figures"), stagelog.exit_on_error(log):
         frames, latents, codebook = read_codes(codes_dir)

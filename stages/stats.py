@@ -33,6 +33,8 @@ def main(
 ) -> None:
     """Compute train-split normalization statistics and dataset metrics."""
     params = stagelog.load_params_or_exit(log, params_file)
+    phone_plot, stats_plot = plots_dir / "phone_frequency.json", plots_dir / "feature_stats.json"
+    atomic.remove_stale(stats_path, metrics_path, phone_plot, stats_plot)
     hop_s = FeatureConfig().hop_s
     with stagelog.timed(log, "stats"), stagelog.exit_on_error(log):
         files = shards.files(features_dir)
@@ -61,11 +63,9 @@ def main(
         }
         atomic.write_text(stats_path, json.dumps(stats, indent=1) + "\n")
         atomic.write_text(metrics_path, json.dumps(summary.as_dict(), indent=2) + "\n")
-        atomic.write_text(
-            plots_dir / "phone_frequency.json", json.dumps(summary.phone_rows(), indent=1) + "\n"
-        )
+        atomic.write_text(phone_plot, json.dumps(summary.phone_rows(), indent=1) + "\n")
         rows = feature_rows(moments, train.mean, std)
-        atomic.write_text(plots_dir / "feature_stats.json", json.dumps(rows, indent=1) + "\n")
+        atomic.write_text(stats_plot, json.dumps(rows, indent=1) + "\n")
         log.info(
             "read %d shards (%d train frames); wrote %s, %s, %s/phone_frequency.json, "
             "%s/feature_stats.json", len(files), train.n, stats_path, metrics_path, plots_dir,

@@ -53,6 +53,7 @@ def main(
 ) -> None:
     """Resynthesize and voice-convert held-out utterances; score them."""
     params = stagelog.load_params_or_exit(log, params_file)
+    atomic.remove_stale(wav_dir, plot_dir, metrics_path)
     p, seed = params.synthesize, params.train.seed
     with stagelog.timed(log, "synthesize"), stagelog.exit_on_error(log):
         model, payload = load_model(model_path)

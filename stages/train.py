@@ -115,6 +115,9 @@ def run(
         folder = run_dir(checkpoints, key)
         if d.main:
             log.info("run key %s: checkpoint and snapshots in %s/", key, folder)
+            snapshot_files = (folder / f"snapshot_{e:04d}.parquet" for e in range(cfg.epochs + 1))
+            atomic.remove_stale(model_path, metrics_path, snapshots_path, folder / "last.pt",
+                                folder / livelog.CURVES, *snapshot_files)  # fmt: skip
         resume_at = resume_step(checkpoints, key, cfg.epochs)
         live = _live(live_dir, resume_at, folder) if d.main else None
         bar = stagelog.progress(desc="train", unit="step", disable=not d.main)

@@ -666,3 +666,36 @@ def test_dvc_fewer_epochs_exp_apply_status_and_module_edits(dvc_repo: DvcRepo):
             path.write_text(text)
         assert stale == users[module], module
     assert "up to date" in sh(dvc, "status")
+
+
+def test_every_stage_removes_the_temporaries_a_killed_run_left(tiny_pipeline: Path, tmp_path: Path):
+    """Not only download and features: stats, train (its run folder too), align and evaluate
+    clear `.{name}.XXXXXXXX.tmp` / `.{name}.old-<pid>` of their own outputs when they start."""
+    work = tmp_path / "w"
+    assert train_in(tiny_pipeline, work, {"epochs": 1}).returncode == 0
+    (run,) = (work / "models/checkpoints").iterdir()
+    planted = {
+        "stats": [
+            work / "data/.stats.json.a1b2c3d4.tmp",
+            work / "plots/.feature_stats.json.zz_99abc.tmp",
+        ],
+        "train": [work / "models/.model.pt.q9w8e7r6.tmp", run / ".last.pt.k2j3h4g5.tmp"],
+        "align": [work / "data/.codes.x1y2z3w4.tmp", work / "data/.codes.old-4242"],
+        "evaluate": [work / "metrics/.eval.json.m1n2b3v4.tmp"],
+    }
+    for paths in planted.values():
+        for p in paths:
+            p.mkdir(parents=True) if ".codes." in p.name else p.write_text("half")
+    keep = work / "data/.codes.notours"  # a name the pattern does not cover stays
+    keep.write_text("x")
+    for stage, paths in planted.items():
+        proc = (
+            train_in(tiny_pipeline, work, {"epochs": 1})
+            if stage == "train"
+            else run_stage_in(work, stage)
+        )
+        assert proc.returncode == 0, proc.stderr
+        for p in paths:
+            assert not p.exists(), p
+            assert f"removed {p.relative_to(work)}, left by an interrupted run" in proc.stderr
+    assert keep.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -74,7 +75,8 @@ def kill_when(cwd: Path, name: str, ready) -> None:
             assert time.monotonic() < deadline, f"{name} never got far enough to be killed"
             time.sleep(0.005)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have ended: keep the real error
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 

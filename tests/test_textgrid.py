@@ -5,6 +5,8 @@ import pytest
 from vqspeech import phones
 from vqspeech.textgrid import Interval, TextGridError, fit_to_duration, read_phones, write_phones
 
+from .conftest import write_grid
+
 
 def test_round_trip(tmp_path: Path):
     intervals = [
@@ -150,3 +152,17 @@ def test_utf16_with_a_bom_is_read(tmp_path: Path):
     path = tmp_path / "praat.TextGrid"
     path.write_bytes(MFA_TEXTGRID.encode("utf-16"))  # what Praat itself writes
     assert read_phones(path).labels == ["sil", "DH", "AH", "spn", "sil"]
+
+
+def test_unreadable_file_is_a_textgrid_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An I/O error is a bad file like any other (on_error: skip lists it), not a crash."""
+    path = write_grid(tmp_path / "a.TextGrid", 1.0)
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(
+        TextGridError, match=r"a\.TextGrid: unreadable TextGrid \(Permission denied\)"
+    ):
+        read_phones(path)

@@ -290,7 +290,11 @@ def test_model_file_errors_are_one_line_naming_the_file(tmp_path: Path):
         ),
         "shape.pt": (
             {**payload, "config": {**payload["config"], "channels": 32}},
-            "weights do not fit the model config",
+            r"weights do not fit the model config: size mismatch for encoder\.",
+        ),
+        "types.pt": (
+            {**payload, "config": {**payload["config"], "channels": "128"}},
+            "invalid model config",
         ),
     }
     for name, (obj, msg) in variants.items():
@@ -300,3 +304,17 @@ def test_model_file_errors_are_one_line_naming_the_file(tmp_path: Path):
         assert str(tmp_path / name) in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(CheckpointError, match="no such model file"):
         load_model(tmp_path / "missing.pt")
+
+
+def test_on_epoch_runs_before_the_checkpoint_it_belongs_to(tmp_path: Path):
+    """What on_epoch keeps with the run (snapshots, curves) is never older than the checkpoint
+    a resume starts from: a kill between the two loses nothing."""
+    seen = []
+
+    def on_epoch(epoch: int, model) -> None:
+        path = run_dir(tmp_path, run_key(MODEL, CFG, "fp")) / CHECKPOINT
+        done = torch.load(path, weights_only=True)["epoch"] if path.exists() else 0
+        seen.append((epoch, done))
+
+    train(MODEL, CFG, toy(), None, tmp_path, "fp", on_epoch=on_epoch)
+    assert seen == [(0, 0), (1, 0), (2, 1), (3, 2)]

@@ -86,25 +86,26 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def remove_stale(target: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporaries that killed runs of atomic_path/atomic_dir left beside `target`.
+def remove_stale(*targets: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporaries that killed runs of atomic_path/atomic_dir left beside `targets`.
 
     Only `.{name}.XXXXXXXX.tmp` (tempfile's 8 random characters) and `.{name}.old-<pid>` match.
-    Call it before writing `target`, when no other process writes it (a stage's start: DVC locks
+    Call it before writing a target, when no other process writes it (a stage's start: DVC locks
     the workspace while a stage runs). Returns the removed paths, each also logged.
     """
-    target = Path(target)
-    if not target.parent.is_dir():
-        return []
-    pattern = re.compile(rf"\.{re.escape(target.name)}\.(?:[a-z0-9_]{{8}}\.tmp|old-[0-9]+)")
     removed = []
-    for path in sorted(target.parent.iterdir()):
-        if not pattern.fullmatch(path.name):
+    for target in map(Path, targets):
+        if not target.parent.is_dir():
             continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-        log.warning("removed %s, left by an interrupted run", path)
-        removed.append(path)
+        name = re.escape(target.name)
+        pattern = re.compile(rf"\.{name}\.(?:[a-z0-9_]{{8}}\.tmp|old-[0-9]+)")
+        for path in sorted(target.parent.iterdir()):
+            if not pattern.fullmatch(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            log.warning("removed %s, left by an interrupted run", path)
+            removed.append(path)
     return removed

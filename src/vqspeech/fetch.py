@@ -165,18 +165,20 @@ def _verify(path: Path, dest: Path, sha256: str, size: int | None) -> None:
             f"{path}: {actual_size} bytes, expected {size}; deleted, run again to re-download"
         )
     digest = sha256_of(path)
-    if digest == sha256 and (size is None or actual_size == size):
-        return
+    if digest == sha256:
+        if size is None or actual_size == size:
+            return
+        # the file is the one the hash names: the size pin is what is wrong; keep the file
+        raise DownloadError(
+            f"{path}: has the pinned sha256 but {actual_size} bytes, not the pinned {size}; "
+            "the size pin is wrong (kept the file)"
+        )
     # `dest` was verified by an earlier run, so only the pin changed (or is wrong): a download of
     # 11.7 GB must not be lost to an edit of params.yaml.
     aside = _aside(dest, digest)
     os.replace(path, aside)
-    problem = (
-        f"sha256 {digest} does not match the expected {sha256}"
-        if digest != sha256
-        else f"{actual_size} bytes, expected {size}"
-    )
     raise DownloadError(
-        f"{path}: {problem}; moved it to {aside} (moved back if the pin names it again; delete "
-        "it if not needed), run again to download the file the pin names"
+        f"{path}: sha256 {digest} does not match the expected {sha256}; moved it to {aside} "
+        "(moved back if the pin names it again; delete it if not needed), run again to download "
+        "the file the pin names"
     )

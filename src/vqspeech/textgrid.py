@@ -81,7 +81,10 @@ def _entry(iv: Interval) -> tuple[float, float, str]:
 
 def _check_encoding(path: Path) -> None:
     """The problems praatio reports only as an IndexError: an empty file, UTF-16 with no BOM."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TextGridError(f"{path}: unreadable TextGrid ({exc.strerror or exc})") from None
     if not data.strip():
         what = "0 bytes" if not data else "only whitespace"
         raise TextGridError(f"{path}: empty file ({what})")

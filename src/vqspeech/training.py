@@ -105,8 +105,10 @@ def run_key(model_cfg: ModelConfig, cfg: TrainConfig, data_fingerprint: str) -> 
 
 
 def run_dir(checkpoint_root: Path, key: str) -> Path:
-    """Where one run keeps its checkpoint and snapshots: `<root>/<run key>/`. A folder per run,
-    so runs of other params never read or overwrite each other's files."""
+    """Where one run keeps its checkpoint and snapshots: `<root>/<run key>/`. A folder per
+    configuration, so runs of other params never read or overwrite each other's files. The
+    number of epochs is not part of the key: a shorter run of the same configuration replaces
+    a longer one's folder (it cannot resume it), and the longer run then resumes from it."""
     return Path(checkpoint_root) / key
 
 
@@ -163,12 +165,19 @@ def load_model(
         raise CheckpointError(
             f"{path}: written for a different model config: {diff} (file, expected)"
         )
-    model = VQVAE(cfg)
+    try:
+        model = VQVAE(cfg)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. channels: "128"
+        raise CheckpointError(f"{path}: invalid model config: {exc}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights do not fit the model config: {first}") from None
+        # torch's first line only says "Error(s) in loading state_dict": keep what follows too
+        why = " ".join(line.strip() for line in str(exc).splitlines()[1:] if line.strip())
+        why = why[:300] + (" ..." if len(why) > 300 else "")
+        raise CheckpointError(
+            f"{path}: weights do not fit the model config: {why or exc}"
+        ) from None
     return model, payload
 
 
@@ -276,7 +285,9 @@ def train(
 
     `on_step(step, model)` runs after every optimizer step (progress bars; tests that interrupt).
     `on_epoch(epoch, model)` runs on rank 0 at the start (epoch 0, a fresh run only) and after
-    each epoch's checkpoint (codebook snapshots); it must leave the model as it found it.
+    each epoch, just before its checkpoint is written (codebook snapshots, curves kept with the
+    run: a resume then never finds them older than the checkpoint); it must leave the model as
+    it found it.
     """
     d = d or setup(cfg.device)
     key = run_key(model_cfg, cfg, data_fingerprint)
@@ -380,14 +391,14 @@ def train(
                     if k.startswith("val_"):
                         live.log_metric(f"val/{k[4:]}", v)
                 live.next_step()
+            if on_epoch is not None:  # before the checkpoint: what it keeps is never older
+                on_epoch(epoch + 1, model)
             _save(ckpt_path, {
                 "key": key, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state() if d.device.type == "cuda" else None,
                 "last": last,
             })  # fmt: skip
-            if on_epoch is not None:
-                on_epoch(epoch + 1, model)
     if d.world > 1:
         _check_same_codebook(model, d)
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
