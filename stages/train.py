@@ -36,7 +36,7 @@ from vqspeech.training import (
     setup,
     train,
 )
-from vqspeech.trainset import load_split
+from vqspeech.trainset import epoch_batches, load_split
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 log = stagelog.setup()
@@ -120,7 +120,13 @@ def run(
                                 folder / livelog.CURVES, *snapshot_files)  # fmt: skip
         resume_at = resume_step(checkpoints, key, cfg.epochs)
         live = _live(live_dir, resume_at, folder) if d.main else None
-        bar = stagelog.progress(desc="train", unit="step", disable=not d.main)
+        per_epoch = (
+            len(epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, 0)) // d.world
+        )  # every epoch has as many batches; each rank takes its share
+        bar = stagelog.progress(
+            desc="train", unit="step", total=per_epoch * cfg.epochs, initial=resume_at or 0,
+            disable=not d.main,
+        )  # fmt: skip
         sample_split = "val" if val_data is not None else "train"
         snaps = Snapshots(
             folder, key, shards.iter_utterances(features_dir, sample_split), mean, std,

@@ -317,6 +317,11 @@ def test_train_stage_writes_model_metrics_and_curves_and_resumes(
     proc = train_in(tiny_pipeline, work, {"epochs": 2})
     assert proc.returncode == 0, proc.stderr
     assert re.search(r"resuming from models/checkpoints/\w{16}/last\.pt: 1 epochs", proc.stderr)
+    # the progress bar knows its total, starts at the resumed step and no log line runs into it
+    per = metrics["steps"]
+    assert f"| {per}/{2 * per} [" in proc.stderr and f"| {2 * per}/{2 * per} [" in proc.stderr
+    logged = [line for line in proc.stderr.splitlines() if " INFO vqspeech" in line]
+    assert logged and all(re.match(r"\d\d:\d\d:\d\d INFO vqspeech", line) for line in logged)
     assert json.loads((work / "metrics/train.json").read_text())["resumed_from_epoch"] == 1
     curve_2 = loss_curve.read_text().splitlines()
     assert len(curve_2) > steps_1

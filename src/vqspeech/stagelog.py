@@ -15,10 +15,24 @@ from vqspeech.params import Params, ParamsError, load_params
 T = TypeVar("T")
 
 
+class _BarAwareHandler(logging.Handler):
+    """Writes each record through tqdm, which lifts a running progress bar off the line first:
+    log lines never land in the middle of a bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
 def setup(level: int = logging.INFO) -> logging.Logger:
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
-    )
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+        handlers=[_BarAwareHandler()],
+    )  # fmt: skip
     return logging.getLogger("vqspeech")
 
 
