@@ -84,7 +84,7 @@ def main(
                 uid_versions += [(f"as {t}", a) for t, a in zip(goal, generated[i][1:],
                                                                  strict=True)]  # fmt: skip
         else:
-            log.warning("model.decoder is 'deconv' (features, not audio): writing the originals "
+            log.info("model.decoder is 'deconv' (features, not audio): writing the originals "
                         "only; synthesis metrics are null")  # fmt: skip
 
         train_utts = list(shards.iter_utterances(features_dir, "train", audio=True))
