@@ -85,7 +85,7 @@ def main(
                                                                  strict=True)]  # fmt: skip
         else:
             log.info("model.decoder is 'deconv' (features, not audio): writing the originals "
-                        "only; synthesis metrics are null")  # fmt: skip
+                     "only; synthesis metrics are null")  # fmt: skip
 
         train_utts = list(shards.iter_utterances(features_dir, "train", audio=True))
         per_speaker = Counter(u.speaker for u in train_utts)

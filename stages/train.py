@@ -28,6 +28,7 @@ from vqspeech.params import ModelParams, Params
 from vqspeech.snapshots import Snapshots, schedule
 from vqspeech.snapshots import collect as collect_snapshots
 from vqspeech.training import (
+    CHECKPOINT,
     TrainConfig,
     resume_step,
     run_dir,
@@ -116,7 +117,7 @@ def run(
         if d.main:
             log.info("run key %s: checkpoint and snapshots in %s/", key, folder)
             snapshot_files = (folder / f"snapshot_{e:04d}.parquet" for e in range(cfg.epochs + 1))
-            atomic.remove_stale(model_path, metrics_path, snapshots_path, folder / "last.pt",
+            atomic.remove_stale(model_path, metrics_path, snapshots_path, folder / CHECKPOINT,
                                 folder / livelog.CURVES, *snapshot_files)  # fmt: skip
         resume_at = resume_step(checkpoints, key, cfg.epochs)
         live = _live(live_dir, resume_at, folder) if d.main else None

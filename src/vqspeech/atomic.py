@@ -93,13 +93,15 @@ def remove_stale(*targets: str | os.PathLike[str]) -> list[Path]:
     Call it before writing a target, when no other process writes it (a stage's start: DVC locks
     the workspace while a stage runs). Returns the removed paths, each also logged.
     """
-    removed = []
+    by_parent: dict[Path, list[str]] = {}
     for target in map(Path, targets):
-        if not target.parent.is_dir():
+        by_parent.setdefault(target.parent, []).append(re.escape(target.name))
+    removed = []
+    for parent, names in by_parent.items():  # one listing per folder, however many targets
+        if not parent.is_dir():
             continue
-        name = re.escape(target.name)
-        pattern = re.compile(rf"\.{name}\.(?:[a-z0-9_]{{8}}\.tmp|old-[0-9]+)")
-        for path in sorted(target.parent.iterdir()):
+        pattern = re.compile(rf"\.(?:{'|'.join(names)})\.(?:[a-z0-9_]{{8}}\.tmp|old-[0-9]+)")
+        for path in sorted(parent.iterdir()):
             if not pattern.fullmatch(path.name):
                 continue
             if path.is_dir() and not path.is_symlink():
