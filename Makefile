@@ -7,7 +7,7 @@ OFFLINE := .dvc/plots/offline.html
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup flite npm repro test lint format bench clean
+.PHONY: setup flite npm lock repro test lint format bench clean
 
 setup: flite $(STAMP) $(OFFLINE)
 
@@ -22,14 +22,29 @@ npm:
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nodejs npm; }
 
 # vega, vega-lite and vega-embed from the npm registry, inlined into DVC's plots page template
-$(OFFLINE): web/package-lock.json src/vqspeech/vega_page.py | npm $(STAMP)
+$(OFFLINE): web/package-lock.json src/vqspeech/report/vega_page.py | npm $(STAMP)
 	npm ci --prefix web --no-audit --no-fund --loglevel=error
-	$(BIN)/python -m vqspeech.vega_page web/node_modules $@
+	$(BIN)/python -m vqspeech.report.vega_page web/node_modules $@
 
-$(STAMP): pyproject.toml
+# The environment is the committed lock (requirements.lock: every package, pinned with hashes),
+# installed by uv. The torch wheel comes from wherever pip is configured to find it
+# (pip config's find-links): passed on to uv here, so no machine path lives in the repository.
+UV_VERSION := 0.13.9
+FIND_LINKS ?= $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^ ]*find-links='\([^']*\)'$$/\1/p" | head -n 1)
+UV_FLAGS := --python $(BIN)/python $(foreach d,$(FIND_LINKS),--find-links $(d))
+
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q $(UV_FLAGS) requirements.lock
+	$(BIN)/uv pip install -q $(UV_FLAGS) --no-deps -e .
 	touch $@
+
+# Re-resolve the lock after changing dependencies in pyproject.toml (then `make setup`)
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
+	  $(foreach d,$(FIND_LINKS),--find-links $(d)) --custom-compile-command "make lock" \
+	  -o requirements.lock
 
 repro: setup
 	dvc repro

@@ -19,8 +19,8 @@ from pathlib import Path
 import typer
 from benchlib import REPO, run_stage, stamp, table, update_section
 
-from vqspeech import abx
-from vqspeech.align import read_codes
+from vqspeech.evaluate import abx
+from vqspeech.evaluate.align import read_codes
 
 LINKED = ("data/features", "data/stats.json", "data/manifest.parquet", "data/raw", "models")
 

@@ -23,7 +23,7 @@ import typer
 import yaml
 from benchlib import REPO, run_stage, stamp, table, update_section
 
-from vqspeech import manifest
+from vqspeech.data import manifest
 
 
 def scratch(work: Path, params: dict, table_: pa.Table) -> None:

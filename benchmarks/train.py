@@ -26,12 +26,14 @@ import typer
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from vqspeech.model.vqvae import VQVAE, ModelConfig, decoder_loss  # noqa: E402
-from vqspeech.trainset import batch, batch_audio, epoch_batches, load_split  # noqa: E402
+from vqspeech.features.stats import Normalizer  # noqa: E402
+from vqspeech.model.vqvae import VQVAE, decoder_loss  # noqa: E402
+from vqspeech.params import ModelParams  # noqa: E402
+from vqspeech.train.crops import batch, batch_audio, epoch_batches, load_split  # noqa: E402
 
 SIZES = {
-    "default (128 ch, K=64)": {"channels": 128, "codebook_size": 64},
-    "reference (768 ch, K=44)": {"channels": 768, "codebook_size": 44},
+    "default (128 ch, K=64)": {"channels": 128, "quantizer": {"codebook_size": 64}},
+    "reference (768 ch, K=44)": {"channels": 768, "quantizer": {"codebook_size": 44}},
     "default + WaveNet decoder (32 ch, 8 layers, 320 samples/crop)": {"decoder": "wavenet"},
 }
 
@@ -39,16 +41,14 @@ SIZES = {
 def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float) -> dict:
     dev = torch.device(device)
     t0 = time.perf_counter()
-    stats = json.loads((REPO / "data/stats.json").read_text())
+    norm = Normalizer.load(REPO / "data/stats.json")
     wavenet = SIZES[size].get("decoder") == "wavenet"
-    train, speakers = load_split(
-        REPO / "data/features", "train", np.array(stats["mean"]), np.array(stats["std"]),
-        audio=wavenet,
-    )  # fmt: skip
+    train, speakers = load_split(REPO / "data/features", "train", norm, audio=wavenet)
     load_s = time.perf_counter() - t0
-    cfg = ModelConfig(input_dim=train.features.shape[1], n_speakers=len(speakers), **SIZES[size])
+    cfg = ModelParams.model_validate(SIZES[size])
     torch.manual_seed(0)
-    model = VQVAE(cfg).to(dev).train()
+    model = VQVAE(cfg, input_dim=train.features.shape[1], n_speakers=len(speakers))
+    model = model.to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, amsgrad=True)
     batches = epoch_batches(train, 48, batch_size, 0, 0)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")

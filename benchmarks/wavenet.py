@@ -13,13 +13,15 @@ import torch
 import typer
 from benchlib import stamp, table, update_section
 
-from vqspeech.model.wavenet import WaveNet, WaveNetConfig
+from vqspeech.model.wavenet import WaveNet
+from vqspeech.params import WaveNetParams
 
+COND, SPEAKER = 64, 64  # model.embedding_dim, model.speaker_dim
 CONFIGS = {
-    "default (32 ch, 1 x 8 layers)": WaveNetConfig(
+    "default (32 ch, 1 x 8 layers)": WaveNetParams(
         residual_channels=32, skip_channels=32, layers_per_stack=8
     ),
-    "paper-scale (256 ch, 2 x 10 layers)": WaveNetConfig(
+    "paper-scale (256 ch, 2 x 10 layers)": WaveNetParams(
         residual_channels=256, skip_channels=256, layers_per_stack=10, stacks=2
     ),
 }
@@ -27,8 +29,8 @@ CONFIGS = {
 
 def rate(net: WaveNet, latents: int, cached: bool, device: torch.device, batch: int = 1) -> float:
     """Samples of one sequence per second (a batch generates `batch` of them at once)."""
-    z = torch.randn(batch, latents, net.cfg.cond_dim, device=device)
-    spk = torch.randn(batch, net.cfg.speaker_dim, device=device)
+    z = torch.randn(batch, latents, COND, device=device)
+    spk = torch.randn(batch, SPEAKER, device=device)
     start = time.perf_counter()
     out = net.generate(z, spk, torch.Generator().manual_seed(0), cached=cached)
     if device.type == "cuda":
@@ -41,7 +43,7 @@ def main(seconds: float = 0.2) -> None:
     rows = []
     for name, cfg in CONFIGS.items():
         for device in devices:
-            net = WaveNet(cfg).to(device).eval()
+            net = WaveNet(cfg, cond_dim=COND, speaker_dim=SPEAKER).to(device).eval()
             latents = max(1, round(seconds / 0.02))
             fast = rate(net, latents, True, device)
             batched = rate(net, latents, True, device, batch=12)

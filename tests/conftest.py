@@ -10,9 +10,34 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vqspeech.textgrid import Interval, write_phones
+from vqspeech.data.textgrid import Interval, write_phones
+from vqspeech.features.acoustic import FeatureConfig
+from vqspeech.features.extract import AudioOptions
+from vqspeech.model.vqvae import VQVAE
+from vqspeech.params import FeaturesParams, ModelParams, QuantizerParams, WaveNetParams
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def features(**kw: object) -> FeatureConfig:
+    """The feature config of `features.*` = kw, the rest at params' defaults."""
+    return FeatureConfig.from_params(FeaturesParams(**kw))
+
+
+def audio_options(tolerance_s: float = 0.1, **kw: object) -> AudioOptions:
+    return AudioOptions.from_params(FeaturesParams(**kw), tolerance_s)
+
+
+def model_params(quantizer: dict | None = None, wavenet: dict | None = None, **kw) -> ModelParams:
+    """`model.*` = kw (`model.quantizer.*` = quantizer, ...), the rest at params' defaults."""
+    return ModelParams(
+        quantizer=QuantizerParams(**(quantizer or {})), wavenet=WaveNetParams(**(wavenet or {})),
+        **kw,
+    )  # fmt: skip
+
+
+def vqvae(params: ModelParams | None = None, input_dim: int = 39, n_speakers: int = 1) -> VQVAE:
+    return VQVAE(params or ModelParams(), input_dim=input_dim, n_speakers=n_speakers)
 
 
 def write_wav(path: Path, seconds: float, sr: int = 16000, fmt: str = "WAV") -> Path:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqspeech import abx
+from vqspeech.evaluate import abx
 
 
 def reference_dtw(d: np.ndarray) -> float:

@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from vqspeech.align import encode, join, latent_labels
-from vqspeech.model.vqvae import VQVAE, ModelConfig
-from vqspeech.shards import Utterance
-from vqspeech.textgrid import Interval, PhoneAlignment
+from vqspeech.data.textgrid import Interval, PhoneAlignment
+from vqspeech.evaluate.align import encode, join, latent_labels
+from vqspeech.features.shards import Utterance
+from vqspeech.features.stats import Normalizer
+
+from .conftest import model_params, vqvae
 
 
 def tier(*spans: tuple[float, float, str]) -> PhoneAlignment:
@@ -71,16 +73,16 @@ def test_duplicate_keys_are_an_error():
 
 def test_batched_encoding_equals_one_at_a_time():
     torch.manual_seed(0)
-    model = VQVAE(ModelConfig(input_dim=5, channels=8, embedding_dim=4, codebook_size=6))
+    model = vqvae(model_params(channels=8, embedding_dim=4, quantizer={"codebook_size": 6}), 5)
     rng = np.random.default_rng(0)
     utts = [
         Utterance(f"u{i}", "s", "test", rng.standard_normal((n, 5)).astype(np.float32), ["sil"] * n)
         for i, n in enumerate([10, 13, 10, 11, 10])
     ]
-    mean, std = np.zeros(5), np.ones(5)
-    batched = {e.utterance.utterance_id: e for e in encode(model, utts, mean, std, "cpu", 32)}
+    norm = Normalizer(np.zeros(5), np.ones(5))
+    batched = {e.utterance.utterance_id: e for e in encode(model, utts, norm, "cpu", 32)}
     for u in utts:
-        single = next(encode(model, [u], mean, std, "cpu", 1))
+        single = next(encode(model, [u], norm, "cpu", 1))
         got = batched[u.utterance_id]
         assert len(got.codes) == len(u.features) // 2
         np.testing.assert_array_equal(got.codes, single.codes)
@@ -91,7 +93,7 @@ def test_codes_folder_round_trip_and_unsorted_rows_are_refused(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vqspeech.align import codebook_table, read_codes
+    from vqspeech.evaluate.align import codebook_table, read_codes
 
     latents = np.arange(12, dtype=np.float32).reshape(4, 3)
     table = pa.table({

@@ -6,7 +6,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from vqspeech.archive import UnsafeArchiveError, safe_extract
+from vqspeech.data.archive import UnsafeArchiveError, safe_extract
 
 
 def make_zip(path: Path, members: dict[str, bytes], symlink: str | None = None) -> Path:

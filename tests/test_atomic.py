@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vqspeech import atomic
+from vqspeech.io import atomic
 
 
 def mode(path: Path) -> int:

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vqspeech import shards
-from vqspeech.export import AudioOptions, Done, Row, process
-from vqspeech.features import FeatureConfig, extract
-from vqspeech.trainset import batch_audio, crops, load_split
+from vqspeech.features import shards
+from vqspeech.features.acoustic import extract
+from vqspeech.features.extract import AudioOptions, Done, Row, process
+from vqspeech.features.stats import Normalizer
+from vqspeech.train.crops import batch_audio, crops, load_split
 
-from .conftest import write_grid
+from .conftest import audio_options, features, write_grid
 
-CFG = FeatureConfig(kind="logmel", preemphasis=0.0)  # a frame depends on its window alone
+CFG = features(kind="logmel", preemphasis=0.0)  # a frame depends on its window alone
 
 
 def utterance(tmp_path: Path, name: str, seconds: float, seed: int, opts: AudioOptions) -> Done:
@@ -30,11 +31,11 @@ def utterance(tmp_path: Path, name: str, seconds: float, seed: int, opts: AudioO
 
 
 def test_audio_crop_is_the_samples_of_the_feature_crop(tmp_path: Path):
-    opts = AudioOptions(trim_silence=True, trim_margin_s=0.05)  # trimmed: audio cut likewise
+    opts = audio_options(trim_silence=True, trim_margin_s=0.05)  # trimmed: audio cut likewise
     utts = [utterance(tmp_path, f"u{i}", 0.8 + 0.13 * i, i, opts).utterance for i in range(3)]
     shards.write(tmp_path / "part-00000.parquet", utts, CFG.dim)
     dim = CFG.dim
-    data, _ = load_split(tmp_path, "train", np.zeros(dim), np.ones(dim), audio=True)
+    data, _ = load_split(tmp_path, "train", Normalizer(np.zeros(dim), np.ones(dim)), audio=True)
     crop = 12
     utt, start = crops(data, crop, 40, np.random.default_rng(0))
     audio = batch_audio(data, utt, start, crop)
@@ -49,11 +50,11 @@ def test_audio_crop_is_the_samples_of_the_feature_crop(tmp_path: Path):
 
 
 def test_missing_audio_is_an_error_naming_the_shard(tmp_path: Path):
-    done = utterance(tmp_path, "u", 0.5, 0, AudioOptions(keep_audio=False))
+    done = utterance(tmp_path, "u", 0.5, 0, audio_options(audio=False))
     shards.write(tmp_path / "part-00000.parquet", [done.utterance], CFG.dim)
     z, o = np.zeros(CFG.dim), np.ones(CFG.dim)
-    data, _ = load_split(tmp_path, "train", z, o)  # features alone still load
+    data, _ = load_split(tmp_path, "train", Normalizer(z, o))  # features alone still load
     with pytest.raises(ValueError, match="loaded without audio"):
         batch_audio(data, np.array([0]), np.array([0]), 4)
     with pytest.raises(ValueError, match=r"part-00000\.parquet: 1 utterances have fewer audio"):
-        load_split(tmp_path, "train", z, o, audio=True)
+        load_split(tmp_path, "train", Normalizer(z, o), audio=True)

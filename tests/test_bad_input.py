@@ -10,9 +10,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 import soundfile as sf
 
-from vqspeech import manifest
-from vqspeech.corpus import folder, vctk
-from vqspeech.skips import BadInputError
+from vqspeech.data import folder, manifest, vctk
+from vqspeech.io.skips import BadInputError
 
 from .conftest import write_grid, write_wav
 

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from vqspeech import manifest
-from vqspeech.corpus import builtin
-from vqspeech.corpus.sentences import sentence_for
+from vqspeech.data import builtin, manifest
+from vqspeech.data.sentences import sentence_for
+from vqspeech.data.textgrid import Interval, read_phones
 from vqspeech.phones import ARPABET
-from vqspeech.textgrid import Interval, read_phones
 
 SPEAKERS = builtin.speakers(["slt", "kal16"], [("base", 1.0, 1.0), ("high", 1.25, 1.1)])
 

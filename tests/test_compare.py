@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from vqspeech import compare
+from vqspeech.report import compare
 
 
 def row(rev: str, k: int, seed: int, jitter: float, pnmi: float, state: str | None = "Success",
         **extra: object) -> dict:  # fmt: skip
     r: dict = {"Experiment": f"exp-{rev}", "rev": rev, "typ": "branch_commit", "State": state,
-               "model.codebook_size": k, "model.jitter": jitter, "train.seed": seed,
+               "model.quantizer.codebook_size": k, "model.jitter": jitter, "train.seed": seed,
                "train.threads": 0, "model.channels": 128}  # fmt: skip
     for _, ours, base, _ in compare.METRICS:
-        r[ours] = pnmi if ours == "vqvae.all.pnmi" else 1.0
+        r[ours] = pnmi if ours == "vqvae.pnmi" else 1.0
         if base:
             r[base] = 0.5
     return {**r, **extra}
@@ -49,20 +49,22 @@ def test_the_same_run_reached_twice_counts_once():
 
 def test_a_metric_name_prefixed_with_its_file_is_found():
     r = row("a1", 64, 1, 0.1, 0.4)
-    r["metrics/eval.json:vqvae.all.pnmi"] = r.pop("vqvae.all.pnmi")
-    assert compare.runs([r])["vqvae.all.pnmi"].tolist() == [0.4]
+    r["metrics/eval.json:vqvae.pnmi"] = r.pop("vqvae.pnmi")
+    assert compare.runs([r])["vqvae.pnmi"].tolist() == [0.4]
 
 
 def test_seeds_are_grouped_into_configurations():
     runs = compare.runs(rows())
-    assert compare.config_columns(runs) == ["model.codebook_size", "model.jitter"]
+    assert compare.config_columns(runs) == ["model.quantizer.codebook_size", "model.jitter"]
     summ = compare.summary(runs)
     assert summ["seeds"].tolist() == [2, 1, 3]  # K=16; K=64 jitter 0; K=64 jitter 0.12
-    a = summ[(summ["model.codebook_size"] == 64) & (summ["model.jitter"] == "0.12")].iloc[0]
-    assert a["vqvae.all.pnmi:mean"] == pytest.approx(0.44)
-    assert a["vqvae.all.pnmi:std"] == pytest.approx(np.std([0.42, 0.44, 0.46], ddof=1))
+    a = summ[(summ["model.quantizer.codebook_size"] == 64) & (summ["model.jitter"] == "0.12")].iloc[
+        0
+    ]
+    assert a["vqvae.pnmi:mean"] == pytest.approx(0.44)
+    assert a["vqvae.pnmi:std"] == pytest.approx(np.std([0.42, 0.44, 0.46], ddof=1))
     table = compare.markdown(summ)
-    assert "| codebook_size | jitter | seeds | PNMI | baseline |" in table
+    assert "| quantizer.codebook_size | jitter | seeds | PNMI | baseline |" in table
     assert "| 64 | 0.12 | 3 | 0.440 ± 0.020 | 0.500 |" in table
 
 

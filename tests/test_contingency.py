@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vqspeech.contingency import (
+from vqspeech.evaluate.metrics import (
     Contingency,
     boundary_scores,
     mean_run_length,

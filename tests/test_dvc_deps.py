@@ -40,6 +40,10 @@ def test_stage_deps_cover_its_import_closure(name: str):
     assert any(f.name == "params.py" for f in closure)  # the closure is really followed
     missing = uncovered(closure, stage["deps"])
     assert not missing, f"{name}: dvc.yaml deps miss modules the stage imports: {missing}"
+    # and they are folder deps, no more than the closure needs: a subpackage is one folder
+    declared = sorted(d for d in stage["deps"] if d.startswith("src/"))
+    assert declared == imports.deps(path), f"{name}: regenerate with python -m vqspeech.imports"
+    assert any((REPO / d).is_dir() for d in declared)
 
 
 def test_closure_follows_imports_inside_functions_and_packages(tmp_path: Path):
@@ -60,6 +64,6 @@ def test_closure_follows_imports_inside_functions_and_packages(tmp_path: Path):
 
 
 def test_uncovered_lists_what_no_dep_covers():
-    files = [REPO / "src/vqspeech/model/vqvae.py", REPO / "src/vqspeech/shards.py"]
-    assert uncovered(files, ["src/vqspeech/model"]) == ["src/vqspeech/shards.py"]
-    assert uncovered(files, ["src/vqspeech/model", "src/vqspeech/shards.py"]) == []
+    files = [REPO / "src/vqspeech/model/vqvae.py", REPO / "src/vqspeech/params.py"]
+    assert uncovered(files, ["src/vqspeech/model"]) == ["src/vqspeech/params.py"]
+    assert uncovered(files, ["src/vqspeech/model", "src/vqspeech/params.py"]) == []

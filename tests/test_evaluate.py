@@ -4,9 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqspeech.contingency import Contingency
-from vqspeech.evaluate import baseline_codes, fit_kmeans, pair_frames, score_system
-from vqspeech.shards import Utterance
+from vqspeech.evaluate.baselines import baseline_codes, fit_kmeans, pair_frames, score_system
+from vqspeech.evaluate.metrics import Contingency
+from vqspeech.features.shards import Utterance
+from vqspeech.features.stats import Normalizer
+
+UNIT = Normalizer(np.zeros(6), np.ones(6))
 
 
 def test_pair_frames_averages_the_two_frames_of_each_latent():
@@ -37,8 +40,8 @@ def test_kmeans_baseline_recovers_separable_classes():
         return Utterance(f"u{i}", "s", "train", x, ["sil"] * 60), classes[::2].tolist()
 
     data = [utt(i) for i in range(20)]
-    km = fit_kmeans([u for u, _ in data], np.zeros(6), np.ones(6), 4, seed=0)
-    codes = baseline_codes([u for u, _ in data], km, np.zeros(6), np.ones(6))
+    km = fit_kmeans([u for u, _ in data], UNIT, 4, seed=0)
+    codes = baseline_codes([u for u, _ in data], km, UNIT)
     truth = [c for _, cs in data for c in cs]
     assert len(codes) == 20 * 30 and codes["frame"].max() == 29
     table = Contingency.of(np.array(truth).astype(str), codes["code"].to_numpy())

@@ -11,15 +11,15 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from vqspeech import shards
-from vqspeech.export import AudioOptions, Done, Row, export, process, to_int16
-from vqspeech.features import FeatureConfig, extract
-from vqspeech.skips import Skip
+from vqspeech.features import shards
+from vqspeech.features.acoustic import extract
+from vqspeech.features.extract import Done, Row, export, process, to_int16
+from vqspeech.io.skips import Skip
 
-from .conftest import write_grid
+from .conftest import audio_options, features, write_grid
 
-CFG = FeatureConfig()
-OPTS = AudioOptions()
+CFG = features()
+OPTS = audio_options()
 
 
 def make(
@@ -91,7 +91,7 @@ def test_grid_slightly_short_is_extended_within_tolerance(tmp_path: Path):
 
 def test_upsampling_only_when_allowed(tmp_path: Path):
     row = make(tmp_path, noise(1.0, 8000), sr=8000)
-    result = process(row, CFG, AudioOptions(allow_upsampling=True))
+    result = process(row, CFG, audio_options(allow_upsampling=True))
     assert isinstance(result, Done) and result.resampled and len(result.utterance.phones) == 98
 
 
@@ -113,7 +113,7 @@ def test_int16_audio_is_kept_exactly_or_not_at_all(tmp_path: Path):
     kept = process(row, CFG, OPTS)
     assert isinstance(kept, Done) and np.array_equal(kept.utterance.audio, pcm)  # lossless
     assert to_int16(np.array([-1.5, -1.0, 0.99999, 2.0])).tolist() == [-32768, -32768, 32767, 32767]
-    dropped = process(row, CFG, AudioOptions(keep_audio=False))
+    dropped = process(row, CFG, audio_options(audio=False))
     assert isinstance(dropped, Done) and dropped.utterance.audio is None
     np.testing.assert_array_equal(dropped.utterance.features, kept.utterance.features)
 
@@ -132,7 +132,11 @@ def test_48k_is_resampled_to_the_same_features(tmp_path: Path):
 def test_trimming_cuts_silence_and_shifts_labels(tmp_path: Path):
     # 2 s, phones split evenly: sil [0, .5), AH [.5, 1), T [1, 1.5), sil [1.5, 2)
     row = make(tmp_path, noise(2.0))
-    result = process(row, CFG, AudioOptions(trim_silence=True, trim_margin_s=0.1))
+    result = process(
+        row,
+        CFG,
+        audio_options(trim_silence=True, trim_margin_s=0.1),
+    )
     assert isinstance(result, Done)
     assert result.seconds == pytest.approx(1.2)  # 0.4 .. 1.6 s
     assert result.utterance.start_s == pytest.approx(0.4)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vqspeech.features import FeatureConfig, extract, frame_labels, n_frames
-from vqspeech.textgrid import Interval, PhoneAlignment
+from vqspeech.data.textgrid import Interval, PhoneAlignment
+from vqspeech.features.acoustic import extract, frame_labels, n_frames
+
+from .conftest import features
 
 SR = 16000
 
@@ -21,12 +23,12 @@ def tone(freq: float, seconds: float = 0.5, amp: float = 0.5) -> np.ndarray:
 def test_frame_count_formula(n: int, frames: int):
     assert n_frames(n) == frames
     if frames:
-        assert len(extract(np.zeros(n) + 0.01, FeatureConfig())) == frames
+        assert len(extract(np.zeros(n) + 0.01, features())) == frames
 
 
 def test_shorter_than_a_window_is_an_error():
     with pytest.raises(ValueError, match="shorter than one 400-sample window"):
-        extract(np.ones(399), FeatureConfig())
+        extract(np.ones(399), features())
 
 
 # --- the independent reference ---------------------------------------------------------------
@@ -87,7 +89,7 @@ def reference_mfcc39(y: np.ndarray, coef: float = 0.97) -> np.ndarray:
 def test_mfcc39_matches_independent_computation():
     rng = np.random.default_rng(0)
     y = tone(440, 0.3) + tone(1830, 0.3, 0.2) + 0.01 * rng.standard_normal(int(0.3 * SR))
-    ours = extract(y, FeatureConfig())
+    ours = extract(y, features())
     ref = reference_mfcc39(y)
     assert ours.shape == ref.shape == (28, 39)
     assert ours.dtype == np.float32
@@ -95,7 +97,7 @@ def test_mfcc39_matches_independent_computation():
 
 
 def test_tone_peaks_in_its_mel_band():
-    cfg = FeatureConfig(kind="logmel", n_mels=26)
+    cfg = features(kind="logmel", n_mels=26)
     for freq in (300.0, 1000.0, 3000.0):
         band = int(np.argmax(extract(tone(freq), cfg).mean(axis=0)))
         centres = mel_to_hz(np.linspace(0, hz_to_mel(SR / 2), 28))[1:-1]
@@ -107,8 +109,8 @@ def test_preemphasis_is_really_applied():
     amp, w = 0.5, 2 * np.pi * 100 / SR
     gain = 1 - 2 * 0.97 * np.cos(w) + 0.97**2
     y = tone(100, 1.0, amp)
-    c0 = extract(y, FeatureConfig())[5:-5, 0]
-    c0_flat = extract(y, FeatureConfig(preemphasis=0.0))[5:-5, 0]
+    c0 = extract(y, features())[5:-5, 0]
+    c0_flat = extract(y, features(preemphasis=0.0))[5:-5, 0]
     np.testing.assert_allclose(c0_flat, np.log(400 * amp**2 / 2), atol=0.1)
     np.testing.assert_allclose(c0, np.log(400 * amp**2 / 2 * gain), atol=0.1)
     assert np.mean(c0_flat - c0) == pytest.approx(-np.log(gain), abs=0.05)  # about 6.0
@@ -116,10 +118,10 @@ def test_preemphasis_is_really_applied():
 
 def test_dimensions_of_each_kind():
     y = tone(500)
-    assert extract(y, FeatureConfig(kind="logmel", n_mels=80)).shape[1] == 80
-    assert extract(y, FeatureConfig(kind="fbank", n_mels=40)).shape[1] == 120
-    fbank = extract(y, FeatureConfig(kind="fbank", n_mels=26))
-    logmel = extract(y, FeatureConfig(kind="logmel", n_mels=26))
+    assert extract(y, features(kind="logmel", n_mels=80)).shape[1] == 80
+    assert extract(y, features(kind="fbank", n_mels=40)).shape[1] == 120
+    fbank = extract(y, features(kind="fbank", n_mels=26))
+    logmel = extract(y, features(kind="logmel", n_mels=26))
     np.testing.assert_allclose(fbank[:, :26], logmel)
 
 

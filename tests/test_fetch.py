@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vqspeech.fetch import DownloadError, download
+from vqspeech.data.fetch import DownloadError, download
 
 from .conftest import Server
 

@@ -7,7 +7,16 @@ import torch
 
 from vqspeech.model.jitter import TimeJitter, jitter_indices
 from vqspeech.model.quantizer import VectorQuantizer, kmeans
-from vqspeech.model.vqvae import VQVAE, ModelConfig, receptive_field, summary
+from vqspeech.model.vqvae import receptive_field, summary
+from vqspeech.params import QuantizerParams
+
+from .conftest import model_params, vqvae
+
+
+def quantizer(dim: int, **kw: object) -> VectorQuantizer:
+    """A VectorQuantizer with `kw` (known-answer values such as ema_decay=0 allowed), the rest
+    at params' defaults."""
+    return VectorQuantizer(dim=dim, **{**QuantizerParams().model_dump(), **kw})
 
 
 @pytest.mark.parametrize("batch", [1, 7])
@@ -15,7 +24,7 @@ from vqspeech.model.vqvae import VQVAE, ModelConfig, receptive_field, summary
 def test_each_time_step_gets_its_nearest_code(batch: int, ema: bool):
     """One vector per (item, time step): z built from known codes plus small noise maps back."""
     torch.manual_seed(0)
-    vq = VectorQuantizer(codebook_size=10, dim=4, ema=ema).eval()
+    vq = quantizer(codebook_size=10, dim=4, kind="ema" if ema else "loss").eval()
     codebook = torch.randn(10, 4) * 5
     gaps = torch.cdist(codebook, codebook) + torch.eye(10) * 1e9
     assert gaps.min() > 1.0  # well separated: 0.01 noise cannot change the nearest code
@@ -31,7 +40,7 @@ def test_each_time_step_gets_its_nearest_code(batch: int, ema: bool):
 
 
 def test_straight_through_gradient_and_losses():
-    vq = VectorQuantizer(codebook_size=3, dim=2, ema=False, beta=0.25)
+    vq = quantizer(codebook_size=3, dim=2, kind="loss", beta=0.25)
     vq.set_codebook(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]))
     z = torch.tensor([[[0.1, -0.1], [0.9, 1.3]]], requires_grad=True)
     out = vq(z)
@@ -45,7 +54,7 @@ def test_straight_through_gradient_and_losses():
 
 
 def test_ema_moves_codes_to_the_mean_of_their_vectors():
-    vq = VectorQuantizer(codebook_size=2, dim=2, ema=True, ema_decay=0.0)
+    vq = quantizer(codebook_size=2, dim=2, kind="ema", ema_decay=0.0)
     vq.set_codebook(torch.tensor([[0.0, 0.0], [10.0, 10.0]]))
     vq.train()
     z = torch.tensor([[[1.0, 1.0], [3.0, 1.0], [9.0, 11.0]]])
@@ -57,7 +66,7 @@ def test_ema_moves_codes_to_the_mean_of_their_vectors():
 
 
 def test_perplexity_and_codes_used():
-    vq = VectorQuantizer(codebook_size=4, dim=1, ema=False).eval()
+    vq = quantizer(codebook_size=4, dim=1, kind="loss").eval()
     vq.set_codebook(torch.tensor([[0.0], [1.0], [2.0], [3.0]]))
     out = vq(torch.tensor([[[0.0], [1.0], [2.0], [3.0]]]))
     assert out.codes_used.item() == 4
@@ -68,7 +77,7 @@ def test_perplexity_and_codes_used():
 
 def test_dead_codes_are_restarted_on_batch_vectors():
     torch.manual_seed(0)
-    vq = VectorQuantizer(codebook_size=4, dim=2, ema=True, ema_decay=0.5, dead_threshold=0.3)
+    vq = quantizer(codebook_size=4, dim=2, kind="ema", ema_decay=0.5, dead_threshold=0.3)
     vq.set_codebook(torch.tensor([[0.0, 0.0], [100.0, 100.0], [200.0, 200.0], [300.0, 300.0]]))
     vq.train()
     z = torch.randn(1, 50, 2) * 0.1 + 5
@@ -113,8 +122,7 @@ def test_jitter_is_off_in_eval_and_per_item():
 
 
 def test_model_shapes_rates_and_receptive_field():
-    cfg = ModelConfig(n_speakers=3, channels=32, codebook_size=16)
-    m = VQVAE(cfg)
+    m = vqvae(model_params(channels=32, quantizer={"codebook_size": 16}), n_speakers=3)
     for T in (48, 49):
         out = m(torch.randn(2, T, 39), torch.tensor([0, 2]))
         assert out.latents.shape == (2, T // 2, 64)
@@ -125,7 +133,7 @@ def test_model_shapes_rates_and_receptive_field():
 
 
 def test_residual_blocks_and_speakers_are_trained_parameters():
-    m = VQVAE(ModelConfig(n_speakers=4, res_blocks=3, channels=16))
+    m = vqvae(model_params(res_blocks=3, channels=16), n_speakers=4)
     blocks = list(m.encoder.res)
     ptrs = {b.body[1].weight.data_ptr() for b in blocks}
     assert len(ptrs) == 3  # weights of their own, not one shared block
@@ -141,7 +149,7 @@ def test_residual_blocks_and_speakers_are_trained_parameters():
 
 def test_speaker_embedding_is_stable_across_calls():
     """The reference drew a fresh untrained embedding on every call; ours is one module."""
-    m = VQVAE(ModelConfig(n_speakers=2, channels=16)).eval()
+    m = vqvae(model_params(channels=16), n_speakers=2).eval()
     x = torch.randn(1, 48, 39)
     torch.testing.assert_close(
         m(x, torch.tensor([1])).reconstruction, m(x, torch.tensor([1])).reconstruction

@@ -107,7 +107,7 @@ def test_integers_count_as_floats_and_yaml_1_2_floats_are_numbers(tmp_path: Path
     path.write_text(text)
     params = load_params(path)
     assert params.train.lr == 0.001  # DVC (YAML 1.2) reads 1e-3 as a number; so do we
-    assert params.model.beta == 1.0
+    assert params.model.quantizer.beta == 1.0
     path.write_text(text.replace("lr: 1e-3", "lr: '1e-3'"))  # quoted: a string, an error
     with pytest.raises(ParamsError, match=r"train\.lr: .*\(got '1e-3'\)"):
         load_params(path)

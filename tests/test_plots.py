@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqspeech import plots
-from vqspeech.contingency import Contingency
+from vqspeech.evaluate.metrics import Contingency
+from vqspeech.report import plots
 
 
 def test_codes_are_ordered_by_majority_phone_in_inventory_order():

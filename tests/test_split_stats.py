@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vqspeech.shards import Utterance
-from vqspeech.split import SplitError, assign
-from vqspeech.stats import DatasetSummary, Moments
+from vqspeech.features.shards import Utterance
+from vqspeech.features.split import SplitError, assign
+from vqspeech.features.stats import DatasetSummary, Moments
 
 SPEAKERS = ["awb", "awb_high", "rms", "rms_high", "slt", "kal16"]
 

@@ -21,8 +21,10 @@ import soundfile as sf
 import torch
 import yaml
 
-from vqspeech import manifest, shards
-from vqspeech.training import load_model
+from vqspeech.data import manifest
+from vqspeech.evaluate import baselines
+from vqspeech.features import shards
+from vqspeech.model.checkpoint import load_model
 
 from .conftest import REPO, Server, write_grid
 
@@ -66,7 +68,7 @@ def test_builtin_stage_writes_every_output(tmp_path: Path):
     metrics = json.loads((tmp_path / "metrics/download.json").read_text())
     assert metrics["utterances"] == 4 and metrics["speakers"] == 2 and metrics["skipped"] == 0
     assert "wrote data/manifest.parquet (4 utterances, 2 speakers" in proc.stderr
-    assert "download (builtin, " in proc.stderr and "done in" in proc.stderr
+    assert "corpus builtin, " in proc.stderr and "download: done in" in proc.stderr
     assert not [p for p in (tmp_path / "data").iterdir() if p.name.startswith(".")]
 
 
@@ -262,8 +264,8 @@ TINY_MODEL = {
     "channels": 16,
     "res_blocks": 1,
     "embedding_dim": 8,
-    "codebook_size": 8,
     "speaker_dim": 4,
+    "quantizer": {"codebook_size": 8},
 }
 TINY_TRAIN = {"epochs": 2, "batch_size": 4, "kmeans_batches": 2, "val_crops": 8, "log_every": 2}
 
@@ -301,7 +303,9 @@ def test_train_stage_writes_model_metrics_and_curves_and_resumes(
     proc = train_in(tiny_pipeline, work, {"epochs": 1})
     assert proc.returncode == 0, proc.stderr
     payload = torch.load(work / "models/model.pt", weights_only=True)
-    assert payload["config"]["codebook_size"] == 8 and payload["config"]["n_speakers"] == 1
+    config = payload["config"]
+    assert config["model"]["quantizer"]["codebook_size"] == 8
+    assert config["data"] == {"input_dim": 39, "n_speakers": 1}
     assert payload["speakers"] == ["kal16"]
     metrics = json.loads((work / "metrics/train.json").read_text())
     assert metrics["epoch"] == 1 and metrics["resumed_from_epoch"] is None
@@ -405,8 +409,13 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     assert report["frames_only_codes"] == 0 and report["frames_only_labels"] == 0
     proc = run_stage_in(work, "evaluate")
     assert proc.returncode == 0, proc.stderr
-    result = json.loads((work / "metrics/eval.json").read_text())
+    result = json.loads((work / "reports/eval.json").read_text())
     assert set(result) == {"vqvae", "kmeans_mfcc", "random", "mfcc"}
+    headline = json.loads((work / "metrics/eval.json").read_text())
+    assert headline["vqvae"]["pnmi"] == result["vqvae"]["all"]["pnmi"]
+    assert set(headline["vqvae"]) == {*baselines.HEADLINE, "abx"}
+    assert set(headline["random"]) == {"pnmi", "nmi", "phone_purity"}
+    assert set(headline["mfcc"]["abx"]["frames"]) == {"within", "across"}
     for name in ("vqvae", "kmeans_mfcc", "random"):
         system = result[name]
         assert system["all"]["frames"] == table.num_rows
@@ -443,11 +452,12 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     assert proc.returncode == 0, proc.stderr
     assert "WaveNet decoder: 4 layers" in proc.stderr
     config = torch.load(work / "models/model.pt", weights_only=True)["config"]
-    assert config["decoder"] == "wavenet" and config["wavenet_layers_per_stack"] == 4
+    assert config["model"]["decoder"] == "wavenet"
+    assert config["model"]["wavenet"]["layers_per_stack"] == 4
     for stage in ("align", "evaluate", "figures", "synthesize"):
         proc = run_stage_in(work, stage)
         assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
-    assert json.loads((work / "metrics/eval.json").read_text())["vqvae"]["all"]["frames"] > 0
+    assert json.loads((work / "reports/eval.json").read_text())["vqvae"]["all"]["frames"] > 0
     synth = json.loads((work / "metrics/synthesis.json").read_text())
     assert synth["decoder"] == "wavenet" and synth["seconds_each"] == 0.2
     assert synth["mcd_db"]["reconstruction"] > synth["mcd_db"]["mulaw_original"] > 0
@@ -534,7 +544,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     repo = DvcRepo(tmp_path_factory.mktemp("dvc"))
     work = repo.work
     work.mkdir()
-    for name in ("dvc.yaml", "stages", "src", ".dvc/config", ".dvc/plots/offline.html"):
+    for name in ("dvc.yaml", "stages", "tools", "src", ".dvc/config", ".dvc/plots/offline.html"):
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "tmp"))
@@ -607,7 +617,7 @@ def test_experiment_queue_compare_and_remote(dvc_repo: DvcRepo):
     exps = sh(dvc, "exp", "list", "--name-only").split()
     assert len(exps) == 2
     proc = subprocess.run(
-        [sys.executable, str(work / "stages/compare.py")], cwd=work, env=dvc_repo.env,
+        [sys.executable, str(work / "tools/compare.py")], cwd=work, env=dvc_repo.env,
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -654,22 +664,27 @@ def test_dvc_fewer_epochs_exp_apply_status_and_module_edits(dvc_repo: DvcRepo):
     sh(dvc, "exp", "apply", "short")
     assert "up to date" in sh(dvc, "status")
     assert json.loads((work / "metrics/train.json").read_text())["epoch"] == 2
-    # every module edit makes exactly the stages that import it stale
+    # every module edit makes stale exactly the stages whose deps hold it (a folder dep holds
+    # every module of its subpackage), and those include every stage that imports it
     stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
     root = work / "src/vqspeech"
     users: dict[str, set[str]] = {}
     for name in stages:
         for f in imports.closure(work / f"stages/{name}.py", root):
             users.setdefault(f.relative_to(root).as_posix(), set()).add(name)
-    for module in ("textgrid.py", "shards.py", "manifest.py", "training.py", "phones.py"):
+    for module in ("data/textgrid.py", "features/shards.py", "data/manifest.py", "train/loop.py",
+                   "phones.py"):  # fmt: skip
         path = root / module
+        holders = {name for name, st in stages.items()
+                   if any(path.is_relative_to(work / d) for d in st["deps"])}  # fmt: skip
+        assert users[module] <= holders, module
         text = path.read_text()
         path.write_text(text + "\n# edited\n")
         try:
             stale = set(json.loads(sh(dvc, "status", "--json")))
         finally:
             path.write_text(text)
-        assert stale == users[module], module
+        assert stale == holders, module
     assert "up to date" in sh(dvc, "status")
 
 

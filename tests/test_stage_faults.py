@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vqspeech import atomic, manifest
+from vqspeech.data import manifest
+from vqspeech.io import atomic
 
 from .conftest import REPO, write_grid, write_wav
 

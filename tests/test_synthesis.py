@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vqspeech.synthesis import SpeakerClassifier, cepstra, mcd, mel_cepstra
+from vqspeech.evaluate.synthesis import SpeakerClassifier, cepstra, mcd, mel_cepstra
 
 
 def test_mcd_known_values():
@@ -70,7 +70,7 @@ def test_speaker_classifier_separates_speakers_and_scores_conversions():
 
 
 def _utt(uid: str, speaker: str, n_sil: int, n_speech: int, audio: bool = True):
-    from vqspeech.shards import Utterance
+    from vqspeech.features.shards import Utterance
 
     n = n_sil + n_speech
     pcm = np.arange(160 * (n - 1) + 400, dtype=np.int16) if audio else None
@@ -79,7 +79,7 @@ def _utt(uid: str, speaker: str, n_sil: int, n_speech: int, audio: bool = True):
 
 
 def test_choose_starts_excerpts_just_before_speech():
-    from vqspeech.synthesis import choose
+    from vqspeech.evaluate.synthesis import choose
 
     utts = [_utt("b", "s", 40, 200), _utt("a", "s", 0, 300), _utt("c", "s", 100, 60)]
     chosen, starts, n = choose(utts, 3, 2.0, np.random.default_rng(0))
@@ -95,7 +95,7 @@ def test_choose_starts_excerpts_just_before_speech():
 
 
 def test_classifier_split_cuts_to_length_and_holds_out_per_speaker():
-    from vqspeech.synthesis import classifier_split, targets
+    from vqspeech.evaluate.synthesis import classifier_split, targets
 
     utts = [_utt(f"{s}{i}", s, 0, 50) for s in ("p", "q") for i in range(8)]
     fit, test = classifier_split(utts, 4, 0.25, 1000, np.random.default_rng(0))

@@ -3,7 +3,13 @@ from pathlib import Path
 import pytest
 
 from vqspeech import phones
-from vqspeech.textgrid import Interval, TextGridError, fit_to_duration, read_phones, write_phones
+from vqspeech.data.textgrid import (
+    Interval,
+    TextGridError,
+    fit_to_duration,
+    read_phones,
+    write_phones,
+)
 
 from .conftest import write_grid
 

@@ -11,26 +11,21 @@ import pyarrow.compute
 import pytest
 import torch
 
-from vqspeech import training
-from vqspeech.livelog import truncate
-from vqspeech.model.vqvae import ModelConfig
-from vqspeech.training import (
-    CHECKPOINT,
-    CheckpointError,
-    TrainConfig,
-    TrainingError,
-    load_model,
-    resume_step,
-    run_dir,
-    run_key,
-    save_model,
-    train,
-)
-from vqspeech.trainset import SplitData, batch, crops, epoch_batches
+from vqspeech.features.stats import Normalizer
+from vqspeech.model.checkpoint import CheckpointError, load_model, save_model
+from vqspeech.params import ModelParams, TrainParams
+from vqspeech.train import checkpoints, loop
+from vqspeech.train.checkpoints import CHECKPOINT, resume_step, run_dir, run_key
+from vqspeech.train.crops import SplitData, batch, crops, epoch_batches
+from vqspeech.train.livelog import truncate
+from vqspeech.train.loop import TrainingError, train
 
-MODEL = ModelConfig(input_dim=6, channels=16, res_blocks=1, embedding_dim=8, codebook_size=8,
-                    n_speakers=2, speaker_dim=4, dead_threshold=1.0)  # fmt: skip
-CFG = TrainConfig(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+from .conftest import model_params
+
+MODEL = model_params(channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4,
+                     quantizer={"codebook_size": 8, "dead_threshold": 1.0})  # fmt: skip
+CFG = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+UNIT = Normalizer(np.zeros(6), np.ones(6))
 
 
 def toy(n_utts: int = 6, frames: int = 40, seed: int = 0) -> SplitData:
@@ -53,7 +48,7 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path):
     data, val = toy(), toy(seed=1)
     a = train(MODEL, CFG, data, val, tmp_path / "a", "fp")
     b = train(MODEL, CFG, data, val, tmp_path / "b", "fp")
-    c = train(MODEL, TrainConfig(**{**CFG.__dict__, "seed": 1}), data, val, tmp_path / "c", "fp")
+    c = train(MODEL, CFG.model_copy(update={"seed": 1}), data, val, tmp_path / "c", "fp")
     assert same(weights(a.model), weights(b.model))
     assert a.last == b.last
     assert not same(weights(a.model), weights(c.model))
@@ -82,10 +77,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path):
     assert same(weights(whole.model), weights(resumed.model))
     assert resumed.last == whole.last
     # more epochs of the same run resume too; another configuration starts afresh
-    nine = TrainConfig(**{**CFG.__dict__, "epochs": 9})
+    nine = CFG.model_copy(update={"epochs": 9})
     assert resume_step(tmp_path / "cut", run_key(MODEL, nine, "fp"), 9) == 3 * per_epoch
     assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "other data"), 3) is None
-    assert resume_step(tmp_path / "cut", run_key(ModelConfig(), CFG, "fp"), 3) is None
+    assert resume_step(tmp_path / "cut", run_key(ModelParams(), CFG, "fp"), 3) is None
     # ... but fewer epochs never resume a longer run (they would return its model)
     assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "fp"), 2) is None
 
@@ -94,7 +89,7 @@ def test_fewer_epochs_start_afresh_instead_of_resuming_a_longer_run(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     data, val = toy(), toy(seed=1)
-    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    two = CFG.model_copy(update={"epochs": 2})
     fresh_two = train(MODEL, two, data, val, tmp_path / "fresh", "fp")
     train(MODEL, CFG, data, val, tmp_path / "ws", "fp")  # 3 epochs first, in the same folder
     with caplog.at_level("WARNING"):
@@ -111,12 +106,12 @@ def test_fewer_epochs_start_afresh_instead_of_resuming_a_longer_run(
 
 def test_each_run_keeps_its_checkpoint_in_a_folder_of_its_own(tmp_path: Path):
     data = toy()
-    one = TrainConfig(**{**CFG.__dict__, "epochs": 1})
+    one = CFG.model_copy(update={"epochs": 1})
     train(MODEL, one, data, None, tmp_path, "fp")
-    train(MODEL, TrainConfig(**{**one.__dict__, "seed": 4}), data, None, tmp_path, "fp")
+    train(MODEL, one.model_copy(update={"seed": 4}), data, None, tmp_path, "fp")
     keys = {
         run_key(MODEL, one, "fp"),
-        run_key(MODEL, TrainConfig(**{**one.__dict__, "seed": 4}), "fp"),
+        run_key(MODEL, one.model_copy(update={"seed": 4}), "fp"),
     }
     assert {p.name for p in tmp_path.iterdir()} == keys  # two runs, neither overwrote the other
     assert all(resume_step(tmp_path, k, 1) is not None for k in keys)
@@ -124,26 +119,28 @@ def test_each_run_keeps_its_checkpoint_in_a_folder_of_its_own(tmp_path: Path):
 
 def test_changed_training_code_does_not_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """DVC reruns the stage on a code change: resuming a finished run would keep old weights."""
-    train(MODEL, TrainConfig(**{**CFG.__dict__, "epochs": 1}), toy(), None, tmp_path, "fp")
+    train(MODEL, CFG.model_copy(update={"epochs": 1}), toy(), None, tmp_path, "fp")
     assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is not None
-    monkeypatch.setattr(training, "code_fingerprint", lambda: "edited")
+    monkeypatch.setattr(checkpoints, "code_fingerprint", lambda: "edited")
     assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is None
 
 
 def test_code_fingerprint_covers_every_module_training_imports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """A change to shards.py (read by trainset) must not resume a checkpoint of the old code."""
+    """A change to features/shards.py (read by train/crops.py) must not resume a checkpoint of
+    the old code."""
     from vqspeech import imports
 
-    names = {f.relative_to(imports.ROOT).as_posix() for f in imports.closure(training.__file__)}
-    assert {"training.py", "trainset.py", "shards.py", "model/quantizer.py"} <= names
-    before = training.code_fingerprint()
+    names = {f.relative_to(imports.ROOT).as_posix() for f in imports.closure(loop.__file__)}
+    assert {"train/loop.py", "train/crops.py", "features/shards.py", "model/quantizer.py"} <= names
+    before = checkpoints.code_fingerprint()
     copy = tmp_path / "vqspeech"
     shutil.copytree(imports.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "shards.py").write_text((copy / "shards.py").read_text() + "\n# edited\n")
-    monkeypatch.setattr(training, "__file__", str(copy / "training.py"))
-    assert training.code_fingerprint() != before
+    edited = copy / "features/shards.py"
+    edited.write_text(edited.read_text() + "\n# edited\n")
+    monkeypatch.setattr(loop, "__file__", str(copy / "train/loop.py"))
+    assert checkpoints.code_fingerprint() != before
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path):
@@ -195,14 +192,16 @@ def test_batches_gather_the_right_frames():
 
 def test_model_file_loads_with_weights_only_and_checks_the_config(tmp_path: Path):
     data = toy()
-    result = train(MODEL, TrainConfig(**{**CFG.__dict__, "epochs": 1}), data, None, tmp_path, "fp")
+    result = train(MODEL, CFG.model_copy(update={"epochs": 1}), data, None, tmp_path, "fp")
     save_model(tmp_path / "model.pt", result.model, {"speakers": ["a", "b"]})
     model, payload = load_model(tmp_path / "model.pt", expect=MODEL)
     assert payload["speakers"] == ["a", "b"]
     assert same(weights(model), weights(result.model))
-    other = ModelConfig(**{**MODEL.to_dict(), "codebook_size": 44})
-    with pytest.raises(CheckpointError, match=r"model\.pt: written for a different model config: "
-                       r"\{'codebook_size': \(8, 44\)\}"):  # fmt: skip
+    other = model_params(**{**MODEL.model_dump(), "quantizer": {"codebook_size": 44}})
+    expected = r"\{'quantizer.codebook_size': \(8, 44\)\} \(file, expected\)$"
+    with pytest.raises(
+        CheckpointError, match=r"model\.pt: written for other model params: " + expected
+    ):
         load_model(tmp_path / "model.pt", expect=other)
 
 
@@ -215,8 +214,8 @@ def test_dvclive_rows_after_the_checkpoint_are_dropped(tmp_path: Path):
 
 
 def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_path: Path):
-    from vqspeech.shards import Utterance
-    from vqspeech.snapshots import Snapshots, collect, schedule
+    from vqspeech.features.shards import Utterance
+    from vqspeech.train.snapshots import Snapshots, collect, schedule
 
     data, val = toy(), toy(seed=1)
     plain = train(MODEL, CFG, data, val, tmp_path / "plain", "fp")
@@ -226,12 +225,12 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
     ]
     key = run_key(MODEL, CFG, "fp")
     folder = run_dir(tmp_path / "snap", key)
-    snaps = Snapshots(folder, key, sample, np.zeros(6), np.ones(6), every=2, max_latents=30)
+    snaps = Snapshots(folder, key, sample, UNIT, every=2, max_latents=30)
     snapped = train(MODEL, CFG, data, val, tmp_path / "snap", "fp", on_epoch=snaps)
     assert same(weights(plain.model), weights(snapped.model))  # snapshots change nothing
     assert schedule(3, 2) == [0, 2, 3] and schedule(10, 5) == [0, 5, 10] and schedule(3, 0) == [3]
     snaps.take(3, snapped.model)  # the stage adds the final epoch when `every` skips it
-    stale = Snapshots(folder, "other-run", sample, np.zeros(6), np.ones(6), every=1)
+    stale = Snapshots(folder, "other-run", sample, UNIT, every=1)
     stale.take(1, snapped.model)  # an epoch off this run's schedule: never read
     table = collect(folder, key, schedule(3, 2))
     epochs = table.column("epoch").to_numpy()
@@ -249,9 +248,9 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
     with pytest.raises(ValueError, match=r"snapshot_0002\.parquet: no snapshot of this run"):
         collect(folder, key, [0, 2])
     # a run that starts afresh in the folder (fewer epochs) leaves none of the old files
-    two = TrainConfig(**{**CFG.__dict__, "epochs": 2})
+    two = CFG.model_copy(update={"epochs": 2})
     snaps2 = Snapshots(run_dir(tmp_path / "snap", run_key(MODEL, two, "fp")), key, sample,
-                       np.zeros(6), np.ones(6), every=2, max_latents=30)  # fmt: skip
+                       UNIT, every=2, max_latents=30)  # fmt: skip
     train(MODEL, two, data, val, tmp_path / "snap", "fp", on_epoch=snaps2)
     assert sorted(p.name for p in folder.glob("snapshot_*")) == [
         "snapshot_0000.parquet", "snapshot_0002.parquet"
@@ -260,7 +259,7 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
 
 def test_model_file_errors_are_one_line_naming_the_file(tmp_path: Path):
     data = toy()
-    result = train(MODEL, TrainConfig(**{**CFG.__dict__, "epochs": 1}), data, None, tmp_path, "fp")
+    result = train(MODEL, CFG.model_copy(update={"epochs": 1}), data, None, tmp_path, "fp")
     good = tmp_path / "model.pt"
     save_model(good, result.model, {"speakers": ["a", "b"]})
     cases = {
@@ -278,23 +277,33 @@ def test_model_file_errors_are_one_line_naming_the_file(tmp_path: Path):
         load_model(tmp_path / "pickle.pt")
     assert str(tmp_path / "pickle.pt") in str(err.value) and "\n" not in str(err.value)
     payload = torch.load(good, weights_only=True)
+    cfg = payload["config"]["model"]
     variants = {
         "nokeys.pt": ({"weights": 1}, r"expected 'config' and 'state_dict'"),
+        "old.pt": (
+            {k: v for k, v in payload.items() if k != "format"} | {"config": {"channels": 16}},
+            r"a model file of an older layout \(format 1, its model config flat",
+        ),
         "layout.pt": (
             {**payload, "config": {**payload["config"], "wavenet": {"layers": 3}}},
-            r"model config of another layout \(unknown fields \['wavenet'\]\)",
+            r"model config of another layout \(expected 'model' and 'data', found "
+            r"\['data', 'model', 'wavenet'\]\)",
         ),
         "badcfg.pt": (
-            {**payload, "config": {**payload["config"], "decoder": "lstm"}},
-            "invalid model config",
+            {**payload, "config": {**payload["config"], "model": {**cfg, "decoder": "lstm"}}},
+            "invalid model config: decoder: Input should be 'deconv' or 'wavenet'",
+        ),
+        "baddata.pt": (
+            {**payload, "config": {**payload["config"], "data": {"dims": 6}}},
+            "invalid model config: .*unexpected keyword argument 'dims'",
         ),
         "shape.pt": (
-            {**payload, "config": {**payload["config"], "channels": 32}},
+            {**payload, "config": {**payload["config"], "model": {**cfg, "channels": 32}}},
             r"weights do not fit the model config: size mismatch for encoder\.",
         ),
         "types.pt": (
-            {**payload, "config": {**payload["config"], "channels": "128"}},
-            "invalid model config",
+            {**payload, "config": {**payload["config"], "model": {**cfg, "channels": "128"}}},
+            "invalid model config: channels: Input should be a valid integer",
         ),
     }
     for name, (obj, msg) in variants.items():

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vqspeech.model.wavenet import WaveNet, WaveNetConfig, mulaw_decode, mulaw_encode
+from vqspeech.model.wavenet import WaveNet, mulaw_decode, mulaw_encode
+from vqspeech.params import WaveNetParams
 
-TINY = WaveNetConfig(cond_dim=4, speaker_dim=3, residual_channels=8, skip_channels=8,
-                     layers_per_stack=3, stacks=2, upsample=5)  # fmt: skip
+TINY = WaveNetParams(residual_channels=8, skip_channels=8, layers_per_stack=3, stacks=2)
+
+
+def tiny() -> WaveNet:
+    return WaveNet(TINY, cond_dim=4, speaker_dim=3, upsample=5)
 
 
 def test_mulaw_decode_then_encode_is_the_identity_on_every_class():
@@ -21,9 +25,9 @@ def test_mulaw_decode_then_encode_is_the_identity_on_every_class():
 
 
 def test_receptive_field_and_causality():
-    assert TINY.receptive_field == 2 * (1 + 2 + 4) + 1
     torch.manual_seed(0)
-    net = WaveNet(TINY).double().eval()
+    assert tiny().receptive_field == 2 * (1 + 2 + 4) + 1
+    net = tiny().double().eval()
     latents, spk = torch.randn(1, 4, 4, dtype=torch.float64), torch.randn(1, 3, dtype=torch.float64)
     audio = torch.randint(0, 256, (1, 20))
     logits = net(audio, latents, spk)
@@ -36,7 +40,7 @@ def test_receptive_field_and_causality():
 
 def test_cached_generation_gives_the_samples_of_full_reruns():
     torch.manual_seed(0)
-    net = WaveNet(TINY).double().eval()
+    net = tiny().double().eval()
     latents, spk = torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
     fast = net.generate(latents, spk, torch.Generator().manual_seed(5), cached=True)
     slow = net.generate(latents, spk, torch.Generator().manual_seed(5), cached=False)
@@ -47,7 +51,7 @@ def test_cached_generation_gives_the_samples_of_full_reruns():
 
 def test_a_window_gives_the_logits_of_the_full_pass():
     torch.manual_seed(0)
-    net = WaveNet(TINY).double().eval()
+    net = tiny().double().eval()
     latents, spk = torch.randn(2, 6, 4, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
     audio = torch.randint(0, 256, (2, 30))
     full = net(audio, latents, spk)
@@ -65,11 +69,11 @@ def test_latent_l_conditions_exactly_its_samples_and_their_neighbours():
     where reach = the dilations of every layer after the first (conditioning enters each layer at
     its own position; the first layer's input is the audio)."""
     torch.manual_seed(0)
-    net = WaveNet(TINY).double().eval()
+    net = tiny().double().eval()
     latents, spk = torch.randn(1, 8, 4, dtype=torch.float64), torch.randn(1, 3, dtype=torch.float64)
     audio = torch.randint(0, 256, (1, 40))
     changed = latents.clone()
     changed[0, 3] += 1.0
     differs = (net(audio, latents, spk) - net(audio, changed, spk)).abs().amax(dim=1)[0] > 0
-    reach = sum(TINY.dilations[1:])
+    reach = sum(net.dilations[1:])
     assert torch.nonzero(differs)[:, 0].tolist() == list(range(10, 25 + reach))

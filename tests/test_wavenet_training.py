@@ -10,15 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from vqspeech.model.vqvae import VQVAE, ModelConfig, decoder_loss
+from vqspeech.model.checkpoint import load_model, save_model
+from vqspeech.model.vqvae import decoder_loss
 from vqspeech.model.wavenet import mulaw_encode
-from vqspeech.training import TrainConfig, TrainingError, load_model, save_model, train
-from vqspeech.trainset import SplitData
+from vqspeech.params import TrainParams
+from vqspeech.train.crops import SplitData
+from vqspeech.train.loop import TrainingError, train
 
-MODEL = ModelConfig(input_dim=6, channels=16, res_blocks=1, embedding_dim=8, codebook_size=8,
-                    n_speakers=2, speaker_dim=4, decoder="wavenet", wavenet_residual_channels=8,
-                    wavenet_skip_channels=8, wavenet_layers_per_stack=3)  # fmt: skip
-CFG = TrainConfig(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8, lr=3e-3)
+from .conftest import model_params, vqvae
+
+WAVENET = {"residual_channels": 8, "skip_channels": 8, "layers_per_stack": 3}
+MODEL = model_params(channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4,
+                     decoder="wavenet", quantizer={"codebook_size": 8, "dead_threshold": 0.0},
+                     wavenet=WAVENET)  # fmt: skip
+CFG = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8, lr=3e-3)
 
 
 def toy(n_utts: int = 12, frames: int = 60, seed: int = 0) -> SplitData:
@@ -37,7 +42,7 @@ def toy(n_utts: int = 12, frames: int = 60, seed: int = 0) -> SplitData:
 
 def test_the_loss_covers_the_middle_latents_samples():
     torch.manual_seed(0)
-    model = VQVAE(MODEL).eval()
+    model = vqvae(MODEL, 6, 2).eval()
     x, spk = torch.randn(2, 12, 6), torch.tensor([0, 1])
     audio = torch.randint(-20000, 20000, (2, 12 * 160), dtype=torch.int16)
     out = model(x, spk, audio)
@@ -51,9 +56,9 @@ def test_the_loss_covers_the_middle_latents_samples():
 
 
 def test_a_crop_too_short_for_the_receptive_field_is_refused():
-    big = ModelConfig(**{**MODEL.to_dict(), "wavenet_layers_per_stack": 10})  # 1023 samples back
+    big = model_params(**{**MODEL.model_dump(), "wavenet": {**WAVENET, "layers_per_stack": 10}})
     with pytest.raises(ValueError, match=r"raise train\.crop_frames to >= 18"):
-        VQVAE(big).wavenet_window(4)
+        vqvae(big, 6, 2).wavenet_window(4)  # 1023 samples back
     with pytest.raises(TrainingError, match=r"model\.decoder is 'wavenet'.*crop_frames"):
         train(big, CFG, toy(), None, Path("/nonexistent"), "fp")
     no_audio = toy()
@@ -96,7 +101,8 @@ def test_every_parameter_gets_a_gradient(decoder: str):
     """An unused parameter is dead weight and makes DDP fail (found: the last WaveNet layer's
     residual 1x1, whose output nothing read)."""
     torch.manual_seed(0)
-    model = VQVAE(ModelConfig(**{**MODEL.to_dict(), "decoder": decoder, "ema": False})).train()
+    cfg = model_params(**{**MODEL.model_dump(), "decoder": decoder, "quantizer": {"kind": "loss"}})
+    model = vqvae(cfg, 6, 2).train()
     x, spk = torch.randn(2, 12, 6), torch.tensor([0, 1])
     audio = torch.randint(-20000, 20000, (2, 12 * 160), dtype=torch.int16)
     out = model(x, spk, audio)

@@ -3,7 +3,7 @@ source (no import is executed).
 
 DVC reruns a stage only when a declared dep changes, so every module in a stage script's closure
 must be covered by its deps (a test checks dvc.yaml against this); the train stage hashes the
-closure of `vqspeech.training` into its run key, so a checkpoint of other code is never resumed.
+closure of `vqspeech.train.loop` into its run key, so a checkpoint of other code is never resumed.
 Imports inside functions count too: they run when the function does.
 """
 

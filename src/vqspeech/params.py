@@ -111,7 +111,19 @@ class StatsParams(_Strict):
     window_frames: int = Field(48, gt=0)  # window for distinct phones per window (0.48 s)
 
 
+class QuantizerParams(_Strict):
+    """`model.quantizer`: the keyword arguments of `VectorQuantizer` (besides its `dim`)."""
+
+    kind: Literal["ema", "loss"] = "ema"  # EMA codebook updates | codebook + commitment loss
+    codebook_size: int = Field(64, ge=2)
+    beta: float = Field(0.25, ge=0)  # commitment weight
+    ema_decay: float = Field(0.99, gt=0, lt=1)
+    dead_threshold: float = Field(1.0, ge=0)  # EMA: restart codes used less often per batch
+
+
 class WaveNetParams(_Strict):
+    """`model.wavenet`: the WaveNet decoder's sizes (`model.decoder: wavenet`)."""
+
     residual_channels: int = Field(32, gt=0)
     skip_channels: int = Field(32, gt=0)
     layers_per_stack: int = Field(8, gt=0, le=16)  # dilations 1, 2, ..., 2^(n-1)
@@ -120,22 +132,22 @@ class WaveNetParams(_Strict):
 
 
 class ModelParams(_Strict):
+    """`model`: the VQ-VAE's sizes; `VQVAE(params.model, input_dim=..., n_speakers=...)`."""
+
     channels: int = Field(128, gt=0)
     res_blocks: int = Field(2, ge=0)
     embedding_dim: int = Field(64, gt=0)
     projection_kernel: int = Field(1, ge=1, le=3)
-    codebook_size: int = Field(64, ge=2)
-    quantizer: Literal["ema", "loss"] = "ema"
-    beta: float = Field(0.25, ge=0)
-    ema_decay: float = Field(0.99, gt=0, lt=1)
-    dead_threshold: float = Field(1.0, ge=0)
     jitter: float = Field(0.12, ge=0, lt=1)
     speaker_dim: int = Field(64, gt=0)
     decoder: Literal["deconv", "wavenet"] = "deconv"
+    quantizer: QuantizerParams = QuantizerParams()
     wavenet: WaveNetParams = WaveNetParams()
 
 
 class TrainParams(_Strict):
+    """`train`: what `vqspeech.train.loop.train` takes, as it is."""
+
     seed: int = 0
     epochs: int = Field(25, gt=0)
     batch_size: int = Field(32, gt=0)
@@ -146,7 +158,7 @@ class TrainParams(_Strict):
     val_crops: int = Field(1024, gt=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch threads per process; 0 = torch's default
-    log_every: int = Field(10, gt=0)
+    log_every: int = Field(10, gt=0)  # steps between dvclive rows
     snapshot_every: int = Field(5, ge=0)  # epochs between codebook snapshots (0 = final only)
 
 

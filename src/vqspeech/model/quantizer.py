@@ -68,19 +68,28 @@ class VectorQuantizer(nn.Module):
     def __init__(
         self,
         *,
-        codebook_size: int,
         dim: int,
-        beta: float = 0.25,
-        ema: bool = True,
-        ema_decay: float = 0.99,
-        dead_threshold: float = 0.0,
+        kind: str,
+        codebook_size: int,
+        beta: float,
+        ema_decay: float,
+        dead_threshold: float,
         eps: float = 1e-5,
     ) -> None:
+        """The arguments besides `dim` are `model.quantizer` (QuantizerParams), whose defaults
+        are the only ones: `VectorQuantizer(dim=E, **params.model.quantizer.model_dump())`.
+
+        kind: "ema" (codebook moved by exponential moving averages, decay `ema_decay`; codes used
+        less than `dead_threshold` times per batch restart at a random latent) or "loss" (the
+        codebook is a parameter trained by the codebook loss). `beta` weighs the commitment."""
         super().__init__()
+        if kind not in ("ema", "loss"):
+            raise ValueError(f"quantizer kind must be 'ema' or 'loss', not {kind!r}")
         self.codebook_size, self.dim, self.beta = codebook_size, dim, beta
-        self.ema, self.decay, self.dead_threshold, self.eps = ema, ema_decay, dead_threshold, eps
+        self.ema = kind == "ema"
+        self.decay, self.dead_threshold, self.eps = ema_decay, dead_threshold, eps
         init = torch.randn(codebook_size, dim) / dim**0.5
-        if ema:
+        if self.ema:
             self.register_buffer("codebook", init)
             self.register_buffer("ema_count", torch.ones(codebook_size))
             self.register_buffer("ema_sum", init.clone())

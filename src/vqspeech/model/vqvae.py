@@ -11,55 +11,15 @@ wavenet`, logits [B, 256, W] of the mu-law classes of a window of W samples of t
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from vqspeech.model.jitter import TimeJitter
 from vqspeech.model.quantizer import QuantizerOutput, VectorQuantizer
-from vqspeech.model.wavenet import WaveNet, WaveNetConfig, mulaw_encode
-
-SAMPLES_PER_LATENT = 320  # 20 ms at 16 kHz
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    input_dim: int = 39
-    channels: int = 128
-    res_blocks: int = 2
-    embedding_dim: int = 64
-    projection_kernel: int = 1
-    codebook_size: int = 64
-    beta: float = 0.25
-    ema: bool = True
-    ema_decay: float = 0.99
-    dead_threshold: float = 0.0
-    jitter: float = 0.12
-    n_speakers: int = 1
-    speaker_dim: int = 64
-    decoder: str = "deconv"  # deconv | wavenet
-    wavenet_residual_channels: int = 32
-    wavenet_skip_channels: int = 32
-    wavenet_layers_per_stack: int = 8
-    wavenet_stacks: int = 1
-    wavenet_window_latents: int = 1  # latents per crop whose samples the loss covers
-
-    def __post_init__(self) -> None:
-        if self.decoder not in ("deconv", "wavenet"):
-            raise ValueError(f"decoder must be 'deconv' or 'wavenet', not {self.decoder!r}")
-
-    def wavenet(self) -> WaveNetConfig:
-        return WaveNetConfig(
-            cond_dim=self.embedding_dim, speaker_dim=self.speaker_dim,
-            residual_channels=self.wavenet_residual_channels,
-            skip_channels=self.wavenet_skip_channels,
-            layers_per_stack=self.wavenet_layers_per_stack, stacks=self.wavenet_stacks,
-            upsample=SAMPLES_PER_LATENT,
-        )  # fmt: skip
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+from vqspeech.model.wavenet import SAMPLES_PER_LATENT, WaveNet, mulaw_encode
+from vqspeech.params import ModelParams
 
 
 class ResidualBlock(nn.Module):
@@ -82,11 +42,11 @@ class Encoder(nn.Module):
     """Two k=3 convs, a k=4 stride-2 conv (10 -> 20 ms), two k=3 convs, residual blocks, then a
     projection to the codebook dimension."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelParams, input_dim: int) -> None:
         super().__init__()
         C = cfg.channels
         self.convs = nn.Sequential(
-            nn.Conv1d(cfg.input_dim, C, 3, padding=1),
+            nn.Conv1d(input_dim, C, 3, padding=1),
             nn.ReLU(),
             nn.Conv1d(C, C, 3, padding=1),
             nn.ReLU(),
@@ -112,7 +72,7 @@ class Decoder(nn.Module):
     """The mirror: k=3 conv on [codes; speaker], residual blocks, k=4 stride-2 transposed conv
     (20 -> 10 ms), two k=3 convs, output projection."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelParams, input_dim: int) -> None:
         super().__init__()
         C = cfg.channels
         self.inp = nn.Conv1d(cfg.embedding_dim + cfg.speaker_dim, C, 3, padding=1)
@@ -125,7 +85,7 @@ class Decoder(nn.Module):
             nn.ReLU(),
             nn.Conv1d(C, C, 3, padding=1),
             nn.ReLU(),
-            nn.Conv1d(C, cfg.input_dim, 1),
+            nn.Conv1d(C, input_dim, 1),
         )
 
     def forward(self, q: Tensor, speaker: Tensor) -> Tensor:
@@ -144,18 +104,27 @@ class VQVAEOutput:
 
 
 class VQVAE(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelParams, *, input_dim: int, n_speakers: int) -> None:
+        """`cfg` is `params.model` as validated (its defaults are the only ones); `input_dim`
+        and `n_speakers` come from the data."""
         super().__init__()
-        self.cfg = cfg
-        self.encoder = Encoder(cfg)
-        self.quantizer = VectorQuantizer(
-            codebook_size=cfg.codebook_size, dim=cfg.embedding_dim, beta=cfg.beta, ema=cfg.ema,
-            ema_decay=cfg.ema_decay, dead_threshold=cfg.dead_threshold,
-        )  # fmt: skip
+        self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
+        self.encoder = Encoder(cfg, input_dim)
+        self.quantizer = VectorQuantizer(dim=cfg.embedding_dim, **cfg.quantizer.model_dump())
         self.jitter = TimeJitter(cfg.jitter)
-        self.speakers = nn.Embedding(cfg.n_speakers, cfg.speaker_dim)
-        wavenet = cfg.decoder == "wavenet"
-        self.decoder: nn.Module = WaveNet(cfg.wavenet()) if wavenet else Decoder(cfg)
+        self.speakers = nn.Embedding(n_speakers, cfg.speaker_dim)
+        self.decoder: nn.Module = (
+            WaveNet(cfg.wavenet, cond_dim=cfg.embedding_dim, speaker_dim=cfg.speaker_dim)
+            if cfg.decoder == "wavenet"
+            else Decoder(cfg, input_dim)
+        )
+
+    def config(self) -> dict[str, object]:
+        """What rebuilds this model: `VQVAE(ModelParams(**c["model"]), **c["data"])`."""
+        return {
+            "model": self.cfg.model_dump(),
+            "data": {"input_dim": self.input_dim, "n_speakers": self.n_speakers},
+        }
 
     def speaker_vectors(self, speaker: Tensor) -> Tensor:
         """Embeddings of speaker ids; id -1 (a speaker unseen in training) gets their mean."""
@@ -168,11 +137,11 @@ class VQVAE(nn.Module):
 
     def wavenet_window(self, n_latents: int) -> tuple[int, int]:
         """The samples [start, stop) of a crop of `n_latents` latents that the WaveNet loss
-        covers: `wavenet_window_latents` latents in the middle, with the receptive field inside
-        the crop. Raises ValueError when the crop is too short for that."""
-        w, up = self.cfg.wavenet_window_latents, SAMPLES_PER_LATENT
+        covers: `model.wavenet.window_latents` latents in the middle, with the receptive field
+        inside the crop. Raises ValueError when the crop is too short for that."""
+        w, up = self.cfg.wavenet.window_latents, SAMPLES_PER_LATENT
         first = (n_latents - w) // 2
-        history = self.cfg.wavenet().receptive_field - 1
+        history = self.decoder.receptive_field - 1
         if w > n_latents or first * up < history:
             need = 2 * (w + 2 * -(-history // up))
             raise ValueError(
@@ -241,19 +210,19 @@ def summary(model: VQVAE, hop_ms: float = 10.0, win_ms: float = 25.0) -> str:
         total += n
         lines.append(f"{name:<12}{n:>12,}")
     lines.append(f"{'total':<12}{total:>12,}")
-    rf = receptive_field(model)
+    rf, q = receptive_field(model), model.cfg.quantizer
     lines.append(
         f"encoder receptive field: {rf} frames = {(rf - 1) * hop_ms + win_ms:.0f} ms of audio; "
-        f"one code per {2 * hop_ms:.0f} ms; codebook {model.cfg.codebook_size} x "
-        f"{model.cfg.embedding_dim} ({'EMA' if model.cfg.ema else 'loss-trained'})"
+        f"one code per {2 * hop_ms:.0f} ms; codebook {q.codebook_size} x "
+        f"{model.cfg.embedding_dim} ({'EMA' if q.kind == 'ema' else 'loss-trained'})"
     )
     if model.cfg.decoder == "wavenet":
-        wn = model.cfg.wavenet()
+        wn, w = model.decoder, model.cfg.wavenet.window_latents
         lines.append(
-            f"WaveNet decoder: {len(wn.dilations)} layers ({wn.stacks} x dilations 1..."
-            f"{wn.dilations[-1]}), {wn.residual_channels} residual / {wn.skip_channels} skip "
-            f"channels, receptive field {wn.receptive_field} samples = "
-            f"{wn.receptive_field / 16:.1f} ms; loss on {model.cfg.wavenet_window_latents} "
-            f"latent(s) = {model.cfg.wavenet_window_latents * SAMPLES_PER_LATENT} samples per crop"
+            f"WaveNet decoder: {len(wn.dilations)} layers ({wn.cfg.stacks} x dilations 1..."
+            f"{wn.dilations[-1]}), {wn.cfg.residual_channels} residual / {wn.cfg.skip_channels} "
+            f"skip channels, receptive field {wn.receptive_field} samples = "
+            f"{wn.receptive_field / 16:.1f} ms; loss on {w} latent(s) = "
+            f"{w * SAMPLES_PER_LATENT} samples per crop"
         )
     return "\n".join(lines)

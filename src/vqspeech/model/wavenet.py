@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from vqspeech.params import WaveNetParams
+
 MU = 255
+SAMPLES_PER_LATENT = 320  # 20 ms at 16 kHz: the latents' rate
 
 
 def mulaw_encode(x: Tensor, mu: int = MU) -> Tensor:
@@ -39,42 +41,34 @@ def mulaw_decode(q: Tensor, mu: int = MU) -> Tensor:
     return (torch.sign(y) * ((1 + mu) ** y.abs() - 1) / mu).float()
 
 
-@dataclass(frozen=True)
-class WaveNetConfig:
-    cond_dim: int = 64  # latent dimension
-    speaker_dim: int = 64
-    classes: int = MU + 1
-    residual_channels: int = 64
-    skip_channels: int = 64
-    layers_per_stack: int = 10  # dilations 1, 2, ..., 2^(n-1)
-    stacks: int = 1
-    upsample: int = 320  # samples per latent: 20 ms at 16 kHz
-
-    @property
-    def dilations(self) -> list[int]:
-        return [2**i for i in range(self.layers_per_stack)] * self.stacks
-
-    @property
-    def receptive_field(self) -> int:
-        return sum(self.dilations) + 1
+def dilations(layers_per_stack: int, stacks: int) -> list[int]:
+    return [2**i for i in range(layers_per_stack)] * stacks
 
 
 class WaveNet(nn.Module):
-    def __init__(self, cfg: WaveNetConfig) -> None:
+    def __init__(
+        self, cfg: WaveNetParams, *, cond_dim: int, speaker_dim: int,
+        upsample: int = SAMPLES_PER_LATENT,
+    ) -> None:  # fmt: skip
+        """`cfg` is `model.wavenet`; conditioned on latents of `cond_dim` (one per `upsample`
+        samples: 20 ms) and a speaker vector of `speaker_dim`."""
         super().__init__()
         self.cfg = cfg
-        r, s, n = cfg.residual_channels, cfg.skip_channels, len(cfg.dilations)
-        self.embed = nn.Embedding(cfg.classes, r)
-        self.upsample = nn.Conv1d(cfg.cond_dim, cfg.cond_dim, 3, padding=1)
-        self.dilated = nn.ModuleList(nn.Conv1d(r, 2 * r, 2, dilation=d) for d in cfg.dilations)
-        self.cond = nn.Conv1d(cfg.cond_dim, 2 * r * n, 1)  # every layer's projection at once
-        self.speaker = nn.Linear(cfg.speaker_dim, 2 * r * n)
+        self.classes, self.upsample_by = MU + 1, upsample
+        self.dilations = dilations(cfg.layers_per_stack, cfg.stacks)
+        self.receptive_field = sum(self.dilations) + 1  # samples
+        r, s, n = cfg.residual_channels, cfg.skip_channels, len(self.dilations)
+        self.embed = nn.Embedding(self.classes, r)
+        self.upsample = nn.Conv1d(cond_dim, cond_dim, 3, padding=1)
+        self.dilated = nn.ModuleList(nn.Conv1d(r, 2 * r, 2, dilation=d) for d in self.dilations)
+        self.cond = nn.Conv1d(cond_dim, 2 * r * n, 1)  # every layer's projection at once
+        self.speaker = nn.Linear(speaker_dim, 2 * r * n)
         # the last layer feeds the skips only: a residual 1x1 there would be an unused parameter
         # (dead weights, and an error under DDP)
-        self.res = nn.ModuleList(nn.Conv1d(r, r, 1) for _ in cfg.dilations[:-1])
-        self.skip = nn.ModuleList(nn.Conv1d(r, s, 1) for _ in cfg.dilations)
+        self.res = nn.ModuleList(nn.Conv1d(r, r, 1) for _ in self.dilations[:-1])
+        self.skip = nn.ModuleList(nn.Conv1d(r, s, 1) for _ in self.dilations)
         self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(s, s, 1), nn.ReLU(),
-                                 nn.Conv1d(s, cfg.classes, 1))  # fmt: skip
+                                 nn.Conv1d(s, self.classes, 1))  # fmt: skip
 
     def conditioning(self, latents: Tensor, speaker: Tensor) -> Tensor:
         """[B, L, E] latents, [B, S] speaker -> [B, 2R x layers, L]: each layer's conditioning
@@ -91,14 +85,14 @@ class WaveNet(nn.Module):
 
         audio: [B, T] classes with T = L x upsample; latents [B, L, E]; speaker [B, S]. Only
         samples [start - receptive field + 1, stop) go through the stack."""
-        up = self.cfg.upsample
+        up = self.upsample_by
         t_total = latents.shape[1] * up
         if audio.shape[1] != t_total:
             raise ValueError(f"{audio.shape[1]} samples but {latents.shape[1]} latents x {up}")
         stop = t_total if stop is None else stop
         if not 0 <= start < stop <= t_total:
             raise ValueError(f"window [{start}, {stop}) outside [0, {t_total})")
-        first = max(0, start - (self.cfg.receptive_field - 1))
+        first = max(0, start - (self.receptive_field - 1))
         prev = F.pad(audio, (1, 0))[:, first:stop]  # input t is sample t - 1 (class 0 before)
         lo, hi = first // up, -(-stop // up)  # the latents the computed samples belong to
         c = self.conditioning(latents, speaker)[:, :, lo:hi]  # all latents: k=3 sees neighbours
@@ -108,7 +102,7 @@ class WaveNet(nn.Module):
         h = self.embed(prev).transpose(1, 2)
         skips: Tensor | int = 0
         for i, (conv, ci, skip, d) in enumerate(zip(self.dilated, c, self.skip,
-                                                    self.cfg.dilations, strict=True)):  # fmt: skip
+                                                    self.dilations, strict=True)):  # fmt: skip
             a, b = (conv(F.pad(h, (d, 0))) + ci).chunk(2, dim=1)
             g = torch.tanh(a) * torch.sigmoid(b)
             if i < len(self.res):
@@ -125,7 +119,7 @@ class WaveNet(nn.Module):
         inputs (O(layers) per sample); otherwise the whole prefix is re-run at every step (for
         tests). Both draw the same uniforms from `generator`, so they give the same samples.
         `progress(n)` is called after every `upsample` samples with n = samples done."""
-        up = self.cfg.upsample
+        up = self.upsample_by
         b, t_total = latents.shape[0], latents.shape[1] * up
         out = torch.zeros(b, t_total, dtype=torch.long, device=latents.device)
         u = torch.rand(t_total, b, generator=generator, dtype=torch.float64).to(latents.device)
@@ -138,7 +132,7 @@ class WaveNet(nn.Module):
         r = self.cfg.residual_channels
         # ring buffers [d, B, R]: slot heads[i] holds layer i's input from d steps ago
         queues = [torch.zeros(d, b, r, device=latents.device, dtype=latents.dtype)
-                  for d in self.cfg.dilations]  # fmt: skip
+                  for d in self.dilations]  # fmt: skip
         heads = [0] * len(queues)
         taps = [(c.weight[:, :, 0].T, c.weight[:, :, 1].T, c.bias) for c in self.dilated]
         res = [(m.weight[:, :, 0].T, m.bias) for m in self.res]

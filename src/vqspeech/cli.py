@@ -1,0 +1,146 @@
+"""What every stage script shares: its typer app, logging, the `--params` option, the timed and
+guarded body, progress bars.
+
+A stage script is params, progress and I/O around a call into the library:
+
+    app = cli.app(__doc__)
+
+    @app.command()
+    def main(params_file: cli.ParamsFile = cli.PARAMS, out: cli.Out("data/x", "what") = ...):
+        with cli.stage("x", params_file, out) as params:
+            ...
+
+Heavy libraries (torch, librosa, sklearn) are imported inside the command, never at the top of a
+stage script, so that `--help` answers in about a second.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from vqspeech.params import Params
+
+T = TypeVar("T")
+log = logging.getLogger("vqspeech")
+
+PARAMS = Path("params.yaml")
+ParamsFile = Annotated[
+    Path,
+    typer.Option(
+        "--params", help="Params file to read; validated, an unknown or mistyped key is an error."
+    ),
+]
+
+# options that several stages read, with the pipeline's default paths
+FEATURES, STATS = Path("data/features"), Path("data/stats.json")
+MODEL, MANIFEST, CODES = Path("models/model.pt"), Path("data/manifest.parquet"), Path("data/codes")
+FeaturesDir = Annotated[Path, typer.Option("--features", help="Feature shards to read.")]
+StatsFile = Annotated[Path, typer.Option("--stats", help="Normalization statistics to read.")]
+ModelFile = Annotated[Path, typer.Option("--model", help="Trained model to read.")]
+ManifestFile = Annotated[Path, typer.Option("--manifest", help="Manifest of the corpus.")]
+CodesDir = Annotated[Path, typer.Option("--codes", help="Codes of the align stage to read.")]
+
+
+def opt(flag: str, help: str) -> Any:
+    """An option `--flag` with its help text (the default goes in the signature)."""
+    return typer.Option(flag, help=help)
+
+
+class _BarAwareHandler(logging.Handler):
+    """Writes each record through tqdm, which lifts a running progress bar off the line first:
+    log lines never land in the middle of a bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def setup(level: int = logging.INFO) -> logging.Logger:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+        handlers=[_BarAwareHandler()],
+    )  # fmt: skip
+    return log
+
+
+def app(doc: str | None) -> typer.Typer:
+    """A stage's typer app, its help the first paragraph of the script's docstring; logging
+    set up."""
+    setup()
+    first = " ".join((doc or "").split("\n\n")[0].split())
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=first)
+
+
+def run(application: typer.Typer) -> None:
+    """`if __name__ == "__main__": cli.run(app)`."""
+    sys.exit(application())
+
+
+@contextlib.contextmanager
+def stage(name: str, params_file: Path, *outputs: Path) -> Iterator[Params]:
+    """The opening and closing every stage shares: the params validated (a bad file is logged
+    and exits 2), stale temporaries of the stage's `outputs` removed, the body timed, and an
+    expected failure in it (bad input, missing file, failed tool) logged and exited with 1."""
+    from vqspeech.io import atomic
+
+    params = load_params_or_exit(params_file)
+    atomic.remove_stale(*outputs)
+    with timed(name), exit_on_error():
+        yield params
+
+
+@contextlib.contextmanager
+def timed(what: str) -> Iterator[None]:
+    start = time.perf_counter()
+    log.info("%s: started", what)
+    yield
+    log.info("%s: done in %.1f s", what, time.perf_counter() - start)
+
+
+def jobs(requested: int) -> int:
+    """0 means every core this process may use."""
+    return requested or len(os.sched_getaffinity(0))
+
+
+def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:
+    """A tqdm bar (iterate it, or call .update()); refreshed at most every 10 s when stderr is
+    not a terminal (CI, log files)."""
+    from tqdm import tqdm
+
+    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 10.0)
+    return tqdm(iterable, **kwargs)
+
+
+def load_params_or_exit(path: str | os.PathLike[str]) -> Params:
+    """Validated params; on a bad params file log why and exit 2."""
+    from vqspeech.params import ParamsError, load_params
+
+    try:
+        return load_params(path)
+    except ParamsError as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
+
+
+@contextlib.contextmanager
+def exit_on_error() -> Iterator[None]:
+    """Turn an expected failure (bad input, missing file, failed tool) into a logged exit 1."""
+    try:
+        yield
+    except (ValueError, RuntimeError, OSError) as err:
+        log.error("%s", err)
+        raise SystemExit(1) from None

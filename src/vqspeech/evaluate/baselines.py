@@ -1,0 +1,161 @@
+"""Scoring the codes beside baselines on the same frames (docs/design.md "Metrics").
+
+Systems, all at the latents' 20 ms rate and joined on (utterance_id, frame):
+- `vqvae`: the model's codes (data/codes); ABX of its continuous latents and of its codes;
+- `kmeans_mfcc`: k-means with the same K on MFCC frames, fitted on train frames; a 20 ms frame is
+  the mean of the two normalized 10 ms frames the latent stands for; ABX of its centroids;
+- `mfcc`: ABX of those paired MFCC frames themselves;
+- `random`: uniform codes with the same K (clustering and boundary metrics at chance level).
+Each is scored on all frames and on speech frames (without sil/sp/spn). `evaluate` returns the
+full grid (reports/eval.json); `headline` the few numbers `dvc metrics show` puts side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import MiniBatchKMeans
+
+from vqspeech.evaluate import abx
+from vqspeech.evaluate.metrics import boundary_scores, mean_run_length, scores, speech_mask
+from vqspeech.features.shards import Utterance
+from vqspeech.features.stats import Normalizer
+
+log = logging.getLogger(__name__)
+# all frames; the rest (speech frames, AMI, ARI, ..., ABX cell counts) is in reports/eval.json
+HEADLINE = ("pnmi", "nmi", "phone_purity", "boundary_f1", "code_perplexity", "codes_used",
+            "bitrate", "mean_run_length")  # fmt: skip
+
+
+def pair_frames(features: np.ndarray) -> np.ndarray:
+    """[T, D] -> [T // 2, D]: the mean of frames 2k and 2k+1 (a trailing odd frame is dropped)."""
+    n = len(features) // 2
+    return features[: 2 * n].reshape(n, 2, -1).mean(axis=1)
+
+
+def fit_kmeans(
+    train: Iterable[Utterance], norm: Normalizer, k: int, seed: int, max_frames: int = 200_000
+) -> MiniBatchKMeans:
+    """k-means on normalized, paired train frames (a seeded subsample of at most max_frames)."""
+    x = np.concatenate([pair_frames(norm(u.features, np.float64)) for u in train])
+    rng = np.random.default_rng(seed)
+    if len(x) > max_frames:
+        x = x[rng.choice(len(x), max_frames, replace=False)]
+    return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit(x)
+
+
+def paired_features(utts: Iterable[Utterance], norm: Normalizer) -> tuple[pd.DataFrame, np.ndarray]:
+    """(utterance_id, frame) and the normalized, paired MFCC vector of every 20 ms frame."""
+    keys, vectors = [], []
+    for u in utts:
+        x = pair_frames(norm(u.features, np.float64))
+        keys.append(pd.DataFrame({"utterance_id": u.utterance_id, "frame": np.arange(len(x))}))
+        vectors.append(x)
+    if not keys:
+        raise ValueError("no utterances")
+    return pd.concat(keys, ignore_index=True), np.concatenate(vectors)
+
+
+def baseline_codes(
+    utts: Iterable[Utterance], km: MiniBatchKMeans, norm: Normalizer
+) -> pd.DataFrame:
+    """(utterance_id, frame, code) of the k-means baseline for every 20 ms frame."""
+    keys, x = paired_features(utts, norm)
+    return keys.assign(code=km.predict(x).astype(np.int64))
+
+
+def score_system(frames: pd.DataFrame, tolerance: int = 1) -> dict[str, dict[str, float]]:
+    """Metrics of one system; `frames` has utterance_id, frame, phone, code (one row a latent)."""
+    frames = frames.sort_values(["utterance_id", "frame"])
+    phones, codes = frames["phone"].to_numpy(), frames["code"].to_numpy()
+    groups = [g for _, g in frames.groupby("utterance_id", sort=True)]
+    phone_seqs = [g["phone"].to_numpy() for g in groups]
+    code_seqs = [g["code"].to_numpy() for g in groups]
+    all_frames = scores(phones, codes)
+    all_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance))
+    all_frames["mean_run_length"] = mean_run_length(code_seqs)
+    speech = speech_mask(phones)
+    speech_frames = scores(phones[speech], codes[speech])
+    speech_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance, speech_only=True))
+    return {"all": all_frames, "speech": speech_frames}
+
+
+def rounded(d: dict, digits: int = 4) -> dict:
+    """Floats of a nested dict rounded, for a readable metrics file; NaN (a score with nothing to
+    score, e.g. across-speaker ABX with one speaker) becomes null, which JSON can hold."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out[k] = rounded(v, digits)
+        elif isinstance(v, float):
+            out[k] = None if math.isnan(v) else round(v, digits)
+        else:
+            out[k] = v
+    return out
+
+
+def paired_like(
+    frames: pd.DataFrame, utts: Iterable[Utterance], norm: Normalizer, source: str
+) -> np.ndarray:
+    """The paired MFCC vector of each row of `frames` (same order); a coded frame without MFCC
+    is a ValueError naming `source`."""
+    keys, mfcc = paired_features(utts, norm)
+    rows = frames[["utterance_id", "frame"]].merge(
+        keys.reset_index(), on=["utterance_id", "frame"], how="left", validate="1:1"
+    )["index"]
+    if rows.isna().any():
+        raise ValueError(f"{source}: no MFCC frames for {int(rows.isna().sum())} "
+                         f"of {len(frames)} coded frames")  # fmt: skip
+    return mfcc[rows.to_numpy(dtype=np.int64)]
+
+
+def evaluate(
+    frames: pd.DataFrame, latents: np.ndarray, codebook: np.ndarray, km: MiniBatchKMeans,
+    mfcc: np.ndarray, *, seed: int, tolerance: int, max_group: int, max_x_across: int,
+) -> dict[str, dict]:  # fmt: skip
+    """Every system's scores on the same frames (see the module docstring), the full grid.
+
+    frames: one row per 20 ms latent (utterance_id, frame, speaker, phone, code); latents [N, E]
+    and mfcc [N, D] in the same order; km fitted with K = len(codebook)."""
+    k = len(codebook)
+    kmeans_codes = km.predict(mfcc).astype(np.int64)
+    rand = np.random.default_rng(seed).integers(0, k, len(frames))
+    result: dict[str, dict] = {}
+    for name, codes in (("vqvae", frames["code"].to_numpy()), ("kmeans_mfcc", kmeans_codes),
+                        ("random", rand)):  # fmt: skip
+        result[name] = score_system(frames.assign(code=codes), tolerance)
+        r = result[name]["all"]
+        log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f",
+                 name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"])  # fmt: skip
+    items = abx.cap_groups(abx.items_from_frames(frames), max_group, seed)
+    log.info("ABX: %d triphone items (at most %d per context, speaker and phone)",
+             len(items), max_group)  # fmt: skip
+    representations = {
+        ("vqvae", "latent"): abx.angular(latents),
+        ("vqvae", "code"): abx.angular_codes(frames["code"].to_numpy(), codebook),
+        ("kmeans_mfcc", "code"): abx.angular_codes(kmeans_codes, km.cluster_centers_),
+        ("mfcc", "frames"): abx.angular(mfcc),
+    }
+    for (system, rep), distance in representations.items():
+        res = abx.abx(items, distance, max_x_across, seed)
+        result.setdefault(system, {}).setdefault("abx", {})[rep] = res.as_percent()
+        log.info("ABX %s %s: within %.2f %%, across %.2f %%",
+                 system, rep, 100 * res.within, 100 * res.across)  # fmt: skip
+    return rounded(result)
+
+
+def headline(result: dict[str, dict]) -> dict[str, dict]:
+    """The declared metrics (metrics/eval.json): HEADLINE of all frames per system, ABX within
+    and across; `random` only as a chance level (PNMI, NMI, phone purity)."""
+    out: dict[str, dict] = {}
+    for system, r in result.items():
+        keys = ("pnmi", "nmi", "phone_purity") if system == "random" else HEADLINE
+        out[system] = {key: r["all"][key] for key in keys} if "all" in r else {}
+        if "abx" in r:
+            out[system]["abx"] = {rep: {side: v[side] for side in ("within", "across")}
+                                  for rep, v in r["abx"].items()}  # fmt: skip
+    return out

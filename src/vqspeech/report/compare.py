@@ -1,0 +1,248 @@
+"""Across experiments: metrics against codebook size, spread over seeds, jitter on and off.
+
+`runs(rows)` turns `dvc.api.exp_show()` rows (one per commit or experiment; params and metrics
+flattened to dotted names) into a table with one row per finished run; `summary` groups runs that
+differ only in `train.seed` into configurations (mean, std and count per metric); the figures
+and the Markdown table are drawn from those. `codebook_animation` renders UMAP frames of the
+snapshots the train stage wrote (codebook + fixed val latents over training) as a GIF.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from vqspeech.io import atomic
+from vqspeech.report.plots import save
+
+K = "model.quantizer.codebook_size"
+SEED = "train.seed"
+# (label, vqvae metric, k-means-on-MFCC metric at the same K or None, higher is better)
+METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
+    ("PNMI", "vqvae.pnmi", "kmeans_mfcc.pnmi", True),
+    ("NMI", "vqvae.nmi", "kmeans_mfcc.nmi", True),
+    ("phone purity", "vqvae.phone_purity", "kmeans_mfcc.phone_purity", True),
+    ("boundary F1", "vqvae.boundary_f1", "kmeans_mfcc.boundary_f1", True),
+    ("code perplexity", "vqvae.code_perplexity", "kmeans_mfcc.code_perplexity", True),
+    ("ABX across, latents (%)", "vqvae.abx.latent.across", "mfcc.abx.frames.across", False),
+    ("ABX across, codes (%)", "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across", False),
+    ("ABX within, codes (%)", "vqvae.abx.code.within", "kmeans_mfcc.abx.code.within", False),
+)
+IGNORED_PARAMS = {SEED, "train.device", "train.threads", "train.log_every",
+                  "train.snapshot_every", "data.jobs", "features.jobs"}  # fmt: skip
+
+
+def _value(row: Mapping[str, object], name: str) -> object:
+    """A flattened column by name; DVC prefixes `file:` when two files share a name."""
+    if name in row:
+        return row[name]
+    for key, value in row.items():
+        if key.endswith(":" + name):
+            return value
+    return None
+
+
+def _number(x: object) -> float:
+    try:
+        v = float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) -> pd.DataFrame:
+    """One row per finished run (its evaluation metrics present): name, rev, every param that
+    `dvc exp show` reports, and the metrics of METRICS. Queued, running and failed experiments
+    and (unless asked) the uncommitted workspace are left out."""
+    out = []
+    for row in rows:
+        rev = str(row.get("rev"))
+        if rev == "workspace" and not include_workspace:
+            continue
+        if row.get("State") not in (None, "Success"):
+            continue
+        if math.isnan(_number(_value(row, METRICS[0][1]))):
+            continue
+        record: dict[str, object] = {"name": row.get("Experiment") or rev, "rev": rev}
+        for key, value in row.items():
+            bare = key.split(":", 1)[-1]
+            if bare.split(".")[0] in {"data", "features", "stats", "model", "train", "eval"}:
+                record[bare] = value
+        for _, ours, base, _ in METRICS:
+            record[ours] = _number(_value(row, ours))
+            if base:
+                record[base] = _number(_value(row, base))
+        out.append(record)
+    table = pd.DataFrame(out)
+    if table.empty:
+        raise ValueError("no finished experiment with evaluation metrics (run `dvc exp show`)")
+    # the same run reached twice (a commit's row and the workspace, or commits that did not change
+    # the pipeline, with -A): keep it once, or it would count as several seeds
+    params = [c for c in table.columns if "." in c and (c == SEED or c not in IGNORED_PARAMS)
+              and not c.startswith(("vqvae.", "kmeans_mfcc.", "mfcc."))]  # fmt: skip
+    metrics = [c for _, ours, base, _ in METRICS for c in (ours, base) if c]
+    return table.drop_duplicates(subset=params + metrics).reset_index(drop=True)
+
+
+def config_columns(table: pd.DataFrame) -> list[str]:
+    """Params that differ between runs, except the seed (and bookkeeping params)."""
+    cols = []
+    for c in table.columns:
+        if "." not in c or c in IGNORED_PARAMS or c.startswith(("vqvae.", "kmeans_mfcc.", "mfcc.")):
+            continue
+        if table[c].astype(str).nunique() > 1:
+            cols.append(c)
+    if K not in cols and K in table.columns:
+        cols.insert(0, K)
+    return cols
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (over seeds) and count of every metric per configuration."""
+    cols = config_columns(table)
+    metric_cols = [m for _, ours, base, _ in METRICS for m in (ours, base) if m]
+    keys = table[cols].astype(str) if cols else pd.DataFrame({"config": ["all"] * len(table)})
+    grouped = table[metric_cols].groupby([keys[c] for c in keys.columns], sort=False)
+    mean, std = grouped.mean(), grouped.std(ddof=1)
+    res = mean.add_suffix(":mean").join(std.add_suffix(":std"))
+    res["seeds"] = grouped.size()
+    res = res.reset_index()
+    if K in res.columns:
+        res[K] = res[K].astype(float).astype(int)
+        res = res.sort_values([c for c in res.columns if c in cols], kind="stable")
+    return res.reset_index(drop=True)
+
+
+def _label(row: pd.Series, cols: list[str]) -> str:
+    parts = [f"{c.split('.', 1)[1]}={row[c]}" for c in cols if c != K]
+    return ", ".join(parts) or "vqvae"
+
+
+def plot_against_k(summ: pd.DataFrame, path: Path) -> None:
+    """Each metric against codebook size (log x), one line per other configuration, error bars
+    = std over seeds; the k-means-on-MFCC baseline at the same K dashed."""
+    cols = [c for c in summ.columns if "." in c and ":" not in c and c != K]
+    n, ncols = len(METRICS), 4
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 3.6 * nrows), squeeze=False)
+    groups = summ.groupby([summ[c] for c in cols], sort=True) if cols else [("", summ)]
+    for ax, (label, ours, base, higher) in zip(axes.flat, METRICS, strict=False):
+        for _, g in groups:
+            g = g.sort_values(K)
+            ax.errorbar(g[K], g[f"{ours}:mean"], yerr=g[f"{ours}:std"].fillna(0), marker="o",
+                        capsize=3, label=_label(g.iloc[0], cols))  # fmt: skip
+        if base:
+            b = summ.groupby(K)[f"{base}:mean"].mean()
+            ax.plot(b.index, b.to_numpy(), "k--", marker="s", ms=4, label="k-means on MFCC"
+                    if "ABX" not in label or "codes" in label else "MFCC frames")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=10)
+        ax.set_xlabel("codebook size K")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def plot_seeds(table: pd.DataFrame, path: Path) -> None:
+    """Every run's PNMI and across-speaker ABX per configuration: the spread over seeds."""
+    cols = config_columns(table)
+    names = (table[cols].astype(str).agg(", ".join, axis=1) if cols
+             else pd.Series(["all"] * len(table)))  # fmt: skip
+    order = list(dict.fromkeys(names))
+    shown = [m for m in METRICS if m[1] in ("vqvae.pnmi", "vqvae.abx.code.across",
+                                           "vqvae.abx.latent.across")]  # fmt: skip
+    fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 0.4 * len(order) + 2))
+    for ax, (label, ours, _, _) in zip(np.atleast_1d(axes), shown, strict=True):
+        for i, name in enumerate(order):
+            vals = table.loc[names.to_numpy() == name, ours]
+            ax.scatter(vals, [i] * len(vals), s=25)
+            ax.plot([vals.mean()] * 2, [i - 0.3, i + 0.3], "k-", lw=1.5)
+        ax.set_yticks(range(len(order)), order, fontsize=7)
+        ax.set_title(f"{label}: each seed (dots), mean (bar)", fontsize=10)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def markdown(summ: pd.DataFrame) -> str:
+    """The summary as a Markdown table: mean ± std over seeds, the baseline beside."""
+    cols = [c for c in summ.columns if "." in c and ":" not in c]
+    header = [*(c.split(".", 1)[1] for c in cols), "seeds"]
+    for label, _, base, _ in METRICS:
+        header.append(label)
+        if base:
+            header.append("baseline")
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(cols) + "---:|" * (len(header) - len(cols)),
+    ]
+    for _, r in summ.iterrows():
+        cells = [_cell(r[c]) for c in cols] + [str(int(r["seeds"]))]
+        for _, ours, base, _ in METRICS:
+            m, s = r[f"{ours}:mean"], r[f"{ours}:std"]
+            cells.append(f"{m:.3f}" + (f" ± {s:.3f}" if not math.isnan(s) else ""))
+            if base:
+                cells.append(f"{r[f'{base}:mean']:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(x: object) -> str:
+    """A param value as written in params.yaml: 100 not 100.0 (rows of mixed dtype are float)."""
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def codebook_animation(snapshots: pd.DataFrame, path: Path, seed: int = 0) -> int:
+    """GIF of one run's snapshots: a UMAP fitted once on every snapshot's codes and latents (so
+    the frames share axes), one frame per epoch; latents coloured by phone, codes as black x.
+    Returns the number of frames."""
+    import umap as umap_lib
+    from PIL import Image
+
+    vectors = np.stack(snapshots["vector"].to_numpy())
+    xy = umap_lib.UMAP(
+        n_neighbors=min(15, len(vectors) - 1), random_state=seed, n_jobs=1
+    ).fit_transform(vectors)
+    epochs = sorted(snapshots["epoch"].unique())
+    phones = sorted(set(snapshots.loc[snapshots["kind"] == "latent", "phone"]))
+    cmap = plt.get_cmap("hsv")
+    colour = {p: cmap(i / max(1, len(phones))) for i, p in enumerate(phones)}
+    fig, ax = plt.subplots(figsize=(7, 7))
+    pad = 0.05 * (xy.max(0) - xy.min(0))
+    lo, hi = xy.min(0) - pad, xy.max(0) + pad
+
+    def frame(i: int) -> None:
+        ax.clear()
+        sel = (snapshots["epoch"] == epochs[i]).to_numpy()
+        lat = sel & (snapshots["kind"] == "latent").to_numpy()
+        code = sel & (snapshots["kind"] == "code").to_numpy()
+        ax.scatter(xy[lat, 0], xy[lat, 1], s=4, alpha=0.6, linewidths=0,
+                   c=[colour[p] for p in snapshots.loc[lat, "phone"]])  # fmt: skip
+        ax.scatter(xy[code, 0], xy[code, 1], marker="x", s=30, c="black", linewidths=1)
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"codebook (x) and val latents (by phone), epoch {epochs[i]}")
+
+    images = []
+    for i in range(len(epochs)):
+        frame(i)
+        fig.canvas.draw()
+        images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
+    plt.close(fig)
+    with atomic.atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=600, loop=0)  # fmt: skip
+    return len(images)

@@ -1,0 +1,154 @@
+"""Training data: one split of the feature shards in memory, normalized, cut into random crops.
+
+Only numpy and pyarrow are needed (the train stage runs where librosa is not installed). The
+crops of epoch e are a function of (seed, e) alone, so an interrupted run that resumes at the
+start of an epoch sees the same batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.compute as pc
+
+from vqspeech.features import shards
+from vqspeech.features.stats import Normalizer
+
+HOP, WIN = 160, 400  # samples per 10 ms frame step and 25 ms window at 16 kHz (features.py)
+
+
+@dataclass
+class SplitData:
+    features: np.ndarray  # float32 [N, D], normalized
+    offsets: np.ndarray  # int64 [U + 1]: utterance u is features[offsets[u]:offsets[u + 1]]
+    speakers: np.ndarray  # int64 [U]: index into the training speakers, -1 if unseen
+    utterance_ids: list[str]
+    audio: np.ndarray | None = None  # int16 [S]: utterance u is audio[audio_offsets[u]:...]
+    audio_offsets: np.ndarray | None = None  # int64 [U + 1]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def load_split(
+    folder: str | os.PathLike[str],
+    split: str,
+    norm: Normalizer,
+    speaker_index: dict[str, int] | None = None,
+    audio: bool = False,
+    hop: int = HOP,
+    win: int = WIN,
+) -> tuple[SplitData, list[str]]:
+    """Load every utterance of `split`; returns the data and the sorted speakers of the split.
+
+    Speakers are numbered by `speaker_index` (unknown ones get -1), or, when it is None, by
+    their sorted order in this split. With `audio`, the int16 samples are loaded too and each
+    utterance must have the samples its frames cover (frame i = samples [hop i, hop i + win)).
+    Raises ValueError on an empty split, non-finite features or missing audio.
+    """
+    ids, spk, lengths, chunks, waves, audio_lengths = [], [], [], [], [], []
+    columns = ["utterance_id", "speaker", "split", "n_frames", "features"]
+    for path in shards.files(folder):
+        table = shards.read(path, columns=columns + (["audio"] if audio else []))
+        table = table.filter(pc.equal(table.column("split"), split))
+        if table.num_rows == 0:
+            continue
+        feats = table.column("features").combine_chunks()
+        dim = feats.type.value_type.list_size
+        x = feats.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
+        if not np.isfinite(x).all():
+            raise ValueError(f"{path}: non-finite feature values in split {split!r}")
+        chunks.append(x)
+        ids += table.column("utterance_id").to_pylist()
+        spk += table.column("speaker").to_pylist()
+        lengths += table.column("n_frames").to_pylist()
+        if audio:
+            column = table.column("audio").combine_chunks()
+            have = column.value_lengths().to_numpy(zero_copy_only=False)
+            need = hop * (np.asarray(table.column("n_frames")) - 1) + win
+            short = np.flatnonzero(have < need)
+            if len(short):
+                i = int(short[0])
+                raise ValueError(
+                    f"{path}: {len(short)} utterances have fewer audio samples than their frames "
+                    f"cover (first: {table.column('utterance_id')[i]}, {int(have[i])} < "
+                    f"{int(need[i])}); rerun the features stage with features.audio: true"
+                )
+            waves.append(column.flatten().to_numpy(zero_copy_only=False).astype(np.int16))
+            audio_lengths += have.tolist()
+    if not ids:
+        raise ValueError(f"{folder}: no {split!r} utterances in the feature shards")
+    names = sorted(set(spk))
+    index = speaker_index if speaker_index is not None else {s: i for i, s in enumerate(names)}
+    x = np.concatenate(chunks)
+    if x.shape[1] != len(norm.mean):
+        raise ValueError(
+            f"features have {x.shape[1]} dimensions but the stats have {len(norm.mean)}"
+        )
+    x = norm(x)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    speakers = np.array([index.get(s, -1) for s in spk], dtype=np.int64)
+    data = SplitData(x, offsets, speakers, ids)
+    if audio:
+        data.audio = np.concatenate(waves)
+        data.audio_offsets = np.concatenate([[0], np.cumsum(audio_lengths)]).astype(np.int64)
+    return data, names
+
+
+def crops(
+    data: SplitData, crop: int, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` random crops, uniform over every valid start position in the split.
+
+    Returns (utterance index [count], start frame [count]). Raises ValueError when no utterance
+    is as long as `crop`.
+    """
+    starts_per_utt = np.maximum(data.lengths - crop + 1, 0)
+    total = int(starts_per_utt.sum())
+    if total == 0:
+        raise ValueError(
+            f"crop of {crop} frames is longer than every utterance "
+            f"(longest: {int(data.lengths.max())} frames)"
+        )
+    flat = rng.integers(0, total, size=count)
+    cum = np.cumsum(starts_per_utt)
+    utt = np.searchsorted(cum, flat, side="right")
+    start = flat - (cum[utt] - starts_per_utt[utt])
+    return utt, start
+
+
+def batch(
+    data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gather crops: features [B, crop, D] and speaker ids [B]."""
+    rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
+    return data.features[rows], data.speakers[utt]
+
+
+def batch_audio(
+    data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int, hop: int = HOP
+) -> np.ndarray:
+    """The samples of the same crops: int16 [B, crop * hop], crop b = samples
+    [hop start_b, hop (start_b + crop)) of its utterance, i.e. the hop-long stretch each of the
+    crop's frames starts with (the window of frame i reaches win - hop samples further)."""
+    if data.audio is None or data.audio_offsets is None:
+        raise ValueError("this split was loaded without audio (load_split(..., audio=True))")
+    rows = data.audio_offsets[utt][:, None] + hop * start[:, None] + np.arange(crop * hop)[None, :]
+    return data.audio[rows]
+
+
+def epoch_batches(
+    data: SplitData, crop: int, batch_size: int, seed: int, epoch: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (utterance, start) index arrays of every batch of one epoch: about one crop per
+    `crop` frames of the split, a function of (seed, epoch) only."""
+    n_batches = max(1, int(data.lengths.sum()) // crop // batch_size)
+    rng = np.random.default_rng([seed, epoch])
+    utt, start = crops(data, crop, n_batches * batch_size, rng)
+    return [
+        (utt[i : i + batch_size], start[i : i + batch_size])
+        for i in range(0, n_batches * batch_size, batch_size)
+    ]

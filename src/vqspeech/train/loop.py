@@ -1,0 +1,307 @@
+"""Training the VQ-VAE: crops in, checkpoints, dvclive curves and the final model out.
+
+Runs on CUDA (bf16 autocast, pinned memory) when there is a GPU and on the CPU otherwise, in one
+process or under torchrun (DDP; only rank 0 logs and writes). Checkpoints are written atomically
+after every epoch and hold the model, optimizer, RNG states and position; a rerun with the same
+configuration resumes from the last one and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vqspeech.model.checkpoint import save
+from vqspeech.model.quantizer import kmeans
+from vqspeech.model.vqvae import VQVAE, decoder_loss
+from vqspeech.params import ModelParams, TrainParams
+from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
+from vqspeech.train.crops import SplitData, batch, batch_audio, crops, epoch_batches
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, unusable data); the message says what to do."""
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto") -> Dist:
+    """Pick the device; under torchrun (WORLD_SIZE > 1) join the process group."""
+    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is 'cuda' but no CUDA device is available")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if cuda:
+            torch.cuda.set_device(local)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        dev = torch.device("cuda", local) if cuda else torch.device("cpu")
+        return Dist(dist.get_rank(), dist.get_world_size(), dev)
+    return Dist(0, 1, torch.device("cuda") if cuda else torch.device("cpu"))
+
+
+def _grad_norms(model: VQVAE) -> dict[str, float]:
+    norms = {}
+    for name, module in model.named_children():
+        grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
+        if grads:
+            norms[name] = float(torch.linalg.vector_norm(torch.stack(grads)))
+    return norms
+
+
+@torch.no_grad()
+def _kmeans_init(model: VQVAE, train: SplitData, cfg: TrainParams, d: Dist) -> None:
+    """Codebook <- k-means of the encoder's outputs on the first batches (rank 0's, broadcast)."""
+    rng = np.random.default_rng([cfg.seed, 10**6])
+    utt, start = crops(train, cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
+    x, _ = batch(train, utt, start, cfg.crop_frames)
+    z = model.encoder(torch.from_numpy(x).to(d.device)).reshape(-1, model.cfg.embedding_dim)
+    g = torch.Generator().manual_seed(cfg.seed)
+    centres = kmeans(z.float().cpu(), model.quantizer.codebook_size, generator=g).to(d.device)
+    model.quantizer.set_codebook(centres)
+    log.info("codebook initialised by k-means on %d latents", len(z))
+
+
+@torch.no_grad()
+def validate(model: VQVAE, val: SplitData, cfg: TrainParams, d: Dist) -> dict[str, float]:
+    """Losses, perplexity and codes used on fixed crops of the held-out speakers."""
+    model.eval()
+    rng = np.random.default_rng([cfg.seed, 2 * 10**6])
+    n = min(cfg.val_crops, max(1, int(val.lengths.sum()) // cfg.crop_frames))
+    utt, start = crops(val, cfg.crop_frames, n, rng)
+    totals = {"recon": 0.0, "commitment": 0.0}
+    counts = torch.zeros(model.quantizer.codebook_size, device=d.device)
+    for i in range(0, n, cfg.batch_size):
+        u, s = utt[i : i + cfg.batch_size], start[i : i + cfg.batch_size]
+        x, spk = batch(val, u, s, cfg.crop_frames)
+        xt = torch.from_numpy(x).to(d.device)
+        audio = _audio(model, val, u, s, cfg, d)
+        with _autocast(d):
+            out = model(xt, torch.from_numpy(spk).to(d.device), audio)
+        totals["recon"] += float(decoder_loss(xt, out)) * len(x)
+        totals["commitment"] += float(out.vq.commitment) * len(x)
+        counts += torch.bincount(out.vq.codes.reshape(-1), minlength=model.quantizer.codebook_size)
+    usage = counts / counts.sum()
+    model.train()
+    return {
+        "recon": totals["recon"] / n,
+        "commitment": totals["commitment"] / n,
+        "perplexity": float(torch.exp(-(usage * torch.log(usage + 1e-10)).sum())),
+        "codes_used": int((counts > 0).sum()),
+    }
+
+
+def _audio(
+    model: VQVAE, data: SplitData, utt: np.ndarray, start: np.ndarray, cfg: TrainParams, d: Dist
+) -> torch.Tensor | None:
+    """The crops' int16 samples on the device when the decoder is a WaveNet, else None."""
+    if model.cfg.decoder != "wavenet":
+        return None
+    return _to_device(batch_audio(data, utt, start, cfg.crop_frames), d)
+
+
+def _autocast(d: Dist) -> torch.autocast:
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=d.device.type == "cuda")
+
+
+def _to_device(x: np.ndarray, d: Dist) -> torch.Tensor:
+    t = torch.from_numpy(x)
+    if d.device.type == "cuda":
+        return t.pin_memory().to(d.device, non_blocking=True)
+    return t
+
+
+@dataclass
+class Result:
+    model: VQVAE
+    epochs: int
+    steps: int
+    seconds: float
+    frames: int
+    last: dict[str, float]
+    resumed_from: int | None
+
+    def metrics(self) -> dict[str, object]:
+        """metrics/train.json: the last epoch's losses, and what the run took."""
+        return {
+            **{k: round(v, 6) if isinstance(v, float) else v for k, v in self.last.items()},
+            "steps": self.steps,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "train_seconds": round(self.seconds, 1),
+            # None when this run trained nothing (it found a finished run to resume)
+            "audio_seconds_per_second": (
+                round(self.frames * 0.01 / self.seconds, 1) if self.frames else None
+            ),
+            "resumed_from_epoch": self.resumed_from,
+        }
+
+
+def train(
+    model_cfg: ModelParams,
+    cfg: TrainParams,
+    train_data: SplitData,
+    val_data: SplitData | None,
+    checkpoint_dir: Path,
+    data_fingerprint: str,
+    live: object | None = None,
+    on_step: Callable[[int, VQVAE], None] | None = None,
+    d: Dist | None = None,
+    on_epoch: Callable[[int, VQVAE], None] | None = None,
+) -> Result:
+    """Train (or resume) and return the model; `live` is a dvclive.Live on rank 0 or None.
+
+    `on_step(step, model)` runs after every optimizer step (progress bars; tests that interrupt).
+    `on_epoch(epoch, model)` runs on rank 0 at the start (epoch 0, a fresh run only) and after
+    each epoch, just before its checkpoint is written (codebook snapshots, curves kept with the
+    run: a resume then never finds them older than the checkpoint); it must leave the model as
+    it found it.
+    """
+    d = d or setup(cfg.device)
+    key = run_key(model_cfg, cfg, data_fingerprint)
+    torch.manual_seed(cfg.seed)
+    n_speakers = int(train_data.speakers.max()) + 1  # load_split numbers them 0..n-1
+    model = VQVAE(model_cfg, input_dim=train_data.features.shape[1], n_speakers=n_speakers)
+    model = model.to(d.device)
+    if model_cfg.decoder == "wavenet":
+        try:
+            model.wavenet_window(cfg.crop_frames // 2)
+            for name, data in (("train", train_data), ("val", val_data)):
+                if data is not None and data.audio is None:
+                    raise ValueError(f"the {name} split was loaded without audio")
+        except ValueError as err:
+            raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
+    start_epoch, step, resumed, last = 0, 0, None, {}
+    folder = run_dir(checkpoint_dir, key)
+    ckpt_path = folder / CHECKPOINT
+    state = load_resumable(ckpt_path, key, cfg.epochs)
+    if state is None and d.main and folder.exists():
+        # nothing of this folder belongs to the run about to start (snapshots included)
+        shutil.rmtree(folder)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_cpu"])
+        if d.device.type == "cuda" and state.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"])
+        start_epoch, step, resumed = int(state["epoch"]), int(state["step"]), int(state["epoch"])
+        last = dict(state.get("last", {}))
+        log.info("resuming from %s: %d epochs, %d steps done", ckpt_path, start_epoch, step)
+    elif cfg.kmeans_init:
+        _kmeans_init(model, train_data, cfg, d)
+    if on_epoch is not None and d.main and state is None:
+        on_epoch(0, model)
+    net: nn.Module = model
+    if d.world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
+            broadcast_buffers=False,
+        )  # fmt: skip
+    model.train()
+    started, frames = time.perf_counter(), 0
+    for epoch in range(start_epoch, cfg.epochs):
+        batches = epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, epoch)
+        # every rank must take the same number of steps: each one is a collective (DDP, EMA)
+        batches = batches[: len(batches) // d.world * d.world][d.rank :: d.world]
+        sums = {"loss": 0.0, "recon": 0.0, "commitment": 0.0, "perplexity": 0.0}
+        for utt, start in batches:
+            t0 = time.perf_counter()
+            x, spk = batch(train_data, utt, start, cfg.crop_frames)
+            xt, st = _to_device(x, d), _to_device(spk, d)
+            audio = _audio(model, train_data, utt, start, cfg, d)
+            with _autocast(d):
+                out = net(xt, st, audio)
+                recon = decoder_loss(xt, out)
+                loss = recon + out.vq.loss
+            if not math.isfinite(float(loss.detach())):
+                good = ckpt_path if ckpt_path.exists() else "none yet"
+                value = float(loss.detach())
+                raise TrainingError(
+                    f"loss became {value} at step {step + 1} (epoch {epoch + 1}); stopped. "
+                    f"The last good checkpoint is {good}; lower train.lr or check the features"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norms = _grad_norms(model)
+            optimizer.step()
+            step += 1
+            frames += x.shape[0] * x.shape[1] * d.world
+            values = {
+                "loss": float(loss.detach()), "recon": float(recon.detach()),
+                "commitment": float(out.vq.commitment.detach()),
+                "perplexity": float(out.vq.perplexity),
+            }  # fmt: skip
+            for k, v in values.items():
+                sums[k] += v
+            if live is not None and step % cfg.log_every == 0:
+                live.step = step
+                for k, v in values.items():
+                    live.log_metric(f"train/{k}", v)
+                live.log_metric("train/codes_used", int(out.vq.codes_used))
+                for name, v in norms.items():
+                    live.log_metric(f"grad_norm/{name}", v)
+                live.log_metric("step_time_s", time.perf_counter() - t0)
+                live.next_step()
+            if on_step is not None:
+                on_step(step, model)
+        last = {f"train_{k}": v / max(1, len(batches)) for k, v in sums.items()}
+        if val_data is not None:
+            last.update({f"val_{k}": v for k, v in validate(model, val_data, cfg, d).items()})
+        last["epoch"] = epoch + 1
+        if d.world > 1:
+            dist.barrier()
+        if d.main:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "epoch")
+            log.info("epoch %d/%d (step %d): %s", epoch + 1, cfg.epochs, step, shown)
+            if live is not None:
+                live.step = step
+                for k, v in last.items():
+                    if k.startswith("val_"):
+                        live.log_metric(f"val/{k[4:]}", v)
+                live.next_step()
+            if on_epoch is not None:  # before the checkpoint: what it keeps is never older
+                on_epoch(epoch + 1, model)
+            save(ckpt_path, {
+                "key": key, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state() if d.device.type == "cuda" else None,
+                "last": last,
+            })  # fmt: skip
+    if d.world > 1:
+        _check_same_codebook(model, d)
+    return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
+
+
+def _check_same_codebook(model: VQVAE, d: Dist) -> None:
+    """Every rank must end with the same codebook (EMA statistics are all-reduced)."""
+    mine = model.quantizer.codebook.detach().double().sum().reshape(1)
+    gathered = [torch.zeros_like(mine) for _ in range(d.world)]
+    dist.all_gather(gathered, mine)
+    values = [float(g) for g in gathered]
+    if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+        raise TrainingError(f"codebooks differ across ranks: checksums {values}")
+    log.info("codebooks identical across %d ranks (checksum %.6f)", d.world, values[0])

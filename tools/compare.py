@@ -1,0 +1,77 @@
+"""compare: every finished experiment of the repository side by side. Not a pipeline stage: a
+command run by hand after `dvc exp run` (tools/ holds such commands; stages/ only what dvc.yaml
+calls).
+
+Reads the experiments through DVC's Python API (`dvc.api.exp_show`, what `dvc exp show` shows) and
+writes plots/compare/: metrics_vs_codebook_size.png (each metric against K, log axis, error bars
+over seeds, the MFCC baseline at the same K dashed), seeds.png (every seed's PNMI and ABX per
+configuration), table.md (mean ± std per configuration beside the baseline) and runs.csv; and
+codebook.gif, the UMAP of codebook + val latents over training of one run (`--gif-rev`, default
+the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
+
+    python tools/compare.py                      # all experiments of the current commit
+    python tools/compare.py --rev HEAD~1         # experiments based on an earlier commit
+    python tools/compare.py -A --gif-rev exp-a1b2c   # all commits; GIF of one experiment
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vqspeech import cli
+
+app = cli.app(__doc__)
+Opt = typer.Option
+
+
+@app.command()
+def main(
+    repo: Annotated[Path, Opt("--repo", help="DVC repository to read.")] = Path("."),
+    out_dir: Annotated[Path, Opt("--out", help="Folder to write.")] = Path("plots/compare"),
+    all_commits: Annotated[
+        bool, Opt("--all-commits", "-A", help="Experiments of every commit, not only HEAD's.")
+    ] = False,
+    rev: Annotated[str, Opt("--rev", help="Experiments of this commit (default HEAD).")] = "",
+    workspace: Annotated[bool, Opt("--workspace", help="Include the workspace's run.")] = False,
+    gif_rev: Annotated[
+        str, Opt("--gif-rev", help="Experiment or rev for codebook.gif; 'none' skips it.")
+    ] = "",
+    seed: Annotated[int, Opt("--seed", help="Seed of the GIF's UMAP.")] = 0,
+) -> None:
+    """Plot and tabulate all experiments' metrics."""
+    import io
+
+    import dvc.api
+    import pyarrow.parquet as pq
+
+    from vqspeech.io import atomic
+    from vqspeech.report import compare
+
+    with cli.timed("compare"), cli.exit_on_error():
+        rows = dvc.api.exp_show(repo=str(repo), revs=rev or None, num=-1 if all_commits else 1)
+        runs = compare.runs(rows, include_workspace=workspace)
+        summ = compare.summary(runs)
+        cols = compare.config_columns(runs)
+        cli.log.info("%d finished runs in %d configurations (varying: %s)", len(runs), len(summ),
+                     ", ".join(cols) or "nothing")  # fmt: skip
+        out_dir.mkdir(parents=True, exist_ok=True)
+        compare.plot_against_k(summ, out_dir / "metrics_vs_codebook_size.png")
+        compare.plot_seeds(runs, out_dir / "seeds.png")
+        atomic.write_text(out_dir / "table.md", compare.markdown(summ))
+        atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
+        written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "runs.csv"]
+        if gif_rev != "none":
+            path = "models/snapshots.parquet"
+            with dvc.api.open(path, repo=str(repo), rev=gif_rev or None, mode="rb") as f:
+                snaps = pq.read_table(io.BytesIO(f.read())).to_pandas()
+            frames = compare.codebook_animation(snaps, out_dir / "codebook.gif", seed)
+            written.append(f"codebook.gif ({frames} epochs of {gif_rev or 'the workspace'})")
+        cli.log.info("wrote %s/: %s", out_dir, ", ".join(written))
+        print(compare.markdown(summ))
+
+
+if __name__ == "__main__":
+    cli.run(app)
