@@ -26,9 +26,11 @@ $(OFFLINE): web/package-lock.json src/vqspeech/report/vega_page.py | npm $(STAMP
 	npm ci --prefix web --no-audit --no-fund --loglevel=error
 	$(BIN)/python -m vqspeech.report.vega_page web/node_modules $@
 
-# The environment is the committed lock (requirements.lock: every package, pinned with hashes),
-# installed by uv. The torch wheel comes from wherever pip is configured to find it
-# (pip config's find-links): passed on to uv here, so no machine path lives in the repository.
+# The environment is the committed lock (requirements.lock: every package pinned with hashes,
+# but torch), installed by uv. torch is pinned in pyproject.toml (torch==2.13.0) and installed
+# with the project: which build comes (the CPU wheel of a machine's local index, or PyPI's CUDA
+# build) is the machine's. Where pip is configured with find-links (pip config), they are passed
+# on to uv here, so no machine path lives in the repository.
 UV_VERSION := 0.13.9
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^ ]*find-links='\([^']*\)'$$/\1/p" | head -n 1)
 UV_FLAGS := --python $(BIN)/python $(foreach d,$(FIND_LINKS),--find-links $(d))
@@ -37,14 +39,14 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q $(UV_FLAGS) requirements.lock
-	$(BIN)/uv pip install -q $(UV_FLAGS) --no-deps -e .
+	$(BIN)/uv pip install -q $(UV_FLAGS) -e .
 	touch $@
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then `make setup`)
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes \
-	  $(foreach d,$(FIND_LINKS),--find-links $(d)) --custom-compile-command "make lock" \
-	  -o requirements.lock
+	  --no-emit-package torch $(foreach d,$(FIND_LINKS),--find-links $(d)) \
+	  --custom-compile-command "make lock" -o requirements.lock
 
 repro: setup
 	dvc repro

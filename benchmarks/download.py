@@ -43,7 +43,7 @@ def main(utterances_per_speaker: int | None = None, jobs: int = 0) -> None:
             table(header, [row]),
             "",
             f"{stamp()} {version}; jobs={jobs or 'all cores'}.",
-            "Target (issue 2): about 1 h of audio in under 3 minutes on 2 cores.",
+            "Target: about 1 h of audio in under 3 minutes on 2 cores.",
         ]
     )
     update_section("download", body)

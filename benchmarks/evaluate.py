@@ -1,4 +1,4 @@
-"""Benchmark alignment extraction, evaluation and figures on the default corpus (issue target:
+"""Benchmark alignment extraction, evaluation and figures on the default corpus (target:
 align + evaluate under 2 minutes on 2 cores, UMAP included).
 
 Runs the align, evaluate and figures stages, each in a fresh process (so import and numba

@@ -88,7 +88,7 @@ def main(jobs: int = 0) -> None:
             f"{stamp()} jobs={jobs or 'all cores'}; shard_mb={params['features']['shard_mb']}.",
             "Wall time is the whole stage in a fresh process: Python start, imports and the",
             "one-time librosa warm-up (about 3 s) included, so longer corpora run nearer the",
-            "steady-state rate. Target (issue 3): at least 1000x real time on 2 cores for 16 kHz",
+            "steady-state rate. Target: at least 1000x real time on 2 cores for 16 kHz",
             "input; peak memory flat as the corpus grows 10x.",
         ]
     )

@@ -41,6 +41,7 @@ def main(
 
     with cli.stage("align", params_file, out_dir, report_path) as params:
         split = params.eval.split
+        cli.log.info("split %s", split)
         model, _ = load_model(model_path)
         norm = Normalizer.load(stats_path)
         utts = list(shards.iter_utterances(features_dir, split))
@@ -54,8 +55,8 @@ def main(
 
         table, report = align.align(model, utts, grids, norm, device, params.eval.batch_size, bar)
         for what, missing in (
-            ("codes only", report.only_codes),
-            ("labels only", report.only_labels),
+            ("codes", report.only_codes),
+            ("labels", report.only_labels),
         ):
             for utt, count in missing.items():
                 cli.log.warning("%s: %d frames with %s only (not joined)", utt, count, what)

@@ -29,6 +29,9 @@ def main(
     plots_dir: Annotated[Path, cli.opt("--plots", "Folder of the two plot tables.")] = Path(
         "plots"
     ),
+    report_path: Annotated[Path, cli.opt("--report", "Full dataset description.")] = Path(
+        "reports/dataset.json"
+    ),
 ) -> None:
     """Compute train-split normalization statistics and dataset metrics."""
     from vqspeech.features import shards
@@ -36,7 +39,7 @@ def main(
     from vqspeech.io import atomic
 
     phone_plot, stats_plot = plots_dir / "phone_frequency.json", plots_dir / "feature_stats.json"
-    outputs = (stats_path, metrics_path, phone_plot, stats_plot)
+    outputs = (stats_path, metrics_path, report_path, phone_plot, stats_plot)
     with cli.stage("stats", params_file, *outputs) as params:
         files = shards.files(features_dir)
         summary = DatasetSummary(shards.HOP_S, params.stats.window_frames)
@@ -53,7 +56,9 @@ def main(
             cli.log.warning("dimension %d has std %.2g over train frames; floored at %g",
                             d, moments["train"].std[d], norm.std[d])  # fmt: skip
         atomic.write_text(stats_path, norm.to_json())
-        atomic.write_text(metrics_path, json.dumps(summary.as_dict(), indent=2) + "\n")
+        full = summary.as_dict()
+        atomic.write_text(report_path, json.dumps(full, indent=2) + "\n")
+        atomic.write_text(metrics_path, json.dumps(summary.headline(full), indent=2) + "\n")
         atomic.write_text(phone_plot, json.dumps(summary.phone_rows(), indent=1) + "\n")
         atomic.write_text(stats_plot, json.dumps(feature_rows(moments, norm), indent=1) + "\n")
         cli.log.info("read %d shards (%d train frames); wrote %s", len(files), norm.frames,

@@ -49,7 +49,7 @@ def run(
     from vqspeech.model.vqvae import VQVAE, summary
     from vqspeech.train import checkpoints as ckpt
     from vqspeech.train import livelog, snapshots
-    from vqspeech.train.crops import epoch_batches, load_split
+    from vqspeech.train.crops import epoch_batches, load_train_val
     from vqspeech.train.loop import setup, train
 
     with cli.stage("train", params_file) as params:
@@ -59,27 +59,21 @@ def run(
         d = setup(cfg.device)
         norm = Normalizer.load(stats_path)
         audio = model_cfg.decoder == "wavenet"  # the WaveNet learns the crops' samples
-        train_data, speakers = load_split(features_dir, "train", norm, audio=audio)
-        try:
-            index = {s: i for i, s in enumerate(speakers)}
-            val_data, _ = load_split(features_dir, "val", norm, index, audio=audio)
-        except ValueError as err:
-            cli.log.warning("no validation: %s", err)
-            val_data = None
+        train_data, val_data, speakers = load_train_val(features_dir, norm, audio)
         data_key = ckpt.data_fingerprint(features_dir, stats_path)
         key = ckpt.run_key(model_cfg, cfg, data_key)
         folder = ckpt.run_dir(checkpoints, key)
         if d.main:
             n_val = len(val_data.utterance_ids) if val_data else "no"
-            cli.log.info("read %s: %d train utterances, %d speakers; %s val; device %s x %d",
-                         features_dir, len(train_data.utterance_ids), len(speakers), n_val,
-                         d.device, d.world)  # fmt: skip
+            n_train = len(train_data.utterance_ids)
+            cli.log.info("read %s: %d train utterances (%d frames, %d speakers), %s val; "
+                         "device %s x %d", features_dir, n_train, len(train_data.features),
+                         len(speakers), n_val, d.device, d.world)  # fmt: skip
             shape = {"input_dim": train_data.features.shape[1], "n_speakers": len(speakers)}
             cli.log.info("model:\n%s\nrun key %s: checkpoint and snapshots in %s/",
                          summary(VQVAE(model_cfg, **shape)), key, folder)  # fmt: skip
-            snapshot_files = (folder / f"snapshot_{e:04d}.parquet" for e in range(cfg.epochs + 1))
-            atomic.remove_stale(model_path, metrics_path, snapshots_path, folder / ckpt.CHECKPOINT,
-                                folder / livelog.CURVES, *snapshot_files)  # fmt: skip
+            atomic.remove_stale(model_path, metrics_path, snapshots_path,
+                                *ckpt.run_files(folder, cfg.epochs))  # fmt: skip
         resume_at = ckpt.resume_step(checkpoints, key, cfg.epochs)
         live = livelog.open_live(live_dir, resume_at, folder) if d.main else None
         # every epoch has as many batches; each rank takes its share

@@ -1,4 +1,4 @@
-"""Every bad input named in DESIGN.md, for the checks all corpora share (here via `folder`)."""
+"""Every bad input named in docs/design.md, for the checks all corpora share (here via `folder`)."""
 
 from __future__ import annotations
 

@@ -53,6 +53,17 @@ def test_a_metric_name_prefixed_with_its_file_is_found():
     assert compare.runs([r])["vqvae.pnmi"].tolist() == [0.4]
 
 
+def test_experiments_recorded_with_the_old_names_are_read():
+    """Before the headline metrics: `vqvae.all.pnmi`; before the nested quantizer params:
+    `model.codebook_size`."""
+    old = {k.replace("vqvae.", "vqvae.all.", 1) if k.startswith("vqvae.") and ".abx." not in k
+           else k: v for k, v in row("a1", 64, 1, 0.1, 0.4).items()}  # fmt: skip
+    old["model.codebook_size"] = old.pop("model.quantizer.codebook_size")
+    runs = compare.runs([old, row("b1", 16, 1, 0.1, 0.3)])
+    assert runs["vqvae.pnmi"].tolist() == [0.4, 0.3]
+    assert runs["model.quantizer.codebook_size"].tolist() == [64, 16]
+
+
 def test_seeds_are_grouped_into_configurations():
     runs = compare.runs(rows())
     assert compare.config_columns(runs) == ["model.quantizer.codebook_size", "model.jitter"]

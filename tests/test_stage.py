@@ -222,9 +222,13 @@ def test_features_and_stats_stages(tmp_path: Path):
     assert stats["frames"] == len(train)
     np.testing.assert_allclose(stats["mean"], train.mean(axis=0), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(stats["std"], train.std(axis=0), rtol=1e-6)
-    dataset = json.loads((tmp_path / "metrics/dataset.json").read_text())
+    dataset = json.loads((tmp_path / "reports/dataset.json").read_text())
     assert set(dataset["splits"]) == {"train", "test"}
     assert dataset["splits"]["test"]["speakers"] == 1
+    headline = json.loads((tmp_path / "metrics/dataset.json").read_text())
+    assert headline["total"] == dataset["total"] and "frames_per_phone" not in headline
+    assert headline["splits"]["test"] == {k: dataset["splits"]["test"][k]
+                                          for k in ("hours", "utterances", "speakers")}  # fmt: skip
     rows = json.loads((tmp_path / "plots/feature_stats.json").read_text())
     assert len(rows) == 39 and rows[0]["train_norm_mean"] == pytest.approx(0, abs=1e-4)
     assert rows[0]["train_norm_std"] == pytest.approx(1, abs=1e-4)

@@ -6,7 +6,10 @@ A stage script is params, progress and I/O around a call into the library:
     app = cli.app(__doc__)
 
     @app.command()
-    def main(params_file: cli.ParamsFile = cli.PARAMS, out: cli.Out("data/x", "what") = ...):
+    def main(
+        params_file: cli.ParamsFile = cli.PARAMS,
+        out: Annotated[Path, cli.opt("--out", "What to write.")] = Path("data/x"),
+    ) -> None:
         with cli.stage("x", params_file, out) as params:
             ...
 
@@ -98,8 +101,8 @@ def stage(name: str, params_file: Path, *outputs: Path) -> Iterator[Params]:
     from vqspeech.io import atomic
 
     params = load_params_or_exit(params_file)
-    atomic.remove_stale(*outputs)
     with timed(name), exit_on_error():
+        atomic.remove_stale(*outputs)
         yield params
 
 

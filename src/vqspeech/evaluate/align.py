@@ -1,6 +1,6 @@
 """Codes for whole held-out utterances, joined with ground-truth phones at the same 20 ms rate.
 
-Latent k stands for feature frames 2k and 2k+1 (DESIGN.md "Frames and time"); its ground-truth
+Latent k stands for feature frames 2k and 2k+1 (docs/design.md "Frames and time"); its ground-truth
 label is the phone at the centre of those two frames, 17.5 ms after frame 2k starts at the default
 hop and window, read from the utterance's TextGrid (shifted by the features' `start_s`). Codes and
 labels are joined on (utterance_id, frame) explicitly; frames on one side only are reported.

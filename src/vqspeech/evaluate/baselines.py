@@ -1,4 +1,4 @@
-"""Scoring the codes beside baselines on the same frames (docs/design.md "Metrics").
+"""Scoring the codes beside baselines on the same frames (docs/design.md "Evaluation").
 
 Systems, all at the latents' 20 ms rate and joined on (utterance_id, frame):
 - `vqvae`: the model's codes (data/codes); ABX of its continuous latents and of its codes;
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable
 
 import numpy as np
@@ -27,8 +28,8 @@ from vqspeech.features.stats import Normalizer
 
 log = logging.getLogger(__name__)
 # all frames; the rest (speech frames, AMI, ARI, ..., ABX cell counts) is in reports/eval.json
-HEADLINE = ("pnmi", "nmi", "phone_purity", "boundary_f1", "code_perplexity", "codes_used",
-            "bitrate", "mean_run_length")  # fmt: skip
+HEADLINE = ("pnmi", "nmi", "ami", "phone_purity", "one_to_one", "boundary_f1", "code_perplexity",
+            "codes_used", "bitrate", "mean_run_length")  # fmt: skip
 
 
 def pair_frames(features: np.ndarray) -> np.ndarray:
@@ -141,10 +142,11 @@ def evaluate(
         ("mfcc", "frames"): abx.angular(mfcc),
     }
     for (system, rep), distance in representations.items():
+        started = time.perf_counter()
         res = abx.abx(items, distance, max_x_across, seed)
         result.setdefault(system, {}).setdefault("abx", {})[rep] = res.as_percent()
-        log.info("ABX %s %s: within %.2f %%, across %.2f %%",
-                 system, rep, 100 * res.within, 100 * res.across)  # fmt: skip
+        log.info("ABX %s %s: within %.2f %%, across %.2f %% (%.1f s)", system, rep,
+                 100 * res.within, 100 * res.across, time.perf_counter() - started)  # fmt: skip
     return rounded(result)
 
 

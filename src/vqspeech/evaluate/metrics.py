@@ -1,8 +1,8 @@
 """How well discrete codes line up with phones: every metric from one phone x code count table.
 
 `Contingency.of(phones, codes)` counts frames per (phone, code) pair; `scores` derives the
-clustering metrics of DESIGN.md "Metrics" from it and from the same label arrays (sklearn for
-ARI/AMI/NMI/homogeneity/completeness/V-measure, so those are the library's definitions):
+clustering metrics of docs/design.md "Evaluation" from it and from the same label arrays
+(sklearn for ARI/AMI/NMI/homogeneity/completeness/V-measure: the library's definitions):
 - PNMI = I(phone; code) / H(phone);
 - phone purity (many-to-one accuracy): each code mapped to its most frequent phone;
 - cluster purity: each phone mapped to its most frequent code;

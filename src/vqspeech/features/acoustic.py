@@ -1,6 +1,6 @@
 """Acoustic features and their frame labels.
 
-Frames follow DESIGN.md "Frames and time": frame i covers samples [i * hop, i * hop + win)
+Frames follow docs/design.md "Frames and time": frame i covers samples [i * hop, i * hop + win)
 (no centre padding), i.e. [10 i, 10 i + 25) ms at the defaults, and is labelled with the phone
 at its centre. Pre-emphasis is applied to the whole signal before framing.
 

@@ -116,6 +116,15 @@ class DatasetSummary:
             "frames_per_phone": dict(sorted(all_phones.items())),
         }
 
+    @staticmethod
+    def headline(full: dict[str, object]) -> dict[str, object]:
+        """metrics/dataset.json, what `dvc metrics show` puts beside the other runs: the totals,
+        and hours, utterances and speakers per split (the rest, frames per phone included, is
+        in reports/dataset.json)."""
+        per_split = {s: {k: v[k] for k in ("hours", "utterances", "speakers")}
+                     for s, v in full["splits"].items()}  # type: ignore[union-attr]  # fmt: skip
+        return {"splits": per_split, "total": full["total"]}
+
     def phone_rows(self) -> list[dict[str, object]]:
         """Rows for the phone frequency plot: one per (phone, split)."""
         return [

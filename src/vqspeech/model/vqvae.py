@@ -1,5 +1,5 @@
 """The VQ-VAE of Chorowski et al. 2019, with the encoder/deconvolution-decoder shape of the
-reference implementation and none of its bugs (DESIGN.md): every residual block has its own
+reference implementation and none of its bugs (docs/design.md): every residual block has its own
 weights, quantization is one vector per 20 ms step, and the speaker embedding is a registered,
 trained module.
 

@@ -29,7 +29,9 @@ SEED = "train.seed"
 METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
     ("PNMI", "vqvae.pnmi", "kmeans_mfcc.pnmi", True),
     ("NMI", "vqvae.nmi", "kmeans_mfcc.nmi", True),
+    ("AMI", "vqvae.ami", "kmeans_mfcc.ami", True),
     ("phone purity", "vqvae.phone_purity", "kmeans_mfcc.phone_purity", True),
+    ("one-to-one", "vqvae.one_to_one", "kmeans_mfcc.one_to_one", True),
     ("boundary F1", "vqvae.boundary_f1", "kmeans_mfcc.boundary_f1", True),
     ("code perplexity", "vqvae.code_perplexity", "kmeans_mfcc.code_perplexity", True),
     ("ABX across, latents (%)", "vqvae.abx.latent.across", "mfcc.abx.frames.across", False),
@@ -40,13 +42,27 @@ IGNORED_PARAMS = {SEED, "train.device", "train.threads", "train.log_every",
                   "train.snapshot_every", "data.jobs", "features.jobs"}  # fmt: skip
 
 
+# experiments recorded before the headline metrics and the nested quantizer params
+LEGACY = {K: "model.codebook_size"}
+
+
+def _legacy(name: str) -> str:
+    system, _, metric = name.partition(".")
+    if name in LEGACY:
+        return LEGACY[name]
+    flat = system in ("vqvae", "kmeans_mfcc") and not metric.startswith("abx.")
+    return f"{system}.all.{metric}" if flat else name
+
+
 def _value(row: Mapping[str, object], name: str) -> object:
-    """A flattened column by name; DVC prefixes `file:` when two files share a name."""
-    if name in row:
-        return row[name]
-    for key, value in row.items():
-        if key.endswith(":" + name):
-            return value
+    """A flattened column by name (or its name before the headline metrics); DVC prefixes
+    `file:` when two files share a name."""
+    for candidate in dict.fromkeys((name, _legacy(name))):
+        if candidate in row:
+            return row[candidate]
+        for key, value in row.items():
+            if key.endswith(":" + candidate):
+                return value
     return None
 
 
@@ -76,6 +92,8 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
             bare = key.split(":", 1)[-1]
             if bare.split(".")[0] in {"data", "features", "stats", "model", "train", "eval"}:
                 record[bare] = value
+        if K not in record and LEGACY[K] in record:  # recorded with the flat model params
+            record[K] = record.pop(LEGACY[K])
         for _, ours, base, _ in METRICS:
             record[ours] = _number(_value(row, ours))
             if base:

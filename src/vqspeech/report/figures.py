@@ -67,9 +67,9 @@ def utterance_panels(
         u = utts[uid]
         audio, sr = sf.read(audio_paths[uid], dtype="float32", always_2d=True)
         audio = audio.mean(axis=1)[round(u.start_s * sr) :]
-        x = norm(u.features)
+        x = norm(u.features, np.float64)
         with torch.no_grad():
-            _, vq = model.encode(torch.from_numpy(x)[None])
+            _, vq = model.encode(torch.from_numpy(x.astype(np.float32))[None])
             recon = None
             if model.cfg.decoder == "deconv":
                 speaker = model.speaker_vectors(torch.tensor([-1]))
@@ -78,7 +78,7 @@ def utterance_panels(
         phones = [(iv.start - u.start_s, iv.end - u.start_s, iv.label)
                   for iv in read_phones(textgrids[uid]).intervals]  # fmt: skip
         panels.append(P.UtterancePanels(
-            uid, audio[: int(len(u.features) * 0.01 * sr) + 240], sr, x.astype(np.float64), soft,
+            uid, audio[: int(len(u.features) * 0.01 * sr) + 240], sr, x, soft,
             position[vq.codes[0].numpy()], phones, recon,
         ))  # fmt: skip
     return panels

@@ -54,6 +54,15 @@ def run_dir(checkpoint_root: Path, key: str) -> Path:
     return Path(checkpoint_root) / key
 
 
+def run_files(folder: Path, epochs: int) -> list[Path]:
+    """What a run writes into its folder (checkpoint, curves, snapshots): the outputs whose
+    temporaries a killed run may have left."""
+    from vqspeech.train import livelog
+
+    snaps = [folder / f"snapshot_{e:04d}.parquet" for e in range(epochs + 1)]
+    return [folder / CHECKPOINT, folder / livelog.CURVES, *snaps]
+
+
 def resume_step(checkpoint_dir: Path, key: str, epochs: int) -> int | None:
     """The step a run with this key and number of epochs would resume from, or None when it
     would start afresh."""

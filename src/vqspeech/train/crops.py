@@ -7,6 +7,7 @@ start of an epoch sees the same batches it would have seen.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -16,7 +17,8 @@ import pyarrow.compute as pc
 from vqspeech.features import shards
 from vqspeech.features.stats import Normalizer
 
-HOP, WIN = 160, 400  # samples per 10 ms frame step and 25 ms window at 16 kHz (features.py)
+log = logging.getLogger(__name__)
+HOP, WIN = 160, 400  # samples per 10 ms step and 25 ms window at 16 kHz (features/acoustic.py)
 
 
 @dataclass
@@ -96,6 +98,21 @@ def load_split(
         data.audio = np.concatenate(waves)
         data.audio_offsets = np.concatenate([[0], np.cumsum(audio_lengths)]).astype(np.int64)
     return data, names
+
+
+def load_train_val(
+    folder: str | os.PathLike[str], norm: Normalizer, audio: bool = False
+) -> tuple[SplitData, SplitData | None, list[str]]:
+    """The train split, the val split (None, with a warning, when it has no utterances or
+    cannot be used) numbered by the train speakers, and the train speakers."""
+    train, speakers = load_split(folder, "train", norm, audio=audio)
+    try:
+        index = {s: i for i, s in enumerate(speakers)}
+        val, _ = load_split(folder, "val", norm, index, audio=audio)
+    except ValueError as err:
+        log.warning("no validation: %s", err)
+        val = None
+    return train, val, speakers
 
 
 def crops(

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 class Snapshots:
-    """Callable `(epoch, model)` for `training.train(on_epoch=...)`."""
+    """Callable `(epoch, model)` for `vqspeech.train.loop.train(on_epoch=...)`."""
 
     def __init__(
         self, folder: Path, key: str, sample: Iterable[Utterance], norm: Normalizer,
