@@ -9,6 +9,8 @@ import pytest
 
 from vqspeech.evaluate import abx
 
+ABX = {"max_x_across": 5, "seed": 0}  # eval.abx.max_x_across, train.seed
+
 
 def reference_dtw(d: np.ndarray) -> float:
     """libri-light's DTW written out cell by cell: cumulative cost, then the backtracked path's
@@ -108,10 +110,10 @@ def test_separable_phones_give_zero_error_and_identical_frames_give_one_half():
     rng = np.random.default_rng(0)
     direction = {"a": [1.0, 0.0, 0.0], "b": [0.0, 1.0, 0.0]}
     vectors = np.array([direction[p] for p in phones]) + rng.normal(0, 0.01, (12, 3))
-    r = abx.abx(items, abx.angular(vectors))
+    r = abx.abx(items, abx.angular(vectors), **ABX)
     assert (r.within, r.across) == (0.0, 0.0)
     assert r.within_cells == 4 and r.across_cells == 4  # (s, a, b) x 2 speakers; (s, sx, a, b)
-    r = abx.abx(items, abx.angular(np.ones((12, 3))))
+    r = abx.abx(items, abx.angular(np.ones((12, 3))), **ABX)
     assert (r.within, r.across) == (0.5, 0.5)  # every comparison a tie, counted half
 
 
@@ -121,7 +123,7 @@ def test_a_speaker_dependent_relabelling_is_perfect_within_and_always_wrong_acro
     vectors = np.array(
         [e[int((p == "a") == (s == "s1"))] for p, s in zip(phones, speakers, strict=True)]
     )
-    r = abx.abx(items, abx.angular(vectors))
+    r = abx.abx(items, abx.angular(vectors), **ABX)
     assert (r.within, r.across) == (0.0, 1.0)
 
 
@@ -129,7 +131,7 @@ def test_hand_computed_cell_with_a_closer_impostor():
     # a items at 0 and 10 degrees, the b item at 5 degrees: each X of a has B closer than A
     angles = np.deg2rad([0.0, 10.0, 5.0])
     vectors = np.stack([np.cos(angles), np.sin(angles)], 1)
-    r = abx.abx(one_frame_items(["a", "a", "b"], ["s"] * 3), abx.angular(vectors))
+    r = abx.abx(one_frame_items(["a", "a", "b"], ["s"] * 3), abx.angular(vectors), **ABX)
     assert r.within == 1.0 and r.within_cells == 1  # (b, a) needs two b items: no cell
     assert np.isnan(r.across) and r.across_cells == 0
 
@@ -140,7 +142,7 @@ def test_errors_are_averaged_per_context_before_pooling():
     vectors = np.stack([np.cos(angles), np.sin(angles)], 1)
     items = one_frame_items(["a", "a", "b", "a", "a", "a", "a", "b"], ["s"] * 8,
                             ["c1"] * 3 + ["c2"] * 5)  # fmt: skip
-    r = abx.abx(items, abx.angular(vectors))
+    r = abx.abx(items, abx.angular(vectors), **ABX)
     assert r.within == pytest.approx(0.5)  # not 2 / 14 as pooling the triplets would give
 
 

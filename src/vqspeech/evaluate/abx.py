@@ -212,7 +212,7 @@ def _average(cells: pd.DataFrame, speaker_cols: list[str]) -> float:
 
 
 def abx(
-    items: Items, frame_distance: FrameDistance, max_x_across: int = 5, seed: int = 0,
+    items: Items, frame_distance: FrameDistance, max_x_across: int, seed: int,
 ) -> ABXResult:  # fmt: skip
     """Within- and across-speaker ABX error of `items` (already capped per group)."""
     _, ctx = np.unique(items.context, return_inverse=True)

@@ -55,7 +55,7 @@ class Encoded:
 @torch.no_grad()
 def encode(
     model: VQVAE, utterances: list[Utterance], norm: Normalizer, device: torch.device,
-    batch_size: int = 32,
+    batch_size: int,
 ) -> Iterator[Encoded]:  # fmt: skip
     """Latents and codes of whole utterances, batched by exact length (no padding, which would
     change the latents near the end through the convolutions' context)."""
@@ -102,7 +102,7 @@ def join(codes: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, JoinR
 
 def align(
     model: VQVAE, utterances: list[Utterance], textgrids: dict[str, str], norm: Normalizer,
-    device: torch.device, batch_size: int = 32, wrap=lambda it, n: it,
+    device: torch.device, batch_size: int, wrap=lambda it, n: it,
 ) -> tuple[pa.Table, JoinReport]:  # fmt: skip
     """Encode `utterances`, label each latent from its TextGrid, join; one row per 20 ms latent:
     utterance_id, speaker, frame, code, phone, latent. `wrap(iterator, total)` adds progress."""

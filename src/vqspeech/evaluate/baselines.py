@@ -69,7 +69,7 @@ def baseline_codes(
     return keys.assign(code=km.predict(x).astype(np.int64))
 
 
-def score_system(frames: pd.DataFrame, tolerance: int = 1) -> dict[str, dict[str, float]]:
+def score_system(frames: pd.DataFrame, tolerance: int) -> dict[str, dict[str, float]]:
     """Metrics of one system; `frames` has utterance_id, frame, phone, code (one row a latent)."""
     frames = frames.sort_values(["utterance_id", "frame"])
     phones, codes = frames["phone"].to_numpy(), frames["code"].to_numpy()

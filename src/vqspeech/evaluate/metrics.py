@@ -117,7 +117,7 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def boundary_scores(
-    phone_seqs: Sequence[np.ndarray], code_seqs: Sequence[np.ndarray], tolerance: int = 1,
+    phone_seqs: Sequence[np.ndarray], code_seqs: Sequence[np.ndarray], tolerance: int,
     speech_only: bool = False,
 ) -> dict[str, float]:  # fmt: skip
     """Phone-boundary precision, recall and F1 of code changes, per utterance, pooled.

@@ -218,7 +218,7 @@ class UtterancePanels:
 
 
 def utterance_figure(
-    panels: list[UtterancePanels], path: Path, seconds: float = 2.5, hop_s: float = 0.01
+    panels: list[UtterancePanels], path: Path, seconds: float, hop_s: float = 0.01
 ) -> None:
     """One column per utterance: waveform, spectrogram, input features, soft code assignment,
     chosen codes over the phone alignment, reconstruction; all on one time axis, the first
