@@ -33,7 +33,9 @@ $(OFFLINE): web/package-lock.json src/vqspeech/report/vega_page.py | npm $(STAMP
 # on to uv here, so no machine path lives in the repository.
 UV_VERSION := 0.13.9
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^ ]*find-links='\([^']*\)'$$/\1/p" | head -n 1)
-UV_FLAGS := --python $(BIN)/python $(foreach d,$(FIND_LINKS),--find-links $(d))
+# --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set (CI, this machine) every
+# process would otherwise compile every module it imports from source, seconds per process
+UV_FLAGS := --python $(BIN)/python --compile-bytecode $(foreach d,$(FIND_LINKS),--find-links $(d))
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
