@@ -47,7 +47,7 @@ def main(
         utts = list(shards.iter_utterances(features_dir, split))
         if not utts:
             raise ValueError(f"{features_dir}: no {split!r} utterances")
-        grids = manifest.textgrids(manifest.read(manifest_path))
+        grids = manifest.by_id(manifest.read(manifest_path), "textgrid")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
         def bar(it, total):

@@ -41,14 +41,13 @@ def main(
         model, _ = load_model(model_path)
         norm = Normalizer.load(stats_path)
         table = manifest.read(manifest_path)
-        paths = dict(zip(*(table.column(c).to_pylist() for c in ("utterance_id", "path")),
-                         strict=True))  # fmt: skip
+        paths, grids = manifest.by_id(table, "path"), manifest.by_id(table, "textgrid")
 
         def panels_of(ids: list[str], order: list[int]) -> list:
             wanted = set(ids)
             utts = {u.utterance_id: u for u in shards.iter_utterances(features_dir)
                     if u.utterance_id in wanted}  # fmt: skip
-            return figures.utterance_panels(model, utts, norm, paths, manifest.textgrids(table),
+            return figures.utterance_panels(model, utts, norm, paths, grids,
                                             ids, order)  # fmt: skip
 
         with atomic.atomic_dir(out_dir) as tmp:

@@ -198,10 +198,10 @@ def read(path: str | os.PathLike[str]) -> pa.Table:
     return table.select(SCHEMA.names).cast(SCHEMA)
 
 
-def textgrids(table: pa.Table) -> dict[str, str]:
-    """utterance_id -> the path of its TextGrid."""
-    ids, grids = table.column("utterance_id").to_pylist(), table.column("textgrid").to_pylist()
-    return dict(zip(ids, grids, strict=True))
+def by_id(table: pa.Table, column: str) -> dict[str, str]:
+    """utterance_id -> its value in `column` (e.g. "path", "textgrid")."""
+    ids, values = table.column("utterance_id").to_pylist(), table.column(column).to_pylist()
+    return dict(zip(ids, values, strict=True))
 
 
 def summary(table: pa.Table, skipped: list[Skip], corpus: str) -> dict[str, object]:
