@@ -7,14 +7,19 @@ OFFLINE := .dvc/plots/offline.html
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup flite npm lock repro test lint format bench clean
+.PHONY: setup synth npm lock repro test lint format bench clean
 
-setup: flite $(STAMP) $(OFFLINE)
+setup: synth $(STAMP) $(OFFLINE)
 
-flite:
-	@command -v flite >/dev/null 2>&1 || { \
-	  echo "flite not found: installing it with apt-get"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq flite; }
+# The built-in corpus's synthesizers (Debian main) and the LibriVox test recordings; apt-get
+# runs only when one of them is missing.
+APT_SYNTH := flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng \
+  pocketsphinx-testdata
+synth:
+	@missing=$$(for p in $(APT_SYNTH); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing with apt-get:" $$missing; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 npm:
 	@command -v npm >/dev/null 2>&1 || { \

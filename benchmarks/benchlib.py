@@ -53,17 +53,17 @@ def run_stage(stage: str, cwd: Path, *args: str) -> tuple[float, float]:
     return wall, int(peak[-1].split()[1]) / 1024
 
 
-def update_section(name: str, body: str) -> None:
-    """Replace (or append) the section `name` of docs/benchmarks.md."""
+def update_section(name: str, body: str, doc: Path = DOC) -> None:
+    """Replace (or append) the section `name` of `doc` (docs/benchmarks.md)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nMeasured with `make bench`.\n"
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nMeasured with `make bench`.\n"
     block = f"{start}\n{body.rstrip()}\n{end}"
     if start in text:
         text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text)
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

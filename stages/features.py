@@ -40,7 +40,8 @@ def main(
         cli.log.info("%s features, %d dims, %d jobs", cfg.kind, cfg.dim, jobs)
         table = manifest.read(manifest_path)
         speakers = table.column("speaker").to_pylist()
-        split_of = split.assign(speakers, f.split.val_speakers, f.split.test_speakers)
+        val, test = split.held_out(f.split, params.data)
+        split_of = split.assign(speakers, val, test)
         rows = extract.rows(table, split_of)
         cli.log.info("read %s: %d utterances, %d speakers", manifest_path, len(rows), len(split_of))
         with atomic.atomic_dir(out_dir) as tmp:

@@ -15,8 +15,10 @@ def default_raw() -> dict:
 def test_committed_params_load():
     params = load_params(REPO / "params.yaml")
     assert params.data.corpus == "builtin"
-    assert params.data.builtin.voices == ["awb", "rms", "slt", "kal16"]
-    assert len(params.data.builtin.voices) * len(params.data.builtin.variants) >= 8
+    b = params.data.builtin
+    assert b.preset == "read" and len(b.voices) >= 12 and b.speakers_per_voice > 1
+    assert {v.split("/")[0] for v in b.voices} == {"flite", "festival", "espeak"}
+    assert params.features.split.test_speakers is None  # the corpus's own held-out voices
 
 
 def test_unknown_key_is_named():
@@ -57,6 +59,8 @@ def test_bad_choice_is_named():
 def test_corpus_needs_its_settings():
     raw = default_raw()
     raw["data"]["corpus"] = "vctk"
+    assert parse_params(raw).data.aligner == "pocketsphinx"  # aligned from the transcripts
+    raw["data"]["aligner"] = "none"
     with pytest.raises(ParamsError, match=r"data\.vctk\.alignments"):
         parse_params(raw)
 

@@ -51,6 +51,7 @@ def tiny_builtin() -> dict:
     return {
         "corpus": "builtin",
         "builtin": {
+            "preset": "flite12",
             "voices": ["kal16"],
             "variants": [{"name": "base"}, {"name": "low", "f0_scale": 0.8, "tempo": 0.9}],
             "utterances_per_speaker": 2,
@@ -101,7 +102,7 @@ def vctk_params(server: Server, payload: bytes, tmp_path: Path, on_error: str) -
     return {
         "corpus": "vctk",
         "on_error": on_error,
-        "builtin": tiny_builtin()["builtin"],
+        "aligner": "none",  # these test utterances without alignments (not speech to align)
         "vctk": {
             "url": server.url,
             "sha256": hashlib.sha256(payload).hexdigest(),
@@ -556,7 +557,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
             (work / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, work / name)
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["data"]["builtin"]["utterances_per_speaker"] = 1
+    raw["data"]["builtin"].update({"preset": "flite12", "utterances_per_speaker": 1})
     raw["data"]["builtin"]["voices"] = ["kal16"]
     raw["features"]["split"] = {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}
     raw["model"].update(TINY_MODEL)  # keep every key: dvc.yaml names some (train.seed, ...)

@@ -20,7 +20,12 @@ from vqspeech.io import atomic
 
 from .conftest import REPO, write_grid, write_wav
 
-BUILTIN = {"voices": ["kal16"], "variants": [{"name": "base"}], "utterances_per_speaker": 2}
+BUILTIN = {
+    "preset": "flite12",
+    "voices": ["kal16"],
+    "variants": [{"name": "base"}],
+    "utterances_per_speaker": 2,
+}
 OUTPUTS = (
     "data/raw",
     "data/manifest.parquet",

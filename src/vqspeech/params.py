@@ -14,6 +14,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vqspeech.voices import check_voice
+
 VCTK_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/3443/VCTK-Corpus-0.92.zip"
 VCTK_SHA256 = "f96258be9fdc2cbff6559541aae7ea4f59df3fcaf5cf963aae5ca647357e359c"
 VCTK_SIZE = 11_747_302_977
@@ -30,21 +32,125 @@ class _Strict(BaseModel):
 
 
 class Variant(_Strict):
-    """A speaker variant of a flite voice: f0 scaled from the voice's own, speaking rate scaled."""
+    """A named variant of every voice: f0 scaled from the voice's own, speaking rate scaled."""
 
     name: str = Field(pattern=r"^[a-z0-9]+$")
     f0_scale: float = Field(1.0, gt=0.3, lt=3.0)
     tempo: float = Field(1.0, gt=0.3, lt=3.0)
 
 
+class Range(_Strict):
+    """A factor drawn log-uniformly from [low, high] (low == high: always that value)."""
+
+    low: float = Field(gt=0.2, lt=5.0)
+    high: float = Field(gt=0.2, lt=5.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) is above high ({self.high})")
+        return self
+
+
+class ProsodyParams(_Strict):
+    """Per-utterance spread around the speaker's own: each factor is drawn log-uniformly from
+    [1 / (1 + x), 1 + x] (0 = every utterance as the speaker speaks)."""
+
+    stretch: float = Field(ge=0, le=1)  # duration
+    f0_mean: float = Field(ge=0, le=1)
+    f0_range: float = Field(ge=0, le=1)
+
+
+class HeldOut(_Strict):
+    """Speakers kept out of training, by voice (`engine/voice`: all its speakers) or by name."""
+
+    val: list[str] = []
+    test: list[str] = Field(min_length=1)
+
+
+# The built-in corpus's presets: `data.builtin.preset` picks one, and every key written beside it
+# in params.yaml overrides the preset's value (docs/corpus.md lists both presets and every knob).
+BUILTIN_PRESETS: dict[str, dict] = {
+    # 15 voices of three engines, 4 speakers each (vocal-tract warp, f0 and tempo drawn per
+    # speaker), per-utterance prosody and a mild recording channel; val and test hold out whole
+    # voices of every engine
+    "read": {
+        "voices": ["flite/awb", "flite/rms", "flite/slt", "flite/kal16",
+                   "festival/kal_diphone", "festival/ked_diphone",
+                   "festival/cmu_us_slt_arctic_hts",
+                   "espeak/en-us", "espeak/en+f2", "espeak/en-gb-scotland",
+                   "espeak/en-gb-x-rp+f4", "espeak/en-gb-x-gbclan", "espeak/en-gb-x-gbcwmd",
+                   "espeak/en-029", "espeak/en-us-nyc+f1"],
+        "speakers_per_voice": 4,
+        "variants": [],
+        "warp": {"low": 0.88, "high": 1.12},
+        "f0_scale": {"low": 0.85, "high": 1.2},
+        "tempo": {"low": 0.88, "high": 1.12},
+        "prosody": {"stretch": 0.1, "f0_mean": 0.1, "f0_range": 0.3},
+        "channel": "mild",
+        "held_out": {"val": ["flite/kal16", "espeak/en-029"],
+                     "test": ["flite/rms", "festival/ked_diphone", "espeak/en-gb-scotland"]},
+        "utterances_per_speaker": 25,
+    },
+    # the corpus of every result before 2026-12: four flite voices x three pitch/tempo variants,
+    # nothing drawn, no channel; byte for byte what the flite-only pipeline synthesized
+    "flite12": {
+        "voices": ["flite/awb", "flite/rms", "flite/slt", "flite/kal16"],
+        "speakers_per_voice": 1,
+        "variants": [{"name": "base", "f0_scale": 1.0, "tempo": 1.0},
+                     {"name": "high", "f0_scale": 1.25, "tempo": 1.1},
+                     {"name": "low", "f0_scale": 0.8, "tempo": 0.9}],
+        "warp": {"low": 1.0, "high": 1.0},
+        "f0_scale": {"low": 1.0, "high": 1.0},
+        "tempo": {"low": 1.0, "high": 1.0},
+        "prosody": {"stretch": 0.0, "f0_mean": 0.0, "f0_range": 0.0},
+        "channel": "off",
+        "held_out": {"val": ["awb_low", "slt_high"], "test": ["rms", "rms_high", "rms_low"]},
+        "utterances_per_speaker": 80,
+    },
+}  # fmt: skip
+
+
+def _merged(base: dict, given: dict) -> dict:
+    out = dict(base)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 class BuiltinParams(_Strict):
-    voices: list[Literal["awb", "rms", "slt", "kal16"]] = Field(min_length=1)
-    variants: list[Variant] = Field(min_length=1)
+    """The built-in corpus: a preset, and the keys that override it (docs/corpus.md)."""
+
+    preset: Literal["read", "flite12"] = "read"
+    voices: list[str] = Field(min_length=1)  # engine/voice; a bare name is a flite voice
+    speakers_per_voice: int = Field(gt=0)
+    variants: list[Variant]  # every voice x variant (x speakers_per_voice); [] = one each
+    warp: Range  # vocal-tract length factor per speaker (resampling; 1 = the voice's own)
+    f0_scale: Range  # per speaker
+    tempo: Range  # per speaker
+    prosody: ProsodyParams  # per utterance
+    channel: Literal["off", "mild", "strong"]  # per-utterance microphone EQ, room and noise
+    held_out: HeldOut  # the split `features.split` uses when it names no speakers
     utterances_per_speaker: int = Field(gt=0)
     seed: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, given: object) -> object:
+        if not isinstance(given, dict):
+            return given
+        name = given.get("preset", "read")
+        if name not in BUILTIN_PRESETS:
+            return given  # the field's own check names the key and the choices
+        return _merged(BUILTIN_PRESETS[name], given)
+
     @model_validator(mode="after")
     def _unique(self) -> BuiltinParams:
+        for spec in self.voices:
+            check_voice(spec)
         for what, names in (("voices", self.voices), ("variants", [v.name for v in self.variants])):
             if len(set(names)) != len(names):
                 raise ValueError(f"duplicate names in {what}: {names}")
@@ -71,26 +177,30 @@ class FolderParams(_Strict):
 class DataParams(_Strict):
     corpus: Literal["builtin", "vctk", "folder"]
     on_error: Literal["fail", "skip"] = "fail"
+    # utterances (vctk, folder) with a transcript but no TextGrid: aligned, or bad with `none`
+    aligner: Literal["pocketsphinx", "none"] = "pocketsphinx"
     duration_tolerance_s: float = Field(0.1, ge=0)
     jobs: int = Field(0, ge=0)
-    builtin: BuiltinParams
+    builtin: BuiltinParams = Field(default_factory=BuiltinParams)
     vctk: VctkParams = VctkParams()
     folder: FolderParams = FolderParams()
 
     @model_validator(mode="after")
     def _corpus_settings(self) -> DataParams:
-        if self.corpus == "vctk" and not self.vctk.alignments:
-            raise ValueError("data.vctk.alignments must name a folder of MFA TextGrids")
+        if self.corpus == "vctk" and not self.vctk.alignments and self.aligner == "none":
+            raise ValueError("data.vctk.alignments must name a folder of MFA TextGrids when "
+                             "data.aligner is none")  # fmt: skip
         if self.corpus == "folder" and not self.folder.audio_dir:
             raise ValueError("data.folder.audio_dir must name a folder of wav/flac files")
         return self
 
 
 class SplitParams(_Strict):
-    """Held-out speakers; everyone else is `train`."""
+    """Held-out speakers; everyone else is `train`. null: the built-in corpus's own
+    (`data.builtin.held_out`); any other corpus must name its test speakers."""
 
-    val_speakers: list[str] = []
-    test_speakers: list[str] = []
+    val_speakers: list[str] | None = None
+    test_speakers: list[str] | None = None
 
 
 class FeaturesParams(_Strict):
@@ -149,7 +259,7 @@ class TrainParams(_Strict):
     """`train`: what `vqspeech.train.loop.train` takes, as it is."""
 
     seed: int = 0
-    epochs: int = Field(25, gt=0)
+    epochs: int = Field(15, gt=0)
     batch_size: int = Field(32, gt=0)
     crop_frames: int = Field(48, ge=2)
     lr: float = Field(2e-4, gt=0)

@@ -64,6 +64,7 @@ class Candidate:
     stored_textgrid: PurePosixPath
     text: str = ""
     transcript: Path | None = None
+    problem: ValueError | None = None  # found while preparing it (e.g. it could not be aligned)
 
 
 def read_transcript(path: Path) -> str:
@@ -84,6 +85,8 @@ def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int, str]:
     audio = candidate.audio
     if not audio.is_file():
         raise ValueError(f"{audio}: audio file not found")
+    if candidate.problem is not None:
+        raise candidate.problem
     try:
         info = sf.info(str(audio))
     except Exception as exc:  # libsndfile reports every decoding problem as a RuntimeError
@@ -92,7 +95,8 @@ def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int, str]:
         raise ValueError(f"{audio}: empty audio (0 samples)")
     duration = info.frames / info.samplerate
     if candidate.textgrid is None:
-        raise ValueError(f"{audio}: no TextGrid found for this utterance")
+        raise ValueError(f"{audio}: no TextGrid found for this utterance, and no .lab/.txt "
+                         "transcript beside it to align (data.aligner)")  # fmt: skip
     alignment = read_phones(candidate.textgrid)
     if abs(alignment.duration - duration) > tolerance_s:
         raise TextGridError(

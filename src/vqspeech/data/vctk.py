@@ -3,7 +3,8 @@
 The archive holds `wav48_silence_trimmed/<spk>/<spk>_<nnn>_<mic>.flac` (48 kHz) and
 `txt/<spk>/<spk>_<nnn>.txt`, with or without a top-level folder. Phone alignments are not part of
 VCTK: they come from a folder of MFA TextGrids named `<spk>/<spk>_<nnn>.TextGrid` (or with the
-microphone suffix, or flat); utterances without one are reported by the manifest check.
+microphone suffix, or flat), or, for utterances without one, from `data.aligner` (pocketsphinx,
+from the transcript); the manifest check reports those that have neither.
 """
 
 from __future__ import annotations
@@ -54,10 +55,11 @@ def _find_textgrid(alignments: Path, speaker: str, utt: str, stem: str) -> Path 
 
 
 def prepare(
-    archive: Path, root: Path, mic: str, alignments: Path, speakers: list[str] | None
+    archive: Path, root: Path, mic: str, alignments: Path | None, speakers: list[str] | None
 ) -> list[Candidate]:
-    """Extract `archive` into `root` and return one candidate per extracted FLAC file."""
-    if not alignments.is_dir():
+    """Extract `archive` into `root` and return one candidate per extracted FLAC file (without
+    `alignments`, none has a TextGrid: data.aligner aligns them from their transcripts)."""
+    if alignments is not None and not alignments.is_dir():
         raise FileNotFoundError(f"{alignments}: alignments folder (data.vctk.alignments) not found")
     members = safe_extract(archive, root, _wanted(mic, set(speakers) if speakers else None))
     texts = {p.stem: p for p in members if p.suffix == ".txt" and p.name != "speaker-info.txt"}
@@ -71,7 +73,9 @@ def prepare(
                 utterance_id=utt,
                 speaker=speaker,
                 audio=root / path,
-                textgrid=_find_textgrid(alignments, speaker, utt, path.stem),
+                textgrid=_find_textgrid(alignments, speaker, utt, path.stem)
+                if alignments
+                else None,
                 stored_audio=path,
                 stored_textgrid=PurePosixPath("textgrids", speaker, f"{utt}.TextGrid"),
                 transcript=root / text_path if text_path else None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from vqspeech.params import DataParams, SplitParams
+
 SPLITS = ("train", "val", "test")
 
 
@@ -37,3 +39,13 @@ def assign(
     if "train" not in split.values():
         raise SplitError("every speaker is held out; none is left for training")
     return dict(sorted(split.items()))
+
+
+def held_out(named: SplitParams, data: DataParams) -> tuple[list[str], list[str]]:
+    """(val, test) speakers: those `features.split` names, or where it names none (null), the
+    built-in corpus's own (`data.builtin.held_out`, whole voices)."""
+    if named.val_speakers is None and named.test_speakers is None and data.corpus == "builtin":
+        from vqspeech.data import builtin
+
+        return builtin.held_out(data.builtin)
+    return list(named.val_speakers or []), list(named.test_speakers or [])
