@@ -71,6 +71,8 @@ format: $(STAMP)
 
 bench: setup
 	python benchmarks/download.py
+	python benchmarks/corpus.py
+	python benchmarks/forcealign.py
 	python benchmarks/features.py
 	python benchmarks/train.py
 	python benchmarks/evaluate.py

@@ -3,9 +3,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vqspeech.data import builtin
 from vqspeech.features.shards import Utterance
-from vqspeech.features.split import SplitError, assign
+from vqspeech.features.split import SplitError, assign, held_out
 from vqspeech.features.stats import DatasetSummary, Moments
+from vqspeech.params import DataParams, SplitParams
 
 SPEAKERS = ["awb", "awb_high", "rms", "rms_high", "slt", "kal16"]
 
@@ -18,6 +20,17 @@ def test_split_is_speaker_disjoint_and_order_free():
         "awb": "train", "awb_high": "train", "kal16": "train",
         "rms": "test", "rms_high": "test", "slt": "val",
     }  # fmt: skip
+
+
+def test_unnamed_split_is_the_builtin_corpus_own():
+    data = DataParams.model_validate({"corpus": "builtin"})
+    val, test = held_out(SplitParams(), data)
+    assert (val, test) == builtin.held_out(data.builtin) and len(test) == 12
+    named = SplitParams(val_speakers=[], test_speakers=["rms-0"])
+    assert held_out(named, data) == ([], ["rms-0"])  # named speakers win
+    folder = DataParams.model_validate({"corpus": "folder", "folder": {"audio_dir": "x"}})
+    with pytest.raises(SplitError, match="test_speakers is empty"):
+        assign(["a", "b"], *held_out(SplitParams(), folder))  # any other corpus must name them
 
 
 @pytest.mark.parametrize(
