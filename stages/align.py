@@ -2,7 +2,8 @@
 
 Reads models/model.pt, data/stats.json, data/features (split `eval.split`) and the TextGrids
 named in data/manifest.parquet; writes data/codes/ (codes.parquet: one row per 20 ms latent with
-utterance_id, speaker, frame, code, phone, latent; codebook.parquet) and data/align_report.json
+utterance_id, speaker, frame, code, phone, latent; codebook.parquet; phones.parquet:
+every phone interval of those utterances, which ABX takes its items from) and data/align_report.json
 (frames present on one side of the join only, per utterance).
 """
 
@@ -53,7 +54,8 @@ def main(
         def bar(it, total):
             return cli.progress(it, total=total, desc="encode", unit="utt")
 
-        table, report = align.align(model, utts, grids, norm, device, params.eval.batch_size, bar)
+        aligned = align.align(model, utts, grids, norm, device, params.eval.batch_size, bar)
+        table, report = aligned.table, aligned.report
         for what, missing in (
             ("codes", report.only_codes),
             ("labels", report.only_labels),
@@ -61,7 +63,8 @@ def main(
             for utt, count in missing.items():
                 cli.log.warning("%s: %d frames with %s only (not joined)", utt, count, what)
         with atomic.atomic_dir(out_dir) as tmp:
-            align.write_codes(tmp, table, model.quantizer.codebook.detach().float().cpu().numpy())
+            codebook = model.quantizer.codebook.detach().float().cpu().numpy()
+            align.write_codes(tmp, table, codebook, aligned.intervals)
         summary = align.summary(split, len(utts), table, report)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
         cli.log.info("read %d %s utterances; wrote %s (%d frames of 20 ms), %s",

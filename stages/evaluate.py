@@ -32,7 +32,7 @@ def main(
 ) -> None:
     """Score the VQ-VAE codes and the baselines."""
     from vqspeech.evaluate import baselines
-    from vqspeech.evaluate.align import read_codes
+    from vqspeech.evaluate.align import read_codes, read_intervals
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
@@ -40,16 +40,19 @@ def main(
     with cli.stage("evaluate", params_file, metrics_path, report_path) as params:
         ev = params.eval
         frames, latents, codebook = read_codes(codes_dir)
+        intervals = read_intervals(codes_dir)
         norm = Normalizer.load(stats_path)
         k, seed = len(codebook), params.train.seed
         with cli.timed("k-means baseline"):
             km = baselines.fit_kmeans(shards.iter_utterances(features_dir, "train"), norm, k, seed)
         held_out = set(frames["utterance_id"])
-        utts = (u for u in shards.iter_utterances(features_dir) if u.utterance_id in held_out)
+        utts = [u for u in shards.iter_utterances(features_dir) if u.utterance_id in held_out]
         mfcc = baselines.paired_like(frames, utts, norm, str(features_dir))
         result = baselines.evaluate(
-            frames, latents, codebook, km, mfcc, seed=seed, tolerance=ev.boundary_tolerance,
-            max_group=ev.abx.max_group, max_x_across=ev.abx.max_x_across,
+            frames, latents, codebook, km, mfcc, native=baselines.native_features(utts, norm),
+            intervals=intervals, symbols_per_second=baselines.symbol_rate(len(frames), utts),
+            seed=seed, tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
+            max_x_across=ev.abx.max_x_across,
         )  # fmt: skip
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")
         atomic.write_text(metrics_path, json.dumps(baselines.headline(result), indent=2) + "\n")

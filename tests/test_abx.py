@@ -1,5 +1,5 @@
-"""ABX: the DTW against a plain reference, items from frame labels, and constructed cases whose
-ABX error is known."""
+"""ABX: the DTW against a plain reference, items from the alignment's intervals as libri-light
+takes them, and constructed cases whose ABX error is known (its averaging order among them)."""
 
 from __future__ import annotations
 
@@ -65,22 +65,50 @@ def test_dtw_known_answers():
     np.testing.assert_allclose(d, [0.5, 1.0])
 
 
-def frame_table(utterances: dict[str, list[str]], speaker: str = "s1") -> pd.DataFrame:
-    rows = [(u, speaker, k, p) for u, phones in utterances.items() for k, p in enumerate(phones)]
-    return pd.DataFrame(rows, columns=["utterance_id", "speaker", "frame", "phone"])
+def frame_table(lengths: dict[str, int]) -> pd.DataFrame:
+    return pd.DataFrame([(u, k) for u, n in lengths.items() for k in range(n)],
+                        columns=["utterance_id", "frame"])  # fmt: skip
 
 
-def test_items_are_speech_phone_runs_with_a_neighbour_on_each_side():
-    frames = frame_table({
-        "u1": ["sil", "sil", "AH", "AH", "T", "sil"],  # AH (sil+T) and T (AH+sil)
-        "u2": ["K", "K", "AE", "sil"],  # K has no left neighbour: not an item
-    })  # fmt: skip
-    items = abx.items_from_frames(frames)
-    assert items.phone.tolist() == ["AH", "T", "AE"]
-    assert items.context.tolist() == ["sil+T", "AH+sil", "K+sil"]
-    assert items.start.tolist() == [2, 4, 8] and items.length.tolist() == [2, 1, 1]
+INTERVALS = pd.DataFrame([
+    ("u1", "s1", -0.02, 0.05, "sil"), ("u1", "s1", 0.05, 0.11, "AH"),
+    ("u1", "s1", 0.11, 0.20, "T"), ("u1", "s1", 0.20, 0.30, "sil"),
+    ("u2", "s2", 0.0, 0.04, "K"),  # no left neighbour: context only
+    ("u2", "s2", 0.04, 0.055, "AE"),  # 15 ms: one 10 ms frame, no 20 ms one
+    ("u2", "s2", 0.055, 0.10, "D"), ("u2", "s2", 0.10, 0.20, "sil"),
+], columns=["utterance_id", "speaker", "start", "end", "phone"])  # fmt: skip
+
+
+def test_items_are_libri_light_frames_of_speech_intervals_with_two_neighbours():
+    # 10 ms frames centred at 12.5 + 10 i ms: frame i is in [onset, offset) when its centre is
+    # at or after the onset and one hop before the offset (eval_ABX's ceil / floor)
+    items = abx.items_from_intervals(INTERVALS, frame_table({"u1": 28, "u2": 18}),
+                                     abx.FrameGrid.of(1))  # fmt: skip
+    assert items.phone.tolist() == ["AH", "T", "AE", "D"]
+    assert items.context.tolist() == ["sil+T", "AH+sil", "K+D", "AE+sil"]
+    assert items.speaker.tolist() == ["s1", "s1", "s2", "s2"]
+    assert items.start.tolist() == [4, 10, 28 + 3, 28 + 5]  # u2's rows follow u1's 28
+    assert items.length.tolist() == [5, 8, 1, 3]
+    # 20 ms frames centred at 17.5 + 20 i ms: AE has no frame, D keeps AE as its context
+    items = abx.items_from_intervals(INTERVALS, frame_table({"u1": 14, "u2": 9}),
+                                     abx.FrameGrid.of(2))  # fmt: skip
+    assert items.phone.tolist() == ["AH", "T", "D"] and items.context[-1] == "AE+sil"
+    assert items.start.tolist() == [2, 5, 14 + 2] and items.length.tolist() == [2, 4, 2]
+    # a frame table shorter than the intervals cuts the items at its end
+    short = abx.items_from_intervals(INTERVALS, frame_table({"u1": 12, "u2": 18}),
+                                     abx.FrameGrid.of(1))  # fmt: skip
+    assert short.length.tolist()[:2] == [5, 2]
     with pytest.raises(ValueError, match="sorted"):
-        abx.items_from_frames(frames.iloc[::-1])
+        abx.items_from_intervals(INTERVALS, frame_table({"u2": 3, "u1": 3}), abx.FrameGrid.of(1))
+
+
+def test_frame_grid_centres_and_boundaries_on_a_centre():
+    assert abx.FrameGrid.of(1) == pytest.approx(abx.FrameGrid(0.0125, 0.01))
+    assert abx.FrameGrid.of(2) == pytest.approx(abx.FrameGrid(0.0175, 0.02))
+    grid = abx.FrameGrid.of(1)
+    onsets = 0.0125 + 0.01 * np.arange(200)  # each exactly on a centre (up to rounding)
+    first, end = grid.span(onsets, onsets + 0.03)
+    assert (first == np.arange(200)).all() and (end - first == 3).all()
 
 
 def test_cap_groups_keeps_at_most_n_per_context_speaker_phone_and_is_seeded():
@@ -144,6 +172,40 @@ def test_errors_are_averaged_per_context_before_pooling():
                             ["c1"] * 3 + ["c2"] * 5)  # fmt: skip
     r = abx.abx(items, abx.angular(vectors), **ABX)
     assert r.within == pytest.approx(0.5)  # not 2 / 14 as pooling the triplets would give
+
+
+def test_across_averages_contexts_and_x_speakers_together_as_eval_abx():
+    # speaker s says a and b in contexts c1 and c2; X speakers x1, x2 say a in c1, x1 in c2.
+    # c1's two cells are right (X = A's direction), c2's one cell wrong (X = B's direction)
+    e0, e1 = [1.0, 0.0], [0.0, 1.0]
+    rows = [("a", "s", "c1", e0), ("b", "s", "c1", e1), ("a", "x1", "c1", e0),
+            ("a", "x2", "c1", e0), ("a", "s", "c2", e0), ("b", "s", "c2", e1),
+            ("a", "x1", "c2", e1)]  # fmt: skip
+    phones, speakers, contexts, vectors = zip(*rows, strict=True)
+    items = one_frame_items(list(phones), list(speakers), list(contexts))
+    r = abx.abx(items, abx.angular(np.array(vectors)), **ABX)
+    assert r.across_cells == 3
+    # per (s, a, b) over the (context, X speaker) cells: (0 + 0 + 1) / 3; averaging over
+    # contexts per (s, X speaker) first would give ((0 + 1) / 2 + 0) / 2 = 0.25
+    assert r.across == pytest.approx(1 / 3)
+
+
+def test_max_x_across_caps_x_speakers_per_context_speaker_and_phone():
+    # s says a and b; six other speakers say a: one cell per X speaker, at most max_x_across
+    phones = ["a", "b"] + ["a"] * 6
+    speakers = ["s", "s"] + [f"x{i}" for i in range(6)]
+    items = one_frame_items(phones, speakers)
+    vectors = np.random.default_rng(0).standard_normal((8, 3))
+    capped = abx.abx(items, abx.angular(vectors), max_x_across=4, seed=0)
+    assert capped.across_cells == 4
+    assert abx.abx(items, abx.angular(vectors), max_x_across=10, seed=0).across_cells == 6
+    again = abx.abx(items, abx.angular(vectors), max_x_across=4, seed=0)
+    assert again.across == capped.across  # seeded
+
+
+def test_over_cap_counts_the_groups_cap_groups_cuts():
+    items = one_frame_items(["a"] * 5 + ["b"] * 2, ["s"] * 7)
+    assert abx.over_cap(items, 4) == (1, 2) and abx.over_cap(items, 5) == (0, 2)
 
 
 def test_code_distances_are_the_code_vectors_angular_distances():

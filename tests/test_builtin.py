@@ -258,6 +258,17 @@ def test_channel_moves_no_sample_and_sets_the_snr():
     assert snr == pytest.approx(12.0, abs=0.3)
 
 
+def test_rooms_are_the_same_whatever_the_core_count():
+    import pyroomacoustics as pra
+
+    banks = []
+    for threads in (1, 3):
+        pra.constants.set("num_threads", threads)
+        banks.append(b"".join(r.tobytes() for r in builtin.channel.room_bank("mild", 5)))
+        assert pra.constants.get("num_threads") == threads  # restored
+    assert banks[0] == banks[1]
+
+
 def test_every_engine_phone_maps_to_the_inventory():
     """Every phone the engines say over many grammar sentences maps (each voice's phone set)."""
     texts = [sentence_for(0, s, u) for s in range(6) for u in range(20)]

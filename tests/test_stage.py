@@ -23,6 +23,7 @@ import yaml
 
 from vqspeech.data import manifest
 from vqspeech.evaluate import baselines
+from vqspeech.evaluate.align import read_intervals
 from vqspeech.features import shards
 from vqspeech.model.checkpoint import load_model
 
@@ -409,6 +410,12 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     assert table.schema.field("latent").type.list_size == 8
     assert set(table.column("phone").to_pylist()) <= set(shards.LABELS)
     assert set(table.column("code").to_pylist()) <= set(range(8))
+    phones = read_intervals(work / "data/codes")  # every interval, for ABX's items
+    assert set(phones["utterance_id"]) == {u.utterance_id for u in test_utts}
+    for u in test_utts:
+        mine = phones[phones["utterance_id"] == u.utterance_id]
+        assert (mine["start"].to_numpy()[1:] == mine["end"].to_numpy()[:-1]).all()
+        assert mine["end"].max() >= (len(u.phones) - 1) * 0.01 + 0.025 - 0.01
     report = json.loads((work / "data/align_report.json").read_text())
     assert report["split"] == "test" and report["frames"] == table.num_rows
     assert report["frames_only_codes"] == 0 and report["frames_only_labels"] == 0
@@ -420,7 +427,8 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     assert headline["vqvae"]["pnmi"] == result["vqvae"]["all"]["pnmi"]
     assert set(headline["vqvae"]) == {*baselines.HEADLINE, "abx"}
     assert set(headline["random"]) == {"pnmi", "nmi", "phone_purity"}
-    assert set(headline["mfcc"]["abx"]["frames"]) == {"within", "across"}
+    assert set(headline["mfcc"]["abx"]) == {"frames_10ms", "frames_20ms"}
+    assert set(headline["mfcc"]["abx"]["frames_10ms"]) == {"within", "across"}
     for name in ("vqvae", "kmeans_mfcc", "random"):
         system = result[name]
         assert system["all"]["frames"] == table.num_rows
@@ -432,9 +440,9 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     # two utterances may hold no within cell: then null, never a made-up number
     assert (abx["within"] is None) == (abx["within_cells"] == 0)
     assert abx["within"] is None or 0 <= abx["within"] <= 100
-    assert set(result["kmeans_mfcc"]["abx"]) == {"code"} and set(result["mfcc"]["abx"]) == {
-        "frames"
-    }
+    assert set(result["kmeans_mfcc"]["abx"]) == {"code"}
+    # MFCC at 10 ms has items of its own: short phones that have no 20 ms frame are items there
+    assert result["mfcc"]["abx"]["frames_10ms"]["items"] >= abx["items"]
 
 
 def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(

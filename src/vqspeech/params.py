@@ -274,7 +274,7 @@ class TrainParams(_Strict):
 
 class ABXParams(_Strict):
     max_group: int = Field(10, ge=2)  # items per (context, speaker, phone), as libri-light
-    max_x_across: int = Field(5, gt=0)  # X items per across-speaker cell, as libri-light
+    max_x_across: int = Field(5, gt=0)  # X speakers per (context, speaker, phone), libri-light
 
 
 class PlotParams(_Strict):

@@ -85,25 +85,32 @@ def room_bank(level: str, seed: int) -> list[np.ndarray]:
     returned rolled so that its direct-path peak is at index 0 of a centred convolution."""
     import pyroomacoustics as pra
 
-    r = LEVEL_RANGES[level]
-    rng = np.random.default_rng([seed, 7_000])
-    bank = []
-    for _ in range(ROOMS):
-        dim = rng.uniform([3.0, 3.0, 2.4], [9.0, 7.0, 3.6])
-        rt60 = float(rng.uniform(*r.rt60_s))
-        absorption, max_order = pra.inverse_sabine(rt60, dim)
-        room = pra.ShoeBox(dim, fs=SAMPLE_RATE, materials=pra.Material(absorption),
-                           max_order=min(max_order, 60))  # fmt: skip
-        source = rng.uniform([0.5, 0.5, 1.2], dim - [0.5, 0.5, 1.0])
-        mic = rng.uniform([0.5, 0.5, 0.8], dim - [0.5, 0.5, 1.0])
-        room.add_source(source.tolist())
-        room.add_microphone(mic.tolist())
-        room.compute_rir()
-        rir = np.asarray(room.rir[0][0], dtype=np.float64)
-        peak = int(np.argmax(np.abs(rir)))
-        bank.append(rir / np.abs(rir[peak]))
-        bank[-1] = _centre(bank[-1], peak)
-    return bank
+    # pyroomacoustics sums the image sources' responses in float32 in one block per thread, so
+    # the rounding, and every byte of the corpus, would depend on the machine's core count
+    threads = pra.constants.get("num_threads")
+    pra.constants.set("num_threads", 1)
+    try:
+        r = LEVEL_RANGES[level]
+        rng = np.random.default_rng([seed, 7_000])
+        bank = []
+        for _ in range(ROOMS):
+            dim = rng.uniform([3.0, 3.0, 2.4], [9.0, 7.0, 3.6])
+            rt60 = float(rng.uniform(*r.rt60_s))
+            absorption, max_order = pra.inverse_sabine(rt60, dim)
+            room = pra.ShoeBox(dim, fs=SAMPLE_RATE, materials=pra.Material(absorption),
+                               max_order=min(max_order, 60))  # fmt: skip
+            source = rng.uniform([0.5, 0.5, 1.2], dim - [0.5, 0.5, 1.0])
+            mic = rng.uniform([0.5, 0.5, 0.8], dim - [0.5, 0.5, 1.0])
+            room.add_source(source.tolist())
+            room.add_microphone(mic.tolist())
+            room.compute_rir()
+            rir = np.asarray(room.rir[0][0], dtype=np.float64)
+            peak = int(np.argmax(np.abs(rir)))
+            bank.append(rir / np.abs(rir[peak]))
+            bank[-1] = _centre(bank[-1], peak)
+        return bank
+    finally:
+        pra.constants.set("num_threads", threads)
 
 
 def _centre(kernel: np.ndarray, at: int) -> np.ndarray:

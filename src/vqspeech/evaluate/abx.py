@@ -1,20 +1,31 @@
-"""ABX phone discriminability (libri-light definition), vectorised.
+"""ABX phone discriminability, libri-light's `eval_ABX` (Nguyen et al. 2020), vectorised.
 
-Items are phone occurrences in the held-out alignments with their left and right neighbours (the
-triphone context), read from the 20 ms frame labels: a run of frames with one speech phone, with a
-run on each side. For a cell (context, phone a, phone b, speakers), A and X are items of phone a and
-B an item of phone b, all in that context; the triplet is an error when d(A, X) > d(B, X), a tie
-counts half.
+Items are the phone intervals of the held-out alignments (not silences) that have a neighbour on
+each side in their utterance; the context is "previous+next" phone (a silence may be context).
+An item's frames are those libri-light's `ABXFeatureLoader` takes: with frame i of the
+representation centred at c(i) = first_s + i * hop_s, the frames [ceil((onset - c(0)) / hop_s),
+floor((offset - c(0)) / hop_s)), i.e. c(i) >= onset and c(i) + hop_s <= offset; an interval with
+no such frame is no item. (libri-light writes c(i) = (i + 1/2) * feature_size; this project's
+frames are centred 12.5 ms into their 10 ms hop, docs/design.md "Frames and time", so c(0) is
+the representation's own. Times are compared with a tolerance of 1e-6 frame, so a boundary that
+falls on a centre is not moved by floating-point rounding.)
 
-- within speaker: A, B and X from one speaker, A != X;
-- across speaker: A and B from one speaker, X from another.
+For a cell (context, phone a, phone b, speakers), A and X are items of phone a and B an item of
+phone b, all in that context; the triplet is an error when d(A, X) > d(B, X), a tie counts half.
+- within speaker: A, B and X from one speaker, X drawn from A's own items (A != X);
+- across speaker: A and B from one speaker, X from another: for each (context, speaker, phone a)
+  at most `max_x_across` X speakers (libri-light's `max_x_across`, 5), seeded.
 
 Item distance: DTW over frames with frame distance arccos(cosine) / pi, steps (1,0), (0,1), (1,1),
 the accumulated cost divided by the length of the backtracked path (ties prefer the diagonal, then
-(0,1), then (1,0)), as libri-light's `dtw`. Errors are averaged per cell, then over contexts, then
-over speakers (pairs), then over (a, b) phone pairs, as libri-light's `eval_ABX`. Groups of items
-with the same (context, speaker, phone) are subsampled to at most `max_group` items (libri-light's
-`max_size_group`, 10) and across-speaker X groups to `max_x_across` (libri-light's 5), seeded.
+(0,1), then (1,0)), as libri-light's `dtw`. Averages, as `eval_ABX`: within, per (speaker, a, b)
+over contexts, then over speakers, then over (a, b); across, per (A speaker, a, b) over the
+(context, X speaker) cells together, then over A speakers, then over (a, b).
+
+One departure, in the sampling only: libri-light keeps at most `max_size_group` (10) items of a
+(context, speaker, phone) group by drawing a fresh subset each time the group is used; here each
+group is drawn once, seeded (`cap_groups`), so a run is reproducible and each pair's DTW is computed
+once. The expected error is the same; `over_cap` counts the groups that are cut.
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from vqspeech.phones import SILENCES
+
+EPS_FRAMES = 1e-6  # tolerance, in frames, when a boundary is compared with a frame centre
 
 
 @dataclass(frozen=True)
@@ -46,11 +59,33 @@ class Items:
                                                         "speaker")))  # fmt: skip
 
 
-def items_from_frames(frames: pd.DataFrame) -> Items:
-    """Triphone items from a frame table (utterance_id, speaker, frame, phone) sorted by
-    (utterance_id, frame), one row per frame; row numbers index that table."""
+@dataclass(frozen=True)
+class FrameGrid:
+    """Where a representation's frames sit: frame i is centred `first_s + i * hop_s` seconds
+    after the features' first sample."""
+
+    first_s: float
+    hop_s: float
+
+    @classmethod
+    def of(cls, stride: int, hop_s: float = 0.01, win_s: float = 0.025) -> FrameGrid:
+        """Frames of `stride` feature frames each (1: the 10 ms features, 2: the 20 ms
+        latents): the centre of the span from frame 0's first sample to frame stride-1's last."""
+        return cls(((stride - 1) * hop_s + win_s) / 2, stride * hop_s)
+
+    def span(self, onset: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """libri-light's frame range [first, end) of intervals [onset, offset)."""
+        first = np.ceil((np.asarray(onset) - self.first_s) / self.hop_s - EPS_FRAMES)
+        end = np.floor((np.asarray(offset) - self.first_s) / self.hop_s + EPS_FRAMES)
+        return first.astype(np.int64), end.astype(np.int64)
+
+
+def items_from_intervals(phones: pd.DataFrame, frames: pd.DataFrame, grid: FrameGrid) -> Items:
+    """Items of the phone intervals `phones` (utterance_id, speaker, start, end, phone: every
+    interval of each utterance, in time order, seconds from the features' first sample) over the
+    frame table `frames` (utterance_id, frame; sorted, frames 0..n-1 of each utterance), whose
+    frames sit on `grid`; item rows index `frames`."""
     utt = frames["utterance_id"].to_numpy()
-    phone = frames["phone"].to_numpy()
     frame = frames["frame"].to_numpy()
     if (
         len(frames)
@@ -59,25 +94,32 @@ def items_from_frames(frames: pd.DataFrame) -> Items:
         ).all()
     ):
         raise ValueError("frames must be sorted by (utterance_id, frame) with no gaps")
-    new_run = np.ones(len(frames), dtype=bool)
-    new_run[1:] = (phone[1:] != phone[:-1]) | (utt[1:] != utt[:-1])
-    starts = np.flatnonzero(new_run)
-    lengths = np.diff(np.append(starts, len(frames)))
-    run_utt, run_phone = utt[starts], phone[starts]
-    same_prev = np.zeros(len(starts), dtype=bool)
-    same_prev[1:] = run_utt[1:] == run_utt[:-1]
-    same_next = np.zeros(len(starts), dtype=bool)
-    same_next[:-1] = run_utt[:-1] == run_utt[1:]
-    keep = same_prev & same_next & ~np.isin(run_phone, SILENCES)
+    first_row = pd.Series(np.arange(len(frames)), index=utt).groupby(level=0).min()
+    if len(frames) and (frame[first_row.to_numpy()] != 0).any():
+        raise ValueError("each utterance's frames must start at frame 0")
+    n_frames = pd.Series(utt).value_counts()
+    pu = phones["utterance_id"].to_numpy()
+    if len(phones) and not (pu[1:] >= pu[:-1]).all():
+        phones = phones.sort_values("utterance_id", kind="stable")
+        pu = phones["utterance_id"].to_numpy()
+    label = phones["phone"].to_numpy().astype(str)
+    onset, offset = phones["start"].to_numpy(float), phones["end"].to_numpy(float)
+    same_prev = np.zeros(len(phones), dtype=bool)
+    same_prev[1:] = pu[1:] == pu[:-1]
+    same_next = np.zeros(len(phones), dtype=bool)
+    same_next[:-1] = pu[:-1] == pu[1:]
+    first, end = grid.span(onset, offset)
+    n = n_frames.reindex(pu).fillna(0).to_numpy(np.int64)
+    first, end = np.maximum(first, 0), np.minimum(end, n)
+    keep = same_prev & same_next & ~np.isin(label, SILENCES) & (first < n) & (end > first)
     idx = np.flatnonzero(keep)
-    context = np.char.add(np.char.add(run_phone[idx - 1].astype(str), "+"),
-                          run_phone[idx + 1].astype(str))  # fmt: skip
+    context = np.char.add(np.char.add(label[idx - 1], "+"), label[idx + 1])
     return Items(
-        start=starts[idx].astype(np.int64),
-        length=lengths[idx].astype(np.int64),
-        phone=run_phone[idx].astype(str),
+        start=(first_row.reindex(pu[idx]).to_numpy(np.int64) + first[idx]).astype(np.int64),
+        length=(end[idx] - first[idx]).astype(np.int64),
+        phone=label[idx],
         context=context,
-        speaker=frames["speaker"].to_numpy()[starts[idx]].astype(str),
+        speaker=phones["speaker"].to_numpy()[idx].astype(str),
     )
 
 
@@ -89,6 +131,12 @@ def cap_groups(items: Items, max_group: int, seed: int) -> Items:
     keep = np.zeros(len(items), dtype=bool)
     keep[order[rank < max_group]] = True
     return items.subset(keep)
+
+
+def over_cap(items: Items, max_group: int) -> tuple[int, int]:
+    """(groups with more than `max_group` items, groups): what `cap_groups` will cut."""
+    sizes = pd.Series(items.context + "|" + items.speaker + "|" + items.phone).value_counts()
+    return int((sizes > max_group).sum()), len(sizes)
 
 
 # --- DTW ------------------------------------------------------------------------------------
@@ -202,11 +250,12 @@ def _triplet_error(dxa: np.ndarray, dxb: np.ndarray, exclude_diag: bool) -> floa
     return float(err.sum() / (n_pairs * dxb.shape[1]))
 
 
-def _average(cells: pd.DataFrame, speaker_cols: list[str]) -> float:
-    """Mean over contexts, then over speakers, then over (a, b) phone pairs."""
+def _average(cells: pd.DataFrame, speaker: str) -> float:
+    """eval_ABX's order: per (speaker, a, b) the mean over its cells (contexts; across, contexts
+    and X speakers together), then the mean over speakers, then over (a, b) phone pairs."""
     if cells.empty:
         return float("nan")
-    by_speaker = cells.groupby([*speaker_cols, "a", "b"])["error"].mean()
+    by_speaker = cells.groupby([speaker, "a", "b"])["error"].mean()
     by_pair = by_speaker.groupby(level=["a", "b"]).mean()
     return float(by_pair.mean())
 
@@ -243,29 +292,28 @@ def abx(
     within_rows, across_rows = [], []
     for c, g in groups.groupby("ctx", sort=True):
         by_sp = {k: v.index.to_numpy() for k, v in g.groupby(["spk", "phone"], sort=True)}
-        speakers = sorted({s for s, _ in by_sp})
+        speakers_of: dict[str, list[str]] = {}
+        for s, a in by_sp:
+            speakers_of.setdefault(a, []).append(s)
         for (s, a), ia in by_sp.items():
+            others = [sx for sx in speakers_of[a] if sx != s]
+            if len(others) > max_x_across:  # X speakers for this (context, speaker, phone a)
+                others = sorted(rng.choice(others, max_x_across, replace=False).tolist())
             for (s2, b), ib in by_sp.items():
-                if b == a:
+                if s2 != s or b == a:
                     continue
-                if s2 == s and len(ia) >= 2:  # within: X and A both from ia
+                if len(ia) >= 2:  # within: X and A both from ia
                     err = _triplet_error(matrix(ia, ia), matrix(ia, ib), exclude_diag=True)
                     within_rows.append((c, s, a, b, err))
-                if s2 != s:
-                    continue
-                for sx in speakers:  # across: A, B from s; X from sx != s
-                    ix = by_sp.get((sx, a))
-                    if sx == s or ix is None:
-                        continue
-                    if len(ix) > max_x_across:
-                        ix = np.sort(rng.choice(ix, max_x_across, replace=False))
+                for sx in others:  # across: A, B from s; X from sx
+                    ix = by_sp[(sx, a)]
                     err = _triplet_error(matrix(ix, ia), matrix(ix, ib), exclude_diag=False)
                     across_rows.append((c, s, sx, a, b, err))
     within = pd.DataFrame(within_rows, columns=["ctx", "spk", "a", "b", "error"])
     across = pd.DataFrame(across_rows, columns=["ctx", "spk", "spk_x", "a", "b", "error"])
     return ABXResult(
-        within=_average(within, ["spk"]),
-        across=_average(across, ["spk", "spk_x"]),
+        within=_average(within, "spk"),
+        across=_average(across, "spk"),
         items=len(items),
         within_cells=len(within),
         across_cells=len(across),

@@ -45,6 +45,22 @@ def latent_labels(
     return frame_labels(fitted, n_latents, 2 * hop_s, win_s + hop_s)
 
 
+INTERVAL_COLUMNS = ["utterance_id", "speaker", "start", "end", "phone"]
+
+
+def intervals_of(
+    alignment: PhoneAlignment, utterance_id: str, speaker: str, start_s: float = 0.0
+) -> pd.DataFrame:
+    """Every interval of an utterance's alignment, times in seconds from the features' first
+    sample (shifted by `start_s`; an interval before it keeps its negative times): the rows of
+    data/codes/phones.parquet, which ABX takes its items from."""
+    return pd.DataFrame(
+        [(utterance_id, speaker, iv.start - start_s, iv.end - start_s, iv.label)
+         for iv in alignment.intervals],
+        columns=INTERVAL_COLUMNS,
+    )  # fmt: skip
+
+
 @dataclass
 class Encoded:
     utterance: Utterance
@@ -100,13 +116,21 @@ def join(codes: pd.DataFrame, labels: pd.DataFrame) -> tuple[pd.DataFrame, JoinR
     return both, report
 
 
+@dataclass
+class Aligned:
+    table: pa.Table  # one row per 20 ms latent (see `align`)
+    intervals: pd.DataFrame  # every phone interval of the utterances (see `intervals_of`)
+    report: JoinReport
+
+
 def align(
     model: VQVAE, utterances: list[Utterance], textgrids: dict[str, str], norm: Normalizer,
     device: torch.device, batch_size: int, wrap=lambda it, n: it,
-) -> tuple[pa.Table, JoinReport]:  # fmt: skip
+) -> Aligned:  # fmt: skip
     """Encode `utterances`, label each latent from its TextGrid, join; one row per 20 ms latent:
-    utterance_id, speaker, frame, code, phone, latent. `wrap(iterator, total)` adds progress."""
-    code_rows, label_rows, latents = [], [], []
+    utterance_id, speaker, frame, code, phone, latent; and the TextGrids' intervals.
+    `wrap(iterator, total)` adds progress."""
+    code_rows, label_rows, latents, intervals = [], [], [], []
     for enc in wrap(encode(model, utterances, norm, device, batch_size), len(utterances)):
         u = enc.utterance
         base = len(latents)
@@ -114,7 +138,9 @@ def align(
         code_rows += [
             (u.utterance_id, u.speaker, k, int(c), base + k) for k, c in enumerate(enc.codes)
         ]
-        labels = latent_labels(read_phones(textgrids[u.utterance_id]), len(enc.codes), u.start_s)
+        alignment = read_phones(textgrids[u.utterance_id])
+        intervals.append(intervals_of(alignment, u.utterance_id, u.speaker, u.start_s))
+        labels = latent_labels(alignment, len(enc.codes), u.start_s)
         label_rows += [(u.utterance_id, k, p) for k, p in enumerate(labels)]
     codes = pd.DataFrame(code_rows, columns=["utterance_id", "speaker", "frame", "code", "row"])
     labels = pd.DataFrame(label_rows, columns=["utterance_id", "frame", "phone"])
@@ -129,7 +155,8 @@ def align(
         "phone": pa.array(joined["phone"], pa.string()),
         "latent": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
     })  # fmt: skip
-    return table, report
+    phones = pd.concat(intervals, ignore_index=True).sort_values("utterance_id", kind="stable")
+    return Aligned(table, phones.reset_index(drop=True), report)
 
 
 def summary(split: str, utterances: int, table: pa.Table, report: JoinReport) -> dict:
@@ -143,10 +170,28 @@ def summary(split: str, utterances: int, table: pa.Table, report: JoinReport) ->
     }  # fmt: skip
 
 
-def write_codes(folder: Path, table: pa.Table, codebook: np.ndarray) -> None:
-    """data/codes/: codes.parquet (one row per latent) and codebook.parquet."""
+def write_codes(
+    folder: Path, table: pa.Table, codebook: np.ndarray, intervals: pd.DataFrame
+) -> None:
+    """data/codes/: codes.parquet (one row per latent), codebook.parquet and phones.parquet (the
+    utterances' phone intervals)."""
     pq.write_table(table, folder / "codes.parquet", compression="zstd")
     pq.write_table(codebook_table(codebook), folder / "codebook.parquet")
+    pq.write_table(pa.Table.from_pandas(intervals[INTERVAL_COLUMNS], preserve_index=False),
+                   folder / "phones.parquet", compression="zstd")  # fmt: skip
+
+
+def read_intervals(folder: str | os.PathLike[str]) -> pd.DataFrame:
+    """data/codes/phones.parquet: every phone interval of the coded utterances, by utterance in
+    time order (utterance_id, speaker, start, end, phone; seconds from the features' start)."""
+    path = Path(folder) / "phones.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; it is written by the align stage "
+                                "(run `dvc repro align`)")  # fmt: skip
+    phones = pq.read_table(path).to_pandas()
+    if list(phones.columns) != INTERVAL_COLUMNS:
+        raise ValueError(f"{path}: columns {list(phones.columns)}, expected {INTERVAL_COLUMNS}")
+    return phones
 
 
 def codebook_table(codebook: np.ndarray) -> pa.Table:

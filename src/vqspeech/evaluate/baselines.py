@@ -4,7 +4,9 @@ Systems, all at the latents' 20 ms rate and joined on (utterance_id, frame):
 - `vqvae`: the model's codes (data/codes); ABX of its continuous latents and of its codes;
 - `kmeans_mfcc`: k-means with the same K on MFCC frames, fitted on train frames; a 20 ms frame is
   the mean of the two normalized 10 ms frames the latent stands for; ABX of its centroids;
-- `mfcc`: ABX of those paired MFCC frames themselves;
+- `mfcc`: ABX of MFCC frames themselves, at their native 10 ms (`frames_10ms`, the rate
+  libri-light's published MFCC numbers use) and paired to 20 ms as k-means sees them
+  (`frames_20ms`); items at each rate are the phone intervals' own frames at that rate;
 - `random`: uniform codes with the same K (clustering and boundary metrics at chance level).
 Each is scored on all frames and on speech frames (without sil/sp/spn). `evaluate` returns the
 full grid (reports/eval.json); `headline` the few numbers `dvc metrics show` puts side by side.
@@ -69,20 +71,46 @@ def baseline_codes(
     return keys.assign(code=km.predict(x).astype(np.int64))
 
 
-def score_system(frames: pd.DataFrame, tolerance: int) -> dict[str, dict[str, float]]:
-    """Metrics of one system; `frames` has utterance_id, frame, phone, code (one row a latent)."""
+def score_system(
+    frames: pd.DataFrame, tolerance: int, symbols_per_second: float
+) -> dict[str, dict[str, float]]:
+    """Metrics of one system; `frames` has utterance_id, frame, phone, code (one row a latent);
+    `symbols_per_second` is the code rate for the bitrate (see `symbol_rate`)."""
     frames = frames.sort_values(["utterance_id", "frame"])
     phones, codes = frames["phone"].to_numpy(), frames["code"].to_numpy()
     groups = [g for _, g in frames.groupby("utterance_id", sort=True)]
     phone_seqs = [g["phone"].to_numpy() for g in groups]
     code_seqs = [g["code"].to_numpy() for g in groups]
-    all_frames = scores(phones, codes)
+    all_frames = scores(phones, codes, symbols_per_second)
     all_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance))
     all_frames["mean_run_length"] = mean_run_length(code_seqs)
     speech = speech_mask(phones)
-    speech_frames = scores(phones[speech], codes[speech])
+    speech_frames = scores(phones[speech], codes[speech], symbols_per_second)
     speech_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance, speech_only=True))
     return {"all": all_frames, "speech": speech_frames}
+
+
+def symbol_rate(
+    symbols: int, utterances: Iterable[Utterance], hop_s: float = 0.01, win_s: float = 0.025
+) -> float:
+    """Symbols per second of real audio, as ZeroSpeech 2019's bitrate counts them: the number
+    of code frames over the total duration the utterances' features cover ((frames - 1) hops
+    plus one window each: the audio the codes describe, within one 10 ms hop of the file)."""
+    seconds = sum((len(u.features) - 1) * hop_s + win_s for u in utterances if len(u.features))
+    if seconds <= 0:
+        raise ValueError("no audio to divide the symbols by")
+    return symbols / seconds
+
+
+def native_features(utts: Iterable[Utterance], norm: Normalizer) -> tuple[pd.DataFrame, np.ndarray]:
+    """(utterance_id, frame) sorted, and the normalized 10 ms feature vector of every frame."""
+    ordered = sorted(utts, key=lambda u: u.utterance_id)
+    if not ordered:
+        raise ValueError("no utterances")
+    keys = pd.concat([pd.DataFrame({"utterance_id": u.utterance_id,
+                                    "frame": np.arange(len(u.features))}) for u in ordered],
+                     ignore_index=True)  # fmt: skip
+    return keys, np.concatenate([norm(u.features, np.float64) for u in ordered])
 
 
 def rounded(d: dict, digits: int = 4) -> dict:
@@ -114,34 +142,50 @@ def paired_like(
     return mfcc[rows.to_numpy(dtype=np.int64)]
 
 
+def abx_items(
+    intervals: pd.DataFrame, frames: pd.DataFrame, stride: int, max_group: int, seed: int
+) -> abx.Items:
+    """ABX items of the phone intervals over a frame table at `stride` 10 ms frames per frame,
+    capped per group (see vqspeech.evaluate.abx)."""
+    items = abx.items_from_intervals(intervals, frames, abx.FrameGrid.of(stride))
+    cut, groups = abx.over_cap(items, max_group)
+    log.info("ABX at %d ms: %d items of %d intervals; %d of %d (context, speaker, phone) groups "
+             "over %d items, cut", 10 * stride, len(items), len(intervals), cut, groups,
+             max_group)  # fmt: skip
+    return abx.cap_groups(items, max_group, seed)
+
+
 def evaluate(
     frames: pd.DataFrame, latents: np.ndarray, codebook: np.ndarray, km: MiniBatchKMeans,
-    mfcc: np.ndarray, *, seed: int, tolerance: int, max_group: int, max_x_across: int,
+    mfcc: np.ndarray, *, native: tuple[pd.DataFrame, np.ndarray], intervals: pd.DataFrame,
+    symbols_per_second: float, seed: int, tolerance: int, max_group: int, max_x_across: int,
 ) -> dict[str, dict]:  # fmt: skip
     """Every system's scores on the same frames (see the module docstring), the full grid.
 
     frames: one row per 20 ms latent (utterance_id, frame, speaker, phone, code); latents [N, E]
-    and mfcc [N, D] in the same order; km fitted with K = len(codebook)."""
+    and mfcc [N, D] (paired) in the same order; native: the 10 ms frame table and its MFCC
+    vectors (`native_features`); intervals: the utterances' phone intervals (ABX items);
+    km fitted with K = len(codebook)."""
     k = len(codebook)
     kmeans_codes = km.predict(mfcc).astype(np.int64)
     rand = np.random.default_rng(seed).integers(0, k, len(frames))
     result: dict[str, dict] = {}
     for name, codes in (("vqvae", frames["code"].to_numpy()), ("kmeans_mfcc", kmeans_codes),
                         ("random", rand)):  # fmt: skip
-        result[name] = score_system(frames.assign(code=codes), tolerance)
+        result[name] = score_system(frames.assign(code=codes), tolerance, symbols_per_second)
         r = result[name]["all"]
         log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f",
                  name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"])  # fmt: skip
-    items = abx.cap_groups(abx.items_from_frames(frames), max_group, seed)
-    log.info("ABX: %d triphone items (at most %d per context, speaker and phone)",
-             len(items), max_group)  # fmt: skip
+    items_20 = abx_items(intervals, frames, 2, max_group, seed)
+    items_10 = abx_items(intervals, native[0], 1, max_group, seed)
     representations = {
-        ("vqvae", "latent"): abx.angular(latents),
-        ("vqvae", "code"): abx.angular_codes(frames["code"].to_numpy(), codebook),
-        ("kmeans_mfcc", "code"): abx.angular_codes(kmeans_codes, km.cluster_centers_),
-        ("mfcc", "frames"): abx.angular(mfcc),
+        ("vqvae", "latent"): (items_20, abx.angular(latents)),
+        ("vqvae", "code"): (items_20, abx.angular_codes(frames["code"].to_numpy(), codebook)),
+        ("kmeans_mfcc", "code"): (items_20, abx.angular_codes(kmeans_codes, km.cluster_centers_)),
+        ("mfcc", "frames_20ms"): (items_20, abx.angular(mfcc)),
+        ("mfcc", "frames_10ms"): (items_10, abx.angular(native[1])),
     }
-    for (system, rep), distance in representations.items():
+    for (system, rep), (items, distance) in representations.items():
         started = time.perf_counter()
         res = abx.abx(items, distance, max_x_across, seed)
         result.setdefault(system, {}).setdefault("abx", {})[rep] = res.as_percent()

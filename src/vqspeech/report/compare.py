@@ -34,7 +34,7 @@ METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
     ("one-to-one", "vqvae.one_to_one", "kmeans_mfcc.one_to_one", True),
     ("boundary F1", "vqvae.boundary_f1", "kmeans_mfcc.boundary_f1", True),
     ("code perplexity", "vqvae.code_perplexity", "kmeans_mfcc.code_perplexity", True),
-    ("ABX across, latents (%)", "vqvae.abx.latent.across", "mfcc.abx.frames.across", False),
+    ("ABX across, latents (%)", "vqvae.abx.latent.across", "mfcc.abx.frames_20ms.across", False),
     ("ABX across, codes (%)", "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across", False),
     ("ABX within, codes (%)", "vqvae.abx.code.within", "kmeans_mfcc.abx.code.within", False),
 )
