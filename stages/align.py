@@ -2,9 +2,10 @@
 
 Reads models/model.pt, data/stats.json, data/features (split `eval.split`) and the TextGrids
 named in data/manifest.parquet; writes data/codes/ (codes.parquet: one row per 20 ms latent with
-utterance_id, speaker, frame, code, phone, latent; codebook.parquet; phones.parquet:
-every phone interval of those utterances, which ABX takes its items from) and data/align_report.json
-(frames present on one side of the join only, per utterance).
+utterance_id, speaker, frame, code, phone, latent; codebook.parquet; phones.parquet: every
+phone interval of those utterances, which ABX takes its items from; train_latents.parquet: a
+seeded sample of `eval.train_latents` train latents, for k-means on latents) and
+data/align_report.json (frames present on one side of the join only, per utterance).
 """
 
 from __future__ import annotations
@@ -62,9 +63,20 @@ def main(
         ):
             for utt, count in missing.items():
                 cli.log.warning("%s: %d frames with %s only (not joined)", utt, count, what)
+        train_latents = None
+        if params.eval.train_latents:
+            with cli.timed("train latents"):
+                train = list(shards.iter_utterances(features_dir, "train"))
+                train_latents = align.train_latent_sample(
+                    model, train, norm, device, params.eval.batch_size, params.eval.train_latents,
+                    params.train.seed,
+                )  # fmt: skip
+            cli.log.info("kept %d latents of %d train utterances", len(train_latents), len(train))
         with atomic.atomic_dir(out_dir) as tmp:
             codebook = model.quantizer.codebook.detach().float().cpu().numpy()
             align.write_codes(tmp, table, codebook, aligned.intervals)
+            if train_latents is not None:
+                align.write_train_latents(tmp, train_latents)
         summary = align.summary(split, len(utts), table, report)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
         cli.log.info("read %d %s utterances; wrote %s (%d frames of 20 ms), %s",

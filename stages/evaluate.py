@@ -3,7 +3,8 @@
 Reads data/codes (codes, latents, codebook), data/features and data/stats.json; writes
 reports/eval.json, every metric of every system on all and on speech frames, and
 metrics/eval.json, the headline numbers `dvc metrics show` puts side by side (systems:
-`vqvae`, `kmeans_mfcc`, `mfcc`, `random`; see vqspeech.evaluate.baselines).
+`vqvae`, `kmeans_mfcc`, `kmeans_latent`, each re-segmented (`_dpdp`), `mfcc`, `random`; see
+vqspeech.evaluate.baselines).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(
 ) -> None:
     """Score the VQ-VAE codes and the baselines."""
     from vqspeech.evaluate import baselines
-    from vqspeech.evaluate.align import read_codes, read_intervals
+    from vqspeech.evaluate.align import read_codes, read_intervals, read_train_latents
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
@@ -41,6 +42,10 @@ def main(
         ev = params.eval
         frames, latents, codebook = read_codes(codes_dir)
         intervals = read_intervals(codes_dir)
+        train_latents = read_train_latents(codes_dir)
+        if ev.train_latents and train_latents is None:
+            raise ValueError(f"{codes_dir}: no train_latents.parquet, but eval.train_latents is "
+                             f"{ev.train_latents} (rerun the align stage)")  # fmt: skip
         norm = Normalizer.load(stats_path)
         k, seed = len(codebook), params.train.seed
         with cli.timed("k-means baseline"):
@@ -52,7 +57,8 @@ def main(
             frames, latents, codebook, km, mfcc, native=baselines.native_features(utts, norm),
             intervals=intervals, symbols_per_second=baselines.symbol_rate(len(frames), utts),
             seed=seed, tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
-            max_x_across=ev.abx.max_x_across,
+            max_x_across=ev.abx.max_x_across, train_latents=train_latents,
+            dpdp_mean=ev.dpdp.mean_latents, dpdp_max=ev.dpdp.max_latents,
         )  # fmt: skip
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")
         atomic.write_text(metrics_path, json.dumps(baselines.headline(result), indent=2) + "\n")

@@ -79,6 +79,21 @@ def test_seeds_are_grouped_into_configurations():
     assert "| 64 | 0.12 | 3 | 0.440 ± 0.020 | 0.500 |" in table
 
 
+def test_study_table_has_every_system_of_each_configuration_with_its_seed_spread():
+    runs = compare.runs([*rows()[:5], row("c1", 64, 1, 0.0, 0.2, **{"kmeans_latent.pnmi": None})])
+    table = compare.study_markdown(runs)
+    a, b = (
+        "| quantizer.codebook_size=64, jitter=0.12 |",
+        "| quantizer.codebook_size=16, jitter=0.12 |",
+    )
+    assert f"{a} VQ-VAE codes | 3 | 0.440 ± 0.020 |" in table
+    assert f"{a} k-means on MFCC | 3 | 0.500 ± 0.000 |" in table
+    assert f"{b} k-means on latents | 2 | 1.000 ± 0.000 |" in table
+    c1 = [line for line in table.splitlines() if "jitter=0 " in line]
+    assert len(c1) == 4 and not any("k-means on latents" in line for line in c1)  # no such run
+    assert all("| 1 | 0.200 |" in line for line in c1 if "VQ-VAE codes |" in line)  # no spread
+
+
 def test_figures_and_gif(tmp_path: Path):
     runs = compare.runs(rows())
     compare.plot_against_k(compare.summary(runs), tmp_path / "k.png")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vqspeech.data.textgrid import Interval, PhoneAlignment
-from vqspeech.features.acoustic import extract, frame_labels, n_frames
+from vqspeech.features.acoustic import cmvn, extract, frame_labels, n_frames
 
 from .conftest import features
 
@@ -24,6 +24,16 @@ def test_frame_count_formula(n: int, frames: int):
     assert n_frames(n) == frames
     if frames:
         assert len(extract(np.zeros(n) + 0.01, features())) == frames
+
+
+def test_utterance_normalization_is_cmvn_of_the_plain_features():
+    y = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    plain = extract(y, features())
+    normed = extract(y, features(normalize="utterance"))
+    np.testing.assert_allclose(normed.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(normed.std(0), 1, atol=1e-4)
+    np.testing.assert_allclose(normed, cmvn(plain), atol=1e-4)
+    assert cmvn(np.ones((5, 2))).tolist() == [[0.0, 0.0]] * 5  # constant: no division by 0
 
 
 def test_shorter_than_a_window_is_an_error():

@@ -132,6 +132,32 @@ def test_model_shapes_rates_and_receptive_field():
     assert "receptive field: 24 frames = 255 ms" in summary(m)
 
 
+def test_latent_norm_standardizes_each_channel_over_time():
+    torch.manual_seed(0)
+    m = vqvae(model_params(channels=32, latent_norm="sequence"))
+    z = m.encoder(torch.randn(3, 60, 39) * 5 + 2)
+    assert z.mean(dim=1).abs().max() < 1e-5
+    assert (z.std(dim=1, unbiased=False) - 1).abs().max() < 1e-4
+    assert not torch.allclose(vqvae(model_params(channels=32)).encoder(torch.randn(3, 60, 39))
+                              .mean(dim=1), torch.zeros(3, 64), atol=1e-3)  # fmt: skip
+
+
+@pytest.mark.parametrize(("kernel", "reach"), [(1, 2), (3, 5)])
+def test_decoder_kernel_sets_how_far_a_latent_reaches(kernel: int, reach: int):
+    torch.manual_seed(0)
+    m = vqvae(model_params(channels=16, decoder_kernel=kernel, res_blocks=1)).eval()
+    q, spk = torch.randn(1, 20, 64), torch.zeros(1, 64)
+    moved = q.clone()
+    moved[0, 10] += 1.0  # one latent changes
+    diff = (m.decoder(moved, spk) - m.decoder(q, spk)).abs().sum(-1)[0]
+    changed = torch.nonzero(diff > 1e-6).flatten()
+    # latent 10 stands for frames 20, 21; how many latents either side an output frame sees
+    assert changed.min() >= 20 - 2 * reach and changed.max() <= 21 + 2 * reach
+    assert (changed.max() - changed.min()) >= 2 * reach if kernel > 1 else len(changed) <= 4
+    with pytest.raises(ValueError, match="odd"):
+        model_params(decoder_kernel=2)
+
+
 def test_residual_blocks_and_speakers_are_trained_parameters():
     m = vqvae(model_params(res_blocks=3, channels=16), n_speakers=4)
     blocks = list(m.encoder.res)

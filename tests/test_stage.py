@@ -422,14 +422,19 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     proc = run_stage_in(work, "evaluate")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((work / "reports/eval.json").read_text())
-    assert set(result) == {"vqvae", "kmeans_mfcc", "random", "mfcc"}
+    raw = {"vqvae", "kmeans_mfcc", "kmeans_latent"}  # kmeans_latent: align kept train latents
+    assert set(result) == {*raw, *(f"{s}_dpdp" for s in raw), "random", "mfcc"}
+    for name in raw:  # DPDP trades quantization error for longer runs, never shorter ones
+        dp = result[f"{name}_dpdp"]["all"]
+        assert dp["mean_run_length"] >= result[name]["all"]["mean_run_length"]
+        assert set(result[f"{name}_dpdp"]["abx"]) == {"code"}
     headline = json.loads((work / "metrics/eval.json").read_text())
     assert headline["vqvae"]["pnmi"] == result["vqvae"]["all"]["pnmi"]
     assert set(headline["vqvae"]) == {*baselines.HEADLINE, "abx"}
     assert set(headline["random"]) == {"pnmi", "nmi", "phone_purity"}
     assert set(headline["mfcc"]["abx"]) == {"frames_10ms", "frames_20ms"}
     assert set(headline["mfcc"]["abx"]["frames_10ms"]) == {"within", "across"}
-    for name in ("vqvae", "kmeans_mfcc", "random"):
+    for name in (*raw, "random"):
         system = result[name]
         assert system["all"]["frames"] == table.num_rows
         assert {"nmi", "pnmi", "ari", "one_to_one", "boundary_f1"} <= set(system["all"])

@@ -5,7 +5,9 @@ calls).
 Reads the experiments through DVC's Python API (`dvc.api.exp_show`, what `dvc exp show` shows) and
 writes plots/compare/: metrics_vs_codebook_size.png (each metric against K, log axis, error bars
 over seeds, the MFCC baseline at the same K dashed), seeds.png (every seed's PNMI and ABX per
-configuration), table.md (mean ± std per configuration beside the baseline) and runs.csv; and
+configuration), table.md (mean ± std per configuration beside the baseline), study.md (per
+configuration, every system's PNMI, NMI, purity, ABX, bitrate and mean run, mean ± std over
+seeds) and runs.csv; and
 codebook.gif, the UMAP of codebook + val latents over training of one run (`--gif-rev`, default
 the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
 
@@ -61,8 +63,9 @@ def main(
         compare.plot_against_k(summ, out_dir / "metrics_vs_codebook_size.png")
         compare.plot_seeds(runs, out_dir / "seeds.png")
         atomic.write_text(out_dir / "table.md", compare.markdown(summ))
+        atomic.write_text(out_dir / "study.md", compare.study_markdown(runs))
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
-        written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "runs.csv"]
+        written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "study.md", "runs.csv"]
         if gif_rev != "none":
             path = "models/snapshots.parquet"
             with dvc.api.open(path, repo=str(repo), rev=gif_rev or None, mode="rb") as f:

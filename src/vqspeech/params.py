@@ -207,6 +207,8 @@ class FeaturesParams(_Strict):
     kind: Literal["mfcc39", "logmel", "fbank"] = "mfcc39"
     n_mels: int | None = Field(None, gt=0)  # null: 26 for mfcc39, 80 for logmel, 40 for fbank
     preemphasis: float = Field(0.97, ge=0.0, lt=1.0)
+    # per-utterance mean and variance normalization (CMVN) of every dimension, for every system
+    normalize: Literal["none", "utterance"] = "none"
     trim_silence: bool = False
     trim_margin_s: float = Field(0.1, ge=0.0)
     allow_upsampling: bool = False
@@ -249,10 +251,20 @@ class ModelParams(_Strict):
     embedding_dim: int = Field(64, gt=0)
     projection_kernel: int = Field(1, ge=1, le=3)
     jitter: float = Field(0.12, ge=0, lt=1)
+    # the encoder output standardized over time (the crop in training, the utterance at encode)
+    latent_norm: Literal["none", "sequence"] = "none"
+    decoder_kernel: int = Field(3, ge=1, le=7)  # odd: the deconv decoder's convs; 1: least context
     speaker_dim: int = Field(64, gt=0)
     decoder: Literal["deconv", "wavenet"] = "deconv"
     quantizer: QuantizerParams = QuantizerParams()
     wavenet: WaveNetParams = WaveNetParams()
+
+    @model_validator(mode="after")
+    def _odd_decoder_kernel(self) -> ModelParams:
+        if self.decoder_kernel % 2 == 0:
+            raise ValueError(f"model.decoder_kernel must be odd (1, 3, 5, 7), not "
+                             f"{self.decoder_kernel}")  # fmt: skip
+        return self
 
 
 class TrainParams(_Strict):
@@ -283,11 +295,20 @@ class PlotParams(_Strict):
     seconds: float = Field(2.5, gt=0)  # of each utterance in the comparison plot
 
 
+class DPDPParams(_Strict):
+    """`eval.dpdp`: duration-penalized re-segmentation of every system's codes (Kamper 2022)."""
+
+    mean_latents: float = Field(4.0, ge=0)  # segments' mean length the penalty is set to; 0 off
+    max_latents: int = Field(20, ge=1)  # longest segment (20 ms latents)
+
+
 class EvalParams(_Strict):
     split: Literal["val", "test"] = "test"  # held-out speakers whose codes are scored
     batch_size: int = Field(32, gt=0)
     boundary_tolerance: int = Field(1, ge=0)  # latents (20 ms each)
     abx: ABXParams = ABXParams()
+    dpdp: DPDPParams = DPDPParams()
+    train_latents: int = Field(50_000, ge=0)  # train latents align keeps for kmeans_latent; 0 off
     plots: PlotParams = PlotParams()
 
 

@@ -181,6 +181,34 @@ def write_codes(
                    folder / "phones.parquet", compression="zstd")  # fmt: skip
 
 
+def train_latent_sample(
+    model: VQVAE, utterances: list[Utterance], norm: Normalizer, device: torch.device,
+    batch_size: int, count: int, seed: int,
+) -> np.ndarray:  # fmt: skip
+    """A seeded sample of at most `count` latents [N, E] of the (train) `utterances`, which the
+    `kmeans_latent` baseline is fitted on (as HuBERT clusters its hidden features)."""
+    latents = np.concatenate([e.latents for e in encode(model, utterances, norm, device,
+                                                        batch_size)])  # fmt: skip
+    if len(latents) > count:
+        keep = np.random.default_rng(seed).choice(len(latents), count, replace=False)
+        latents = latents[np.sort(keep)]
+    return latents.astype(np.float32)
+
+
+def write_train_latents(folder: Path, latents: np.ndarray) -> None:
+    """data/codes/train_latents.parquet: one `latent` vector per row."""
+    flat = pa.array(latents.astype(np.float32).reshape(-1))
+    table = pa.table({"latent": pa.FixedSizeListArray.from_arrays(flat, latents.shape[1])})
+    pq.write_table(table, folder / "train_latents.parquet", compression="zstd")
+
+
+def read_train_latents(folder: str | os.PathLike[str]) -> np.ndarray | None:
+    """data/codes/train_latents.parquet back ([N, E]), or None when align kept none
+    (`eval.train_latents: 0`)."""
+    path = Path(folder) / "train_latents.parquet"
+    return _matrix(pq.read_table(path).column("latent")) if path.exists() else None
+
+
 def read_intervals(folder: str | os.PathLike[str]) -> pd.DataFrame:
     """data/codes/phones.parquet: every phone interval of the coded utterances, by utterance in
     time order (utterance_id, speaker, start, end, phone; seconds from the features' start)."""

@@ -7,6 +7,10 @@ Systems, all at the latents' 20 ms rate and joined on (utterance_id, frame):
 - `mfcc`: ABX of MFCC frames themselves, at their native 10 ms (`frames_10ms`, the rate
   libri-light's published MFCC numbers use) and paired to 20 ms as k-means sees them
   (`frames_20ms`); items at each rate are the phone intervals' own frames at that rate;
+- `kmeans_latent`: k-means with the same K on the VQ-VAE's continuous latents, fitted on a sample
+  of train latents (data/codes/train_latents.parquet), as HuBERT clusters its hidden features;
+- `<system>_dpdp`: each system above re-segmented by duration-penalized dynamic programming
+  (vqspeech.evaluate.dpdp; `eval.dpdp`), reported beside its raw codes;
 - `random`: uniform codes with the same K (clustering and boundary metrics at chance level).
 Each is scored on all frames and on speech frames (without sil/sp/spn). `evaluate` returns the
 full grid (reports/eval.json); `headline` the few numbers `dvc metrics show` puts side by side.
@@ -23,7 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
-from vqspeech.evaluate import abx
+from vqspeech.evaluate import abx, dpdp
 from vqspeech.evaluate.metrics import boundary_scores, mean_run_length, scores, speech_mask
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
@@ -155,36 +159,64 @@ def abx_items(
     return abx.cap_groups(items, max_group, seed)
 
 
+def fit_kmeans_latents(latents: np.ndarray, k: int, seed: int) -> MiniBatchKMeans:
+    """k-means with the codebook's K on a sample of train latents (`kmeans_latent`)."""
+    return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit(
+        latents.astype(np.float64)
+    )
+
+
 def evaluate(
     frames: pd.DataFrame, latents: np.ndarray, codebook: np.ndarray, km: MiniBatchKMeans,
     mfcc: np.ndarray, *, native: tuple[pd.DataFrame, np.ndarray], intervals: pd.DataFrame,
     symbols_per_second: float, seed: int, tolerance: int, max_group: int, max_x_across: int,
+    train_latents: np.ndarray | None = None, dpdp_mean: float = 0.0, dpdp_max: int = 20,
 ) -> dict[str, dict]:  # fmt: skip
     """Every system's scores on the same frames (see the module docstring), the full grid.
 
     frames: one row per 20 ms latent (utterance_id, frame, speaker, phone, code); latents [N, E]
     and mfcc [N, D] (paired) in the same order; native: the 10 ms frame table and its MFCC
     vectors (`native_features`); intervals: the utterances' phone intervals (ABX items);
-    km fitted with K = len(codebook)."""
+    km fitted with K = len(codebook); train_latents: the sample `kmeans_latent` is fitted on
+    (None: no such system); dpdp_mean > 0 adds each system re-segmented by DPDP to segments of
+    that mean length in latents (`<system>_dpdp`, vqspeech.evaluate.dpdp)."""
     k = len(codebook)
-    kmeans_codes = km.predict(mfcc).astype(np.int64)
-    rand = np.random.default_rng(seed).integers(0, k, len(frames))
+    # system -> (codes, the vectors its codes quantize, its code vectors)
+    systems: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {
+        "vqvae": (frames["code"].to_numpy(), latents, codebook),
+        "kmeans_mfcc": (km.predict(mfcc).astype(np.int64), mfcc, km.cluster_centers_),
+    }
+    if train_latents is not None:
+        with_latents = fit_kmeans_latents(train_latents, k, seed)
+        systems["kmeans_latent"] = (with_latents.predict(latents.astype(np.float64)).astype(
+            np.int64), latents, with_latents.cluster_centers_)  # fmt: skip
+    penalties = {}
+    if dpdp_mean > 0:
+        ids = frames["utterance_id"].to_numpy()
+        for name in list(systems):
+            _, vectors, book = systems[name]
+            codes, penalties[name] = dpdp.resegment(ids, vectors, book, dpdp_mean, dpdp_max, seed)
+            systems[f"{name}_dpdp"] = (codes, vectors, book)
+            log.info("DPDP %s: penalty %.4g per segment (segments of %.1f latents on average)",
+                     name, penalties[name], dpdp_mean)  # fmt: skip
+    systems["random"] = (np.random.default_rng(seed).integers(0, k, len(frames)), None, None)
     result: dict[str, dict] = {}
-    for name, codes in (("vqvae", frames["code"].to_numpy()), ("kmeans_mfcc", kmeans_codes),
-                        ("random", rand)):  # fmt: skip
+    for name, (codes, _, _) in systems.items():
         result[name] = score_system(frames.assign(code=codes), tolerance, symbols_per_second)
+        if name.endswith("_dpdp"):
+            result[name]["dpdp_penalty"] = penalties[name.removesuffix("_dpdp")]
         r = result[name]["all"]
-        log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f",
-                 name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"])  # fmt: skip
+        log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f, mean run %.2f",
+                 name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"],
+                 r["mean_run_length"])  # fmt: skip
     items_20 = abx_items(intervals, frames, 2, max_group, seed)
     items_10 = abx_items(intervals, native[0], 1, max_group, seed)
-    representations = {
-        ("vqvae", "latent"): (items_20, abx.angular(latents)),
-        ("vqvae", "code"): (items_20, abx.angular_codes(frames["code"].to_numpy(), codebook)),
-        ("kmeans_mfcc", "code"): (items_20, abx.angular_codes(kmeans_codes, km.cluster_centers_)),
-        ("mfcc", "frames_20ms"): (items_20, abx.angular(mfcc)),
-        ("mfcc", "frames_10ms"): (items_10, abx.angular(native[1])),
-    }
+    representations = {("vqvae", "latent"): (items_20, abx.angular(latents))}
+    for name, (codes, _, book) in systems.items():
+        if book is not None:
+            representations[(name, "code")] = (items_20, abx.angular_codes(codes, book))
+    representations[("mfcc", "frames_20ms")] = (items_20, abx.angular(mfcc))
+    representations[("mfcc", "frames_10ms")] = (items_10, abx.angular(native[1]))
     for (system, rep), (items, distance) in representations.items():
         started = time.perf_counter()
         res = abx.abx(items, distance, max_x_across, seed)

@@ -37,6 +37,7 @@ class FeatureConfig:
     kind: FeatureKind
     n_mels: int
     preemphasis: float
+    normalize: Literal["none", "utterance"] = "none"
     sample_rate: int = 16000
     win_length: int = 400  # 25 ms
     hop_length: int = 160  # 10 ms
@@ -46,7 +47,7 @@ class FeatureConfig:
 
     @classmethod
     def from_params(cls, f: FeaturesParams) -> FeatureConfig:
-        return cls(f.kind, f.n_mels or DEFAULT_MELS[f.kind], f.preemphasis)
+        return cls(f.kind, f.n_mels or DEFAULT_MELS[f.kind], f.preemphasis, f.normalize)
 
     @property
     def dim(self) -> int:
@@ -102,13 +103,27 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     power = np.abs(np.fft.rfft(frames * cfg.window, n=cfg.n_fft, axis=1)) ** 2
     log_mel = np.log(np.maximum(power @ cfg.mel_basis.T, LOG_FLOOR))
     if cfg.kind == "logmel":
-        return log_mel.astype(np.float32)
-    if cfg.kind == "fbank":
-        static = log_mel
+        out = log_mel
     else:
-        static = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, : cfg.n_ceps]
-        static[:, 0] = np.log(np.maximum(np.sum(frames**2, axis=1), LOG_FLOOR))
-    return with_deltas(static, cfg.delta_width).astype(np.float32)
+        if cfg.kind == "fbank":
+            static = log_mel
+        else:
+            static = scipy.fft.dct(log_mel, type=2, norm="ortho", axis=1)[:, : cfg.n_ceps]
+            static[:, 0] = np.log(np.maximum(np.sum(frames**2, axis=1), LOG_FLOOR))
+        out = with_deltas(static, cfg.delta_width)
+    if cfg.normalize == "utterance":
+        out = cmvn(out)
+    return out.astype(np.float32)
+
+
+CMVN_STD_FLOOR = 1e-5
+
+
+def cmvn(x: np.ndarray) -> np.ndarray:
+    """Per-utterance mean and variance normalization: each dimension of [T, D] to mean 0 and
+    standard deviation 1 over the utterance's frames (the std floored at CMVN_STD_FLOOR)."""
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), CMVN_STD_FLOOR)
 
 
 def with_deltas(static: np.ndarray, width: int) -> np.ndarray:

@@ -199,7 +199,8 @@ class ExportReport:
         """data/features_report.json: the feature config, counts, the speaker -> split map and
         every skipped utterance with its reason."""
         return {
-            "kind": cfg.kind, "dim": cfg.dim, "sample_rate": cfg.sample_rate,
+            "kind": cfg.kind, "normalize": cfg.normalize, "dim": cfg.dim,
+            "sample_rate": cfg.sample_rate,
             "hop_s": cfg.hop_s, "win_s": cfg.win_s, "audio": keep_audio,
             "utterances": self.utterances, "frames": self.frames,
             "hours": round(self.seconds / 3600, 4), "shards": self.shards,

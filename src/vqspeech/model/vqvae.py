@@ -23,13 +23,13 @@ from vqspeech.params import ModelParams
 
 
 class ResidualBlock(nn.Module):
-    """x + conv1x1(relu(conv3(relu(x)))): each block has weights of its own."""
+    """x + conv1x1(relu(conv_k(relu(x)))) (k = 3 unless given): each block has its own weights."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, kernel: int = 3) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, padding=1),
+            nn.Conv1d(channels, channels, kernel, padding=kernel // 2),
             nn.ReLU(),
             nn.Conv1d(channels, channels, 1),
         )
@@ -61,29 +61,47 @@ class Encoder(nn.Module):
         self.project = nn.Sequential(
             nn.ReLU(), nn.Conv1d(C, cfg.embedding_dim, k, padding=(k - 1) // 2)
         )
+        self.latent_norm = cfg.latent_norm
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: [B, T, D] -> z: [B, T // 2, E]."""
+        """x: [B, T, D] -> z: [B, T // 2, E]; with `latent_norm: sequence` each channel of z
+        standardized over the time of its own sequence."""
         h = self.res(self.convs(x.transpose(1, 2)))
-        return self.project(h).transpose(1, 2)
+        z = self.project(h).transpose(1, 2)
+        if self.latent_norm == "sequence":
+            z = standardize_over_time(z)
+        return z
+
+
+LATENT_STD_FLOOR = 1e-5
+
+
+def standardize_over_time(z: Tensor) -> Tensor:
+    """[B, L, E]: each channel of each sequence to mean 0, std 1 over its L steps."""
+    mean = z.mean(dim=1, keepdim=True)
+    std = z.std(dim=1, keepdim=True, unbiased=False) if z.shape[1] > 1 else torch.ones_like(mean)
+    return (z - mean) / std.clamp(min=LATENT_STD_FLOOR)
 
 
 class Decoder(nn.Module):
-    """The mirror: k=3 conv on [codes; speaker], residual blocks, k=4 stride-2 transposed conv
-    (20 -> 10 ms), two k=3 convs, output projection."""
+    """The mirror: k conv on [codes; speaker], residual blocks, k=4 stride-2 transposed conv
+    (20 -> 10 ms), two k convs, output projection; k = `model.decoder_kernel` (3; with 1 an
+    output frame sees only the two latents the transposed conv puts next to it)."""
 
     def __init__(self, cfg: ModelParams, input_dim: int) -> None:
         super().__init__()
-        C = cfg.channels
-        self.inp = nn.Conv1d(cfg.embedding_dim + cfg.speaker_dim, C, 3, padding=1)
-        self.res = nn.Sequential(*[ResidualBlock(C) for _ in range(cfg.res_blocks)])
+        C, k = cfg.channels, cfg.decoder_kernel
+        if k % 2 == 0:
+            raise ValueError(f"model.decoder_kernel must be odd, not {k}")
+        self.inp = nn.Conv1d(cfg.embedding_dim + cfg.speaker_dim, C, k, padding=k // 2)
+        self.res = nn.Sequential(*[ResidualBlock(C, k) for _ in range(cfg.res_blocks)])
         self.up = nn.Sequential(
             nn.ReLU(),
             nn.ConvTranspose1d(C, C, 4, stride=2, padding=1),
             nn.ReLU(),
-            nn.Conv1d(C, C, 3, padding=1),
+            nn.Conv1d(C, C, k, padding=k // 2),
             nn.ReLU(),
-            nn.Conv1d(C, C, 3, padding=1),
+            nn.Conv1d(C, C, k, padding=k // 2),
             nn.ReLU(),
             nn.Conv1d(C, input_dim, 1),
         )

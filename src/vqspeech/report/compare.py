@@ -34,10 +34,41 @@ METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
     ("one-to-one", "vqvae.one_to_one", "kmeans_mfcc.one_to_one", True),
     ("boundary F1", "vqvae.boundary_f1", "kmeans_mfcc.boundary_f1", True),
     ("code perplexity", "vqvae.code_perplexity", "kmeans_mfcc.code_perplexity", True),
+    ("bitrate (bit/s)", "vqvae.bitrate", "kmeans_mfcc.bitrate", False),
+    ("mean run (latents)", "vqvae.mean_run_length", "kmeans_mfcc.mean_run_length", True),
     ("ABX across, latents (%)", "vqvae.abx.latent.across", "mfcc.abx.frames_20ms.across", False),
+    ("ABX within, latents (%)", "vqvae.abx.latent.within", "mfcc.abx.frames_20ms.within", False),
     ("ABX across, codes (%)", "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across", False),
     ("ABX within, codes (%)", "vqvae.abx.code.within", "kmeans_mfcc.abx.code.within", False),
+    ("PNMI, k-means on latents", "kmeans_latent.pnmi", "kmeans_mfcc.pnmi", True),
+    ("ABX across, k-means on latents (%)", "kmeans_latent.abx.code.across",
+     "kmeans_mfcc.abx.code.across", False),
+    ("PNMI after DPDP", "vqvae_dpdp.pnmi", "kmeans_mfcc_dpdp.pnmi", True),
+    ("boundary F1 after DPDP", "vqvae_dpdp.boundary_f1", "kmeans_mfcc_dpdp.boundary_f1", True),
+    ("ABX across, codes after DPDP (%)", "vqvae_dpdp.abx.code.across",
+     "kmeans_mfcc_dpdp.abx.code.across", False),
+)  # fmt: skip
+PARAM_SECTIONS = ("data", "features", "stats", "model", "train", "eval")
+_CLUSTER = ("pnmi", "nmi", "phone_purity", "bitrate", "mean_run_length", "abx.code.within",
+            "abx.code.across")  # fmt: skip
+# the study table's systems and the metrics each has (`study_markdown`)
+STUDY_SYSTEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("vqvae", (*_CLUSTER, "abx.latent.within", "abx.latent.across")),
+    ("kmeans_mfcc", _CLUSTER),
+    ("kmeans_latent", _CLUSTER),
+    ("vqvae_dpdp", _CLUSTER),
+    ("kmeans_mfcc_dpdp", _CLUSTER),
+    ("mfcc", ("abx.frames_20ms.within", "abx.frames_20ms.across")),
 )
+NONE = "\u2013"  # an empty table cell
+STUDY_LABELS = {
+    "vqvae": "VQ-VAE codes",
+    "kmeans_mfcc": "k-means on MFCC",
+    "kmeans_latent": "k-means on latents",
+    "vqvae_dpdp": "VQ-VAE codes, DPDP",
+    "kmeans_mfcc_dpdp": "k-means on MFCC, DPDP",
+    "mfcc": "MFCC frames (20 ms)",
+}
 IGNORED_PARAMS = {SEED, "train.device", "train.threads", "train.log_every",
                   "train.snapshot_every", "data.jobs", "features.jobs"}  # fmt: skip
 
@@ -90,7 +121,7 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
         record: dict[str, object] = {"name": row.get("Experiment") or rev, "rev": rev}
         for key, value in row.items():
             bare = key.split(":", 1)[-1]
-            if bare.split(".")[0] in {"data", "features", "stats", "model", "train", "eval"}:
+            if bare.split(".")[0] in PARAM_SECTIONS:
                 record[bare] = value
         if K not in record and LEGACY[K] in record:  # recorded with the flat model params
             record[K] = record.pop(LEGACY[K])
@@ -98,15 +129,19 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
             record[ours] = _number(_value(row, ours))
             if base:
                 record[base] = _number(_value(row, base))
+        for system, metrics in STUDY_SYSTEMS:
+            for metric in metrics:
+                name = f"{system}.{metric}"
+                record.setdefault(name, _number(_value(row, name)))
         out.append(record)
     table = pd.DataFrame(out)
     if table.empty:
         raise ValueError("no finished experiment with evaluation metrics (run `dvc exp show`)")
     # the same run reached twice (a commit's row and the workspace, or commits that did not change
     # the pipeline, with -A): keep it once, or it would count as several seeds
-    params = [c for c in table.columns if "." in c and (c == SEED or c not in IGNORED_PARAMS)
-              and not c.startswith(("vqvae.", "kmeans_mfcc.", "mfcc."))]  # fmt: skip
-    metrics = [c for _, ours, base, _ in METRICS for c in (ours, base) if c]
+    params = [c for c in table.columns if c.split(".")[0] in PARAM_SECTIONS
+              and (c == SEED or c not in IGNORED_PARAMS)]  # fmt: skip
+    metrics = list(dict.fromkeys(c for _, ours, base, _ in METRICS for c in (ours, base) if c))
     return table.drop_duplicates(subset=params + metrics).reset_index(drop=True)
 
 
@@ -114,7 +149,7 @@ def config_columns(table: pd.DataFrame) -> list[str]:
     """Params that differ between runs, except the seed (and bookkeeping params)."""
     cols = []
     for c in table.columns:
-        if "." not in c or c in IGNORED_PARAMS or c.startswith(("vqvae.", "kmeans_mfcc.", "mfcc.")):
+        if c.split(".")[0] not in PARAM_SECTIONS or c in IGNORED_PARAMS:
             continue
         if table[c].astype(str).nunique() > 1:
             cols.append(c)
@@ -126,7 +161,7 @@ def config_columns(table: pd.DataFrame) -> list[str]:
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, std (over seeds) and count of every metric per configuration."""
     cols = config_columns(table)
-    metric_cols = [m for _, ours, base, _ in METRICS for m in (ours, base) if m]
+    metric_cols = list(dict.fromkeys(m for _, ours, base, _ in METRICS for m in (ours, base) if m))
     keys = table[cols].astype(str) if cols else pd.DataFrame({"config": ["all"] * len(table)})
     grouped = table[metric_cols].groupby([keys[c] for c in keys.columns], sort=False)
     mean, std = grouped.mean(), grouped.std(ddof=1)
@@ -211,6 +246,48 @@ def markdown(summ: pd.DataFrame) -> str:
             if base:
                 cells.append(f"{r[f'{base}:mean']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def study_markdown(table: pd.DataFrame) -> str:
+    """The study table: per configuration (params that differ, the seed aside), each system's
+    clustering and ABX metrics as mean ± std over its seeds; latent ABX for the VQ-VAE's
+    latents and, on the MFCC row, ABX of the MFCC frames paired to 20 ms."""
+    cols = config_columns(table)
+    keys = table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(
+        ["default"] * len(table), index=table.index)  # fmt: skip
+    header = ["configuration", "system", "seeds", "PNMI", "NMI", "phone purity",
+              "code ABX within %", "code ABX across %", "latent / frame ABX within %",
+              "latent / frame ABX across %", "bitrate", "mean run"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+
+    def cell(runs: pd.DataFrame, name: str, digits: int) -> str:
+        vals = runs[name].dropna() if name in runs else pd.Series(dtype=float)
+        if vals.empty:
+            return NONE
+        spread = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
+        return f"{vals.mean():.{digits}f}{spread}"
+
+    for key in dict.fromkeys(keys):
+        runs = table[keys.to_numpy() == key]
+        label = ", ".join(f"{c.split('.', 1)[1]}={_cell(runs[c].iloc[0])}" for c in cols)
+        for system, _ in STUDY_SYSTEMS:
+            if system == "mfcc" or runs.get(f"{system}.pnmi", pd.Series(dtype=float)).isna().all():
+                continue
+            # continuous ABX beside the codes: the VQ-VAE's latents; for k-means on MFCC, the frames
+            frames = {"vqvae": "vqvae.abx.latent", "kmeans_mfcc": "mfcc.abx.frames_20ms"}.get(
+                system
+            )
+            frame_w = cell(runs, f"{frames}.within", 2) if frames else NONE
+            frame_a = cell(runs, f"{frames}.across", 2) if frames else NONE
+            lines.append("| " + " | ".join([
+                label or "default", STUDY_LABELS[system], str(len(runs)),
+                cell(runs, f"{system}.pnmi", 3), cell(runs, f"{system}.nmi", 3),
+                cell(runs, f"{system}.phone_purity", 3),
+                cell(runs, f"{system}.abx.code.within", 2),
+                cell(runs, f"{system}.abx.code.across", 2), frame_w, frame_a,
+                cell(runs, f"{system}.bitrate", 0), cell(runs, f"{system}.mean_run_length", 2),
+            ]) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
