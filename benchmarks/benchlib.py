@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from vqspeech.io import sections
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
 
@@ -55,15 +57,7 @@ def run_stage(stage: str, cwd: Path, *args: str) -> tuple[float, float]:
 
 def update_section(name: str, body: str, doc: Path = DOC) -> None:
     """Replace (or append) the section `name` of `doc` (docs/benchmarks.md)."""
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n\nMeasured with `make bench`.\n"
-    block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text)
+    sections.update_section(doc, name, body, "# Benchmarks\n\nMeasured with `make bench`.\n")
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

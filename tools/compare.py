@@ -14,6 +14,7 @@ the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
     python tools/compare.py                      # all experiments of the current commit
     python tools/compare.py --rev HEAD~1         # experiments based on an earlier commit
     python tools/compare.py -A --gif-rev exp-a1b2c   # all commits; GIF of one experiment
+    python tools/compare.py --readme README.md   # and the study table into README.md
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def main(
         str, Opt("--gif-rev", help="Experiment or rev for codebook.gif; 'none' skips it.")
     ] = "",
     seed: Annotated[int, Opt("--seed", help="Seed of the GIF's UMAP.")] = 0,
+    readme: Annotated[
+        Path | None,
+        Opt(
+            "--readme",
+            help="Also write the study table into this file's `study` "
+            "section (<!-- study:start --> ... <!-- study:end -->).",
+        ),
+    ] = None,
 ) -> None:
     """Plot and tabulate all experiments' metrics."""
     import io
@@ -49,7 +58,7 @@ def main(
     import dvc.api
     import pyarrow.parquet as pq
 
-    from vqspeech.io import atomic
+    from vqspeech.io import atomic, sections
     from vqspeech.report import compare
 
     with cli.timed("compare"), cli.exit_on_error():
@@ -63,7 +72,10 @@ def main(
         compare.plot_against_k(summ, out_dir / "metrics_vs_codebook_size.png")
         compare.plot_seeds(runs, out_dir / "seeds.png")
         atomic.write_text(out_dir / "table.md", compare.markdown(summ))
-        atomic.write_text(out_dir / "study.md", compare.study_markdown(runs))
+        study = compare.study_markdown(runs)
+        atomic.write_text(out_dir / "study.md", study)
+        if readme is not None:
+            sections.update_section(readme, "study", study)
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
         written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "study.md", "runs.csv"]
         if gif_rev != "none":
