@@ -92,6 +92,11 @@ def test_study_table_has_every_system_of_each_configuration_with_its_seed_spread
     c1 = [line for line in table.splitlines() if "jitter=0 " in line]
     assert len(c1) == 4 and not any("k-means on latents" in line for line in c1)  # no such run
     assert all("| 1 | 0.200 |" in line for line in c1 if "VQ-VAE codes |" in line)  # no spread
+    # named by what differs from the defaults (params.yaml, flattened)
+    defaults = compare.flatten({"model": {"quantizer": {"codebook_size": 64}, "jitter": 0.12}})
+    named = compare.study_markdown(runs, defaults)
+    assert "| default | VQ-VAE codes | 3 |" in named and "| jitter=0 | VQ-VAE codes | 1 |" in named
+    assert "| quantizer.codebook_size=16 | k-means on MFCC | 2 |" in named
 
 
 def test_figures_and_gif(tmp_path: Path):

@@ -13,6 +13,7 @@ the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
 
     python tools/compare.py                      # all experiments of the current commit
     python tools/compare.py --rev HEAD~1         # experiments based on an earlier commit
+    python tools/compare.py --rev HEAD --rev HEAD~2   # of two commits together
     python tools/compare.py -A --gif-rev exp-a1b2c   # all commits; GIF of one experiment
     python tools/compare.py --readme README.md   # and the study table into README.md
 """
@@ -37,7 +38,10 @@ def main(
     all_commits: Annotated[
         bool, Opt("--all-commits", "-A", help="Experiments of every commit, not only HEAD's.")
     ] = False,
-    rev: Annotated[str, Opt("--rev", help="Experiments of this commit (default HEAD).")] = "",
+    rev: Annotated[
+        list[str] | None,
+        Opt("--rev", help="Experiments of this commit (default HEAD); repeat for several."),
+    ] = None,
     workspace: Annotated[bool, Opt("--workspace", help="Include the workspace's run.")] = False,
     gif_rev: Annotated[
         str, Opt("--gif-rev", help="Experiment or rev for codebook.gif; 'none' skips it.")
@@ -57,6 +61,7 @@ def main(
 
     import dvc.api
     import pyarrow.parquet as pq
+    import yaml
 
     from vqspeech.io import atomic, sections
     from vqspeech.report import compare
@@ -72,7 +77,8 @@ def main(
         compare.plot_against_k(summ, out_dir / "metrics_vs_codebook_size.png")
         compare.plot_seeds(runs, out_dir / "seeds.png")
         atomic.write_text(out_dir / "table.md", compare.markdown(summ))
-        study = compare.study_markdown(runs)
+        defaults = compare.flatten(yaml.safe_load((repo / "params.yaml").read_text()))
+        study = compare.study_markdown(runs, defaults)
         atomic.write_text(out_dir / "study.md", study)
         if readme is not None:
             sections.update_section(readme, "study", study)

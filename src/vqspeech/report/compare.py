@@ -249,11 +249,25 @@ def markdown(summ: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def study_markdown(table: pd.DataFrame) -> str:
-    """The study table: per configuration (params that differ, the seed aside), each system's
-    clustering and ABX metrics as mean ± std over its seeds; latent ABX for the VQ-VAE's
-    latents and, on the MFCC row, ABX of the MFCC frames paired to 20 ms."""
-    cols = config_columns(table)
+def flatten(params: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    """Nested params (params.yaml) as dotted names, as `dvc exp show` names them."""
+    out: dict[str, object] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def study_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None = None) -> str:
+    """The study table: per configuration (params that differ, the seed aside; named by those
+    that differ from `defaults`, dotted names), each system's clustering and ABX metrics as
+    mean ± std over its seeds; latent ABX for the VQ-VAE's latents and, on the MFCC row, ABX of
+    the MFCC frames paired to 20 ms."""
+    defaults = defaults or {}
+    cols = [c for c in config_columns(table) if table[c].astype(str).nunique() > 1]
     keys = table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(
         ["default"] * len(table), index=table.index)  # fmt: skip
     header = ["configuration", "system", "seeds", "PNMI", "NMI", "phone purity",
@@ -270,7 +284,9 @@ def study_markdown(table: pd.DataFrame) -> str:
 
     for key in dict.fromkeys(keys):
         runs = table[keys.to_numpy() == key]
-        label = ", ".join(f"{c.split('.', 1)[1]}={_cell(runs[c].iloc[0])}" for c in cols)
+        first = runs.iloc[0]
+        changed = [c for c in cols if c not in defaults or _cell(first[c]) != _cell(defaults[c])]
+        label = ", ".join(f"{c.split('.', 1)[1]}={_cell(first[c])}" for c in changed)
         for system, _ in STUDY_SYSTEMS:
             if system == "mfcc" or runs.get(f"{system}.pnmi", pd.Series(dtype=float)).isna().all():
                 continue
