@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The units study (docs/results.md "The study"): every configuration with seeds 0, 1 and 2
+# through the DVC queue, then `python tools/compare.py --readme README.md` tabulates them.
+#   tools/study.sh            # queue them all
+#   dvc queue start -j 1      # run them (about 3.5 min each on 2 cores; -j 2 with train.threads=1)
+set -euo pipefail
+# name: normalize latent_norm jitter decoder_kernel (every knob named, whatever params.yaml says)
+configs=(
+  "base: none none 0.12 3"
+  "cmvn: utterance none 0.12 3"
+  "lnorm: none sequence 0.12 3"
+  "jitonly: none none 0.5 3"
+  "k1only: none none 0.12 1"
+  "jit: none none 0.5 1"
+  "all: utterance sequence 0.5 1"
+)
+for seed in 0 1 2; do
+  for entry in "${configs[@]}"; do
+    read -r name normalize latent_norm jitter kernel <<<"${entry/:/}"
+    dvc exp run --queue -n "$name-s$seed" -S "train.seed=$seed" \
+      -S "features.normalize=$normalize" -S "model.latent_norm=$latent_norm" \
+      -S "model.jitter=$jitter" -S "model.decoder_kernel=$kernel"
+  done
+done
+dvc queue status
