@@ -97,6 +97,8 @@ def test_study_table_has_every_system_of_each_configuration_with_its_seed_spread
     named = compare.study_markdown(runs, defaults)
     assert "| default | VQ-VAE codes | 3 |" in named and "| jitter=0 | VQ-VAE codes | 1 |" in named
     assert "| quantizer.codebook_size=16 | k-means on MFCC | 2 |" in named
+    only = compare.study_markdown(runs, defaults, ("vqvae",))
+    assert "VQ-VAE codes |" in only and "k-means" not in only and "DPDP" not in only
 
 
 def test_figures_and_gif(tmp_path: Path):

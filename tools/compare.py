@@ -15,7 +15,7 @@ the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
     python tools/compare.py --rev HEAD~1         # experiments based on an earlier commit
     python tools/compare.py --rev HEAD --rev HEAD~2   # of two commits together
     python tools/compare.py -A --gif-rev exp-a1b2c   # all commits; GIF of one experiment
-    python tools/compare.py --readme README.md   # and the study table into README.md
+    python tools/compare.py --readme README.md --results docs/results.md   # and the study tables
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ def main(
         str, Opt("--gif-rev", help="Experiment or rev for codebook.gif; 'none' skips it.")
     ] = "",
     seed: Annotated[int, Opt("--seed", help="Seed of the GIF's UMAP.")] = 0,
+    results: Annotated[
+        Path | None,
+        Opt(
+            "--results",
+            help="Also write the whole study table (DPDP too) into this file's `study` section.",
+        ),
+    ] = None,
     readme: Annotated[
         Path | None,
         Opt(
@@ -80,8 +87,12 @@ def main(
         defaults = compare.flatten(yaml.safe_load((repo / "params.yaml").read_text()))
         study = compare.study_markdown(runs, defaults)
         atomic.write_text(out_dir / "study.md", study)
-        if readme is not None:
-            sections.update_section(readme, "study", study)
+        if readme is not None:  # the codes and both k-means; DPDP in study.md and results.md
+            compact = compare.study_markdown(runs, defaults, ("vqvae", "kmeans_mfcc",
+                                                              "kmeans_latent"))  # fmt: skip
+            sections.update_section(readme, "study", compact)
+        if results is not None:
+            sections.update_section(results, "study", study)
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
         written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "study.md", "runs.csv"]
         if gif_rev != "none":

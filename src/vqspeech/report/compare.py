@@ -261,12 +261,16 @@ def flatten(params: Mapping[str, object], prefix: str = "") -> dict[str, object]
     return out
 
 
-def study_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None = None) -> str:
+def study_markdown(
+    table: pd.DataFrame, defaults: Mapping[str, object] | None = None,
+    systems: Iterable[str] | None = None,
+) -> str:  # fmt: skip
     """The study table: per configuration (params that differ, the seed aside; named by those
     that differ from `defaults`, dotted names), each system's clustering and ABX metrics as
     mean ± std over its seeds; latent ABX for the VQ-VAE's latents and, on the MFCC row, ABX of
-    the MFCC frames paired to 20 ms."""
+    the MFCC frames paired to 20 ms. `systems`: those of STUDY_SYSTEMS to show (default all)."""
     defaults = defaults or {}
+    shown = set(systems) if systems is not None else {name for name, _ in STUDY_SYSTEMS}
     cols = [c for c in config_columns(table) if table[c].astype(str).nunique() > 1]
     keys = table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(
         ["default"] * len(table), index=table.index)  # fmt: skip
@@ -288,7 +292,9 @@ def study_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None = 
         changed = [c for c in cols if c not in defaults or _cell(first[c]) != _cell(defaults[c])]
         label = ", ".join(f"{c.split('.', 1)[1]}={_cell(first[c])}" for c in changed)
         for system, _ in STUDY_SYSTEMS:
-            if system == "mfcc" or runs.get(f"{system}.pnmi", pd.Series(dtype=float)).isna().all():
+            if system == "mfcc" or system not in shown:
+                continue
+            if runs.get(f"{system}.pnmi", pd.Series(dtype=float)).isna().all():
                 continue
             # continuous ABX beside the codes: the VQ-VAE's latents; for k-means on MFCC, the frames
             frames = {"vqvae": "vqvae.abx.latent", "kmeans_mfcc": "mfcc.abx.frames_20ms"}.get(
