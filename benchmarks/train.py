@@ -33,7 +33,11 @@ from vqspeech.train.crops import batch, batch_audio, epoch_batches, load_split  
 
 SIZES = {
     "default (128 ch, K=64)": {"channels": 128, "quantizer": {"codebook_size": 64}},
-    "reference (768 ch, K=44)": {"channels": 768, "quantizer": {"codebook_size": 44}},
+    "reference (768 ch, K=44)": {
+        "channels": 768,
+        "quantizer": {"codebook_size": 44},
+        "decoder_kernel": 3,
+    },  # the reference's decoder
     "default + WaveNet decoder (32 ch, 8 layers, 320 samples/crop)": {"decoder": "wavenet"},
 }
 
