@@ -52,6 +52,11 @@ def fit_kmeans(
     rng = np.random.default_rng(seed)
     if len(x) > max_frames:
         x = x[rng.choice(len(x), max_frames, replace=False)]
+    return kmeans(x, k, seed)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int) -> MiniBatchKMeans:
+    """The one k-means of the baselines (MiniBatchKMeans, 3 inits, batches of 4096, seeded)."""
     return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit(x)
 
 
@@ -159,13 +164,6 @@ def abx_items(
     return abx.cap_groups(items, max_group, seed)
 
 
-def fit_kmeans_latents(latents: np.ndarray, k: int, seed: int) -> MiniBatchKMeans:
-    """k-means with the codebook's K on a sample of train latents (`kmeans_latent`)."""
-    return MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096).fit(
-        latents.astype(np.float64)
-    )
-
-
 def evaluate(
     frames: pd.DataFrame, latents: np.ndarray, codebook: np.ndarray, km: MiniBatchKMeans,
     mfcc: np.ndarray, *, native: tuple[pd.DataFrame, np.ndarray], intervals: pd.DataFrame,
@@ -187,9 +185,9 @@ def evaluate(
         "kmeans_mfcc": (km.predict(mfcc).astype(np.int64), mfcc, km.cluster_centers_),
     }
     if train_latents is not None:
-        with_latents = fit_kmeans_latents(train_latents, k, seed)
-        systems["kmeans_latent"] = (with_latents.predict(latents.astype(np.float64)).astype(
-            np.int64), latents, with_latents.cluster_centers_)  # fmt: skip
+        with_latents = kmeans(train_latents.astype(np.float64), k, seed)
+        codes = with_latents.predict(latents.astype(np.float64)).astype(np.int64)
+        systems["kmeans_latent"] = (codes, latents, with_latents.cluster_centers_)
     penalties = {}
     if dpdp_mean > 0:
         ids = frames["utterance_id"].to_numpy()
