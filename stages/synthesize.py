@@ -76,8 +76,9 @@ def main(
             bar.close()
             S.add_generated(versions, generated, goals)
         else:
-            cli.log.info("model.decoder is 'deconv' (features, not audio): writing the originals "
-                         "only; synthesis metrics are null")  # fmt: skip
+            cli.log.info("model.decoder is 'deconv' (features, not audio) or the model a "
+                         "VQ-CPC (no decoder): writing the originals only; synthesis metrics "
+                         "are null")  # fmt: skip
         train_utts = list(shards.iter_utterances(features_dir, "train", audio=True))
         fit, test = S.classifier_data(train_utts, p.classifier_utterances, p.classifier_holdout,
                                        n, rng)  # fmt: skip

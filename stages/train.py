@@ -37,7 +37,7 @@ def run(
         "models/snapshots.parquet"
     ),
 ) -> None:
-    """Train the VQ-VAE (resuming from the last checkpoint of the same configuration)."""
+    """Train the model (resuming from the last checkpoint of the same configuration)."""
     import json
 
     import torch
@@ -45,8 +45,9 @@ def run(
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
+    from vqspeech.model.build import UnitModel, build
     from vqspeech.model.checkpoint import save_model
-    from vqspeech.model.vqvae import VQVAE, summary
+    from vqspeech.model.vqvae import summary
     from vqspeech.train import checkpoints as ckpt
     from vqspeech.train import livelog, snapshots
     from vqspeech.train.crops import epoch_batches, load_train_val
@@ -71,7 +72,7 @@ def run(
                          len(speakers), n_val, d.device, d.world)  # fmt: skip
             shape = {"input_dim": train_data.features.shape[1], "n_speakers": len(speakers)}
             cli.log.info("model:\n%s\nrun key %s: checkpoint and snapshots in %s/",
-                         summary(VQVAE(model_cfg, **shape)), key, folder)  # fmt: skip
+                         summary(build(model_cfg, **shape)), key, folder)  # fmt: skip
             atomic.remove_stale(model_path, metrics_path, snapshots_path,
                                 *ckpt.run_files(folder, cfg.epochs))  # fmt: skip
         resume_at = ckpt.resume_step(checkpoints, key, cfg.epochs)
@@ -83,7 +84,7 @@ def run(
         sample = shards.iter_utterances(features_dir, "val" if val_data is not None else "train")
         snaps = snapshots.Snapshots(folder, key, sample, norm, cfg.snapshot_every)
 
-        def on_epoch(epoch: int, model: VQVAE) -> None:
+        def on_epoch(epoch: int, model: UnitModel) -> None:
             snaps(epoch, model)
             if live is not None:
                 livelog.keep(live_dir, folder)
@@ -113,10 +114,11 @@ def show_summary(
     n_speakers: Annotated[int, cli.opt("--n-speakers", "Training speakers.")] = 7,
 ) -> None:
     """Print parameters per module and the encoder's receptive field for the params' sizes."""
-    from vqspeech.model.vqvae import VQVAE, summary
+    from vqspeech.model.build import build
+    from vqspeech.model.vqvae import summary
 
     params = cli.load_params_or_exit(params_file)
-    print(summary(VQVAE(params.model, input_dim=input_dim, n_speakers=n_speakers)))
+    print(summary(build(params.model, input_dim=input_dim, n_speakers=n_speakers)))
 
 
 if __name__ == "__main__":

@@ -86,19 +86,21 @@ def test_study_table_has_every_system_of_each_configuration_with_its_seed_spread
         "| quantizer.codebook_size=64, jitter=0.12 |",
         "| quantizer.codebook_size=16, jitter=0.12 |",
     )
-    assert f"{a} VQ-VAE codes | 3 | 0.440 ± 0.020 |" in table
+    assert f"{a} learned codes | 3 | 0.440 ± 0.020 |" in table
     assert f"{a} k-means on MFCC | 3 | 0.500 ± 0.000 |" in table
     assert f"{b} k-means on latents | 2 | 1.000 ± 0.000 |" in table
     c1 = [line for line in table.splitlines() if "jitter=0 " in line]
     assert len(c1) == 4 and not any("k-means on latents" in line for line in c1)  # no such run
-    assert all("| 1 | 0.200 |" in line for line in c1 if "VQ-VAE codes |" in line)  # no spread
+    assert all("| 1 | 0.200 |" in line for line in c1 if "learned codes |" in line)  # no spread
     # named by what differs from the defaults (params.yaml, flattened)
     defaults = compare.flatten({"model": {"quantizer": {"codebook_size": 64}, "jitter": 0.12}})
     named = compare.study_markdown(runs, defaults)
-    assert "| default | VQ-VAE codes | 3 |" in named and "| jitter=0 | VQ-VAE codes | 1 |" in named
+    assert (
+        "| default | learned codes | 3 |" in named and "| jitter=0 | learned codes | 1 |" in named
+    )
     assert "| quantizer.codebook_size=16 | k-means on MFCC | 2 |" in named
     only = compare.study_markdown(runs, defaults, ("vqvae",))
-    assert "VQ-VAE codes |" in only and "k-means" not in only and "DPDP" not in only
+    assert "learned codes |" in only and "k-means" not in only and "DPDP" not in only
 
 
 def test_figures_and_gif(tmp_path: Path):

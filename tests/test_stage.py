@@ -490,6 +490,28 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     assert (work / "plots/synthesis/spectrograms.png").stat().st_size > 0
 
 
+def test_vqcpc_trains_aligns_evaluates_and_plots_through_the_same_stages(
+    tiny_pipeline: Path, tmp_path: Path
+):
+    work = tmp_path / "w"
+    cpc = {"context_dim": 8, "prediction_steps": 2, "negatives": 3, "speakers_per_batch": 1}
+    proc = train_in(tiny_pipeline, work, {"epochs": 1}, model={"family": "vqcpc", "cpc": cpc})
+    assert proc.returncode == 0, proc.stderr
+    assert "VQ-CPC: LSTM context 8, predicts 2 latents = 40 ms ahead" in proc.stderr
+    payload = torch.load(work / "models/model.pt", weights_only=True)
+    assert payload["config"]["model"]["family"] == "vqcpc"
+    assert not any(k.startswith("decoder.") for k in payload["state_dict"])
+    metrics = json.loads((work / "metrics/train.json").read_text())
+    assert {"train_cpc", "val_cpc", "val_cpc_accuracy", "val_perplexity"} <= set(metrics)
+    assert (work / "plots/train/plots/metrics/val/cpc.tsv").is_file()
+    for stage in ("align", "evaluate", "figures"):
+        proc = run_stage_in(work, stage)
+        assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
+    report = json.loads((work / "reports/eval.json").read_text())
+    assert report["vqvae"]["all"]["frames"] > 0 and "kmeans_mfcc" in report
+    assert (work / "plots/eval/utterances.png").stat().st_size > 0
+
+
 def run_stage_in(work: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(REPO / "stages" / f"{stage}.py"), *args]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False, timeout=300)
@@ -510,14 +532,18 @@ def test_train_stage_bad_input(tiny_pipeline: Path, tmp_path: Path):
     assert "no 'train' utterances in the feature shards" in proc.stderr
 
 
-@pytest.mark.parametrize("decoder", ["deconv", "wavenet"])
+@pytest.mark.parametrize("model", [
+    {"decoder": "deconv"},
+    {"decoder": "wavenet", "wavenet": {"residual_channels": 8, "skip_channels": 8,
+                                       "layers_per_stack": 4}},
+    {"family": "vqcpc", "cpc": {"context_dim": 8, "prediction_steps": 2, "negatives": 3,
+                                "speakers_per_batch": 1}},
+], ids=["deconv", "wavenet", "vqcpc"])  # fmt: skip
 def test_torchrun_ddp_two_cpu_ranks_keep_identical_codebooks(
-    tiny_pipeline: Path, tmp_path: Path, decoder: str
+    tiny_pipeline: Path, tmp_path: Path, model: dict
 ):
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     launcher = (torchrun, "--standalone", "--nproc_per_node=2")
-    model = {"decoder": decoder, "wavenet": {"residual_channels": 8, "skip_channels": 8,
-                                             "layers_per_stack": 4}}  # fmt: skip
     proc = train_in(tiny_pipeline, tmp_path / "ddp", {"epochs": 2, "threads": 1}, *launcher,
                     model=model)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

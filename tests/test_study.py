@@ -6,32 +6,49 @@ import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 from vqspeech.params import Params
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
+def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
+    """tools/study.sh with a stub `dvc` that records its calls; returns them."""
     log = tmp_path / "calls"
     fake = tmp_path / "bin" / "dvc"
     fake.parent.mkdir()
     fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
-    subprocess.run(["bash", str(REPO / "tools/study.sh")], env=env, check=True)
-    calls = [line.split() for line in log.read_text().splitlines()]
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", **env}
+    subprocess.run(["bash", str(REPO / "tools/study.sh"), *names], env=env, check=True)
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
+    calls = run_study(tmp_path)
     queued = [c for c in calls if c[:3] == ["exp", "run", "--queue"]]
-    assert len(queued) == 7 * 3 and calls[-1] == ["queue", "status"]
+    assert len(queued) == 10 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
-    assert len(set(names)) == 21 and {"base-s0", "all-s2", "jit-s1"} <= set(names)
+    assert len(set(names)) == 30 and {"base-s0", "all-s2", "jit-s1", "cpc-s2"} <= set(names)
+    knobs = {"train.seed", "features.normalize", "model.latent_norm", "model.jitter",
+             "model.decoder_kernel"}  # fmt: skip
     for call in queued:
         overrides = dict(a.split("=", 1) for a in call[call.index("-n") + 2 :] if a != "-S")
-        assert set(overrides) == {"train.seed", "features.normalize", "model.latent_norm",
-                                  "model.jitter", "model.decoder_kernel"}  # fmt: skip
-        Params.model_validate({  # every override is a valid value of its param
-            "data": {"corpus": "builtin"},
-            "features": {"normalize": overrides["features.normalize"]},
-            "model": {"latent_norm": overrides["model.latent_norm"],
-                      "jitter": float(overrides["model.jitter"]),
-                      "decoder_kernel": int(overrides["model.decoder_kernel"])},
-        })  # fmt: skip
+        assert set(overrides) >= knobs
+        raw: dict = {"data": {"corpus": "builtin"}}
+        for key, value in overrides.items():  # every override is a valid value of its param
+            *groups, leaf = key.split(".")
+            node = raw
+            for g in groups:
+                node = node.setdefault(g, {})
+            node[leaf] = yaml.safe_load(value)
+        Params.model_validate(raw)
+    cpc = next(c for c in queued if "cpc-s0" in c)
+    assert "model.family=vqcpc" in cpc
+
+
+def test_study_queues_only_the_named_configurations_and_seeds(tmp_path: Path):
+    calls = run_study(tmp_path, "jitonly", "k1only", SEEDS="2")
+    names = [c[c.index("-n") + 1] for c in calls if "--queue" in c]
+    assert names == ["jitonly-s2", "k1only-s2"]

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The units study (docs/results.md "The study"): every configuration with seeds 0, 1 and 2
 # through the DVC queue, then `python tools/compare.py --readme README.md` tabulates them.
-#   tools/study.sh            # queue them all
-#   dvc queue start -j 1      # run them (about 3.5 min each on 2 cores; -j 2 with train.threads=1)
+#   tools/study.sh                 # queue them all
+#   tools/study.sh cpc k128        # queue only these configurations
+#   SEEDS="2" tools/study.sh jitonly   # only these seeds
+#   dvc queue start -j 1           # run them (about 3.5 min each on 2 cores; -j 2 with train.threads=1)
 set -euo pipefail
-# name: normalize latent_norm jitter decoder_kernel (every knob named, whatever params.yaml says)
+# name: normalize latent_norm jitter decoder_kernel [param=value ...]
+# (the four knobs named every time, whatever params.yaml says; VQ-CPC has no decoder to jitter)
 configs=(
   "base: none none 0.12 3"
   "cmvn: utterance none 0.12 3"
@@ -13,13 +16,24 @@ configs=(
   "k1only: none none 0.12 1"
   "jit: none none 0.5 1"
   "all: utterance sequence 0.5 1"
+  "cpc: none none 0.5 1 model.family=vqcpc"
+  "k128: none none 0.5 1 model.quantizer.codebook_size=128"
+  "long: none none 0.5 1 train.epochs=30"
 )
-for seed in 0 1 2; do
+wanted=" $* "
+for seed in ${SEEDS:-0 1 2}; do
   for entry in "${configs[@]}"; do
-    read -r name normalize latent_norm jitter kernel <<<"${entry/:/}"
+    read -r name normalize latent_norm jitter kernel extra <<<"${entry/:/}"
+    if [[ $# -gt 0 && "$wanted" != *" $name "* ]]; then
+      continue
+    fi
+    overrides=()
+    for kv in ${extra:-}; do
+      overrides+=(-S "$kv")
+    done
     dvc exp run --queue -n "$name-s$seed" -S "train.seed=$seed" \
       -S "features.normalize=$normalize" -S "model.latent_norm=$latent_norm" \
-      -S "model.jitter=$jitter" -S "model.decoder_kernel=$kernel"
+      -S "model.jitter=$jitter" -S "model.decoder_kernel=$kernel" "${overrides[@]}"
   done
 done
 dvc queue status

@@ -243,9 +243,20 @@ class WaveNetParams(_Strict):
     window_latents: int = Field(1, gt=0)  # 20 ms latents per crop whose samples the loss covers
 
 
-class ModelParams(_Strict):
-    """`model`: the VQ-VAE's sizes; `VQVAE(params.model, input_dim=..., n_speakers=...)`."""
+class CPCParams(_Strict):
+    """`model.cpc`: the VQ-CPC objective (`model.family: vqcpc`; van Niekerk et al. 2020)."""
 
+    context_dim: int = Field(128, gt=0)  # LSTM over the codes (256 in the published model)
+    prediction_steps: int = Field(6, ge=1)  # future 20 ms latents predicted (6 = 120 ms)
+    negatives: int = Field(17, ge=1)  # per positive, from crops of the same speaker
+    speakers_per_batch: int = Field(8, ge=1)  # a batch is this many speakers x crops of each
+
+
+class ModelParams(_Strict):
+    """`model`: the model's sizes; `build(params.model, input_dim=..., n_speakers=...)`
+    (vqspeech.model) makes a VQ-VAE or, with `family: vqcpc`, a VQ-CPC."""
+
+    family: Literal["vqvae", "vqcpc"] = "vqvae"  # reconstruction | contrastive prediction
     channels: int = Field(128, gt=0)
     res_blocks: int = Field(2, ge=0)
     embedding_dim: int = Field(64, gt=0)
@@ -258,12 +269,16 @@ class ModelParams(_Strict):
     decoder: Literal["deconv", "wavenet"] = "deconv"
     quantizer: QuantizerParams = QuantizerParams()
     wavenet: WaveNetParams = WaveNetParams()
+    cpc: CPCParams = CPCParams()
 
     @model_validator(mode="after")
     def _odd_decoder_kernel(self) -> ModelParams:
         if self.decoder_kernel % 2 == 0:
             raise ValueError(f"model.decoder_kernel must be odd (1, 3, 5, 7), not "
                              f"{self.decoder_kernel}")  # fmt: skip
+        if self.family == "vqcpc" and self.decoder != "deconv":
+            raise ValueError("model.family vqcpc has no decoder: leave model.decoder at deconv "
+                             "(the default)")  # fmt: skip
         return self
 
 
@@ -328,6 +343,20 @@ class Params(_Strict):
     train: TrainParams = TrainParams()
     eval: EvalParams = EvalParams()
     synthesize: SynthesizeParams = SynthesizeParams()
+
+    @model_validator(mode="after")
+    def _cpc_fits_training(self) -> Params:
+        if self.model.family != "vqcpc":
+            return self
+        cpc, t = self.model.cpc, self.train
+        if t.batch_size % cpc.speakers_per_batch:
+            raise ValueError(f"train.batch_size ({t.batch_size}) must be a multiple of model.cpc."
+                             f"speakers_per_batch ({cpc.speakers_per_batch})")  # fmt: skip
+        if t.crop_frames // 2 <= cpc.prediction_steps + 1:
+            raise ValueError(f"train.crop_frames ({t.crop_frames}) gives {t.crop_frames // 2} "
+                             f"latents, too few to predict {cpc.prediction_steps} steps ahead: "
+                             f"raise it to {2 * (cpc.prediction_steps + 2)} or more")  # fmt: skip
+        return self
 
 
 def _format(err: ValidationError) -> str:

@@ -24,7 +24,7 @@ from vqspeech.data.textgrid import Interval, PhoneAlignment, fit_to_duration, re
 from vqspeech.features.acoustic import frame_labels
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
-from vqspeech.model.vqvae import VQVAE
+from vqspeech.model.build import UnitModel
 
 
 def latent_labels(
@@ -70,7 +70,7 @@ class Encoded:
 
 @torch.no_grad()
 def encode(
-    model: VQVAE, utterances: list[Utterance], norm: Normalizer, device: torch.device,
+    model: UnitModel, utterances: list[Utterance], norm: Normalizer, device: torch.device,
     batch_size: int,
 ) -> Iterator[Encoded]:  # fmt: skip
     """Latents and codes of whole utterances, batched by exact length (no padding, which would
@@ -124,7 +124,7 @@ class Aligned:
 
 
 def align(
-    model: VQVAE, utterances: list[Utterance], textgrids: dict[str, str], norm: Normalizer,
+    model: UnitModel, utterances: list[Utterance], textgrids: dict[str, str], norm: Normalizer,
     device: torch.device, batch_size: int, wrap=lambda it, n: it,
 ) -> Aligned:  # fmt: skip
     """Encode `utterances`, label each latent from its TextGrid, join; one row per 20 ms latent:
@@ -182,7 +182,7 @@ def write_codes(
 
 
 def train_latent_sample(
-    model: VQVAE, utterances: list[Utterance], norm: Normalizer, device: torch.device,
+    model: UnitModel, utterances: list[Utterance], norm: Normalizer, device: torch.device,
     batch_size: int, count: int, seed: int,
 ) -> np.ndarray:  # fmt: skip
     """A seeded sample of at most `count` latents [N, E] of the (train) `utterances`, which the

@@ -1,7 +1,9 @@
 """Scoring the codes beside baselines on the same frames (docs/design.md "Evaluation").
 
 Systems, all at the latents' 20 ms rate and joined on (utterance_id, frame):
-- `vqvae`: the model's codes (data/codes); ABX of its continuous latents and of its codes;
+- `vqvae`: the trained model's codes (data/codes); ABX of its continuous latents and of its codes
+  (the key names the system of learned units whatever `model.family`, so a VQ-CPC run's metrics
+  line up with a VQ-VAE run's in `dvc metrics diff`; the run's params say which it was);
 - `kmeans_mfcc`: k-means with the same K on MFCC frames, fitted on train frames; a 20 ms frame is
   the mean of the two normalized 10 ms frames the latent stands for; ABX of its centroids;
 - `mfcc`: ABX of MFCC frames themselves, at their native 10 ms (`frames_10ms`, the rate

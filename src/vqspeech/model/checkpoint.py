@@ -16,7 +16,7 @@ import torch
 from pydantic import ValidationError
 
 from vqspeech.io import atomic
-from vqspeech.model.vqvae import VQVAE
+from vqspeech.model.build import UnitModel, build
 from vqspeech.params import ModelParams
 
 FORMAT = 2
@@ -26,7 +26,7 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the model it is loaded into; names the file and fields."""
 
 
-def save_model(path: Path, model: VQVAE, extra: dict[str, object]) -> None:
+def save_model(path: Path, model: UnitModel, extra: dict[str, object]) -> None:
     """The final model: plain state dict + config, loadable with weights_only=True."""
     save(path, {"format": FORMAT, "config": model.config(), "state_dict": model.state_dict(),
                 **extra})  # fmt: skip
@@ -41,7 +41,7 @@ def save(path: Path, payload: dict) -> None:
 
 def load_model(
     path: str | os.PathLike[str], expect: ModelParams | None = None
-) -> tuple[VQVAE, dict]:
+) -> tuple[UnitModel, dict]:
     """Load `models/model.pt` (weights_only). With `expect`, other model params are an error.
 
     Anything that is not a model file of this project (a pickle, a truncated file, a payload
@@ -83,7 +83,7 @@ def load_model(
     try:
         cfg = ModelParams.model_validate(config["model"])
         data = dict(config["data"])
-        model = VQVAE(cfg, **data)
+        model = build(cfg, **data)
     except ValidationError as exc:
         why = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)

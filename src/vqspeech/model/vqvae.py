@@ -188,6 +188,10 @@ class VQVAE(nn.Module):
         logits = self.decoder(classes, q, spk, start, stop)
         return VQVAEOutput(logits, z, vq, classes[:, start:stop])
 
+    def losses(self, x: Tensor, out: VQVAEOutput) -> dict[str, Tensor]:
+        """{"recon": the decoder's loss} (the objective; the quantizer's loss is added apart)."""
+        return {"recon": decoder_loss(x, out)}
+
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Latents and codes of x: [B, T, D], without decoding."""
@@ -209,7 +213,7 @@ def decoder_loss(x: Tensor, out: VQVAEOutput) -> Tensor:
     return torch.nn.functional.cross_entropy(out.reconstruction.float(), out.target)
 
 
-def receptive_field(model: VQVAE) -> int:
+def receptive_field(model: nn.Module) -> int:
     """Input frames seen by one latent: 1 + sum (k - 1) * (product of earlier strides)."""
     rf, jump = 1, 1
     for m in [*model.encoder.convs, *model.encoder.res.modules(), *model.encoder.project]:
@@ -219,7 +223,7 @@ def receptive_field(model: VQVAE) -> int:
     return rf
 
 
-def summary(model: VQVAE, hop_ms: float = 10.0, win_ms: float = 25.0) -> str:
+def summary(model: nn.Module, hop_ms: float = 10.0, win_ms: float = 25.0) -> str:
     """Parameters per module and the encoder's receptive field."""
     lines = [f"{'module':<12}{'parameters':>12}"]
     total = 0
@@ -234,7 +238,14 @@ def summary(model: VQVAE, hop_ms: float = 10.0, win_ms: float = 25.0) -> str:
         f"one code per {2 * hop_ms:.0f} ms; codebook {q.codebook_size} x "
         f"{model.cfg.embedding_dim} ({'EMA' if q.kind == 'ema' else 'loss-trained'})"
     )
-    if model.cfg.decoder == "wavenet":
+    if model.cfg.family == "vqcpc":
+        c = model.cfg.cpc
+        lines.append(
+            f"VQ-CPC: LSTM context {c.context_dim}, predicts {c.prediction_steps} latents = "
+            f"{c.prediction_steps * 2 * hop_ms:.0f} ms ahead against {c.negatives} negatives "
+            f"of the same speaker ({c.speakers_per_batch} speakers per batch); no decoder"
+        )
+    elif model.cfg.decoder == "wavenet":
         wn, w = model.decoder, model.cfg.wavenet.window_latents
         lines.append(
             f"WaveNet decoder: {len(wn.dilations)} layers ({wn.cfg.stacks} x dilations 1..."

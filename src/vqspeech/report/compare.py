@@ -62,10 +62,10 @@ STUDY_SYSTEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 NONE = "\u2013"  # an empty table cell
 STUDY_LABELS = {
-    "vqvae": "VQ-VAE codes",
+    "vqvae": "learned codes",
     "kmeans_mfcc": "k-means on MFCC",
     "kmeans_latent": "k-means on latents",
-    "vqvae_dpdp": "VQ-VAE codes, DPDP",
+    "vqvae_dpdp": "learned codes, DPDP",
     "kmeans_mfcc_dpdp": "k-means on MFCC, DPDP",
     "mfcc": "MFCC frames (20 ms)",
 }

@@ -71,7 +71,7 @@ def utterance_panels(
         with torch.no_grad():
             _, vq = model.encode(torch.from_numpy(x.astype(np.float32))[None])
             recon = None
-            if model.cfg.decoder == "deconv":
+            if model.cfg.family == "vqvae" and model.cfg.decoder == "deconv":
                 speaker = model.speaker_vectors(torch.tensor([-1]))
                 recon = model.decoder(vq.quantized, speaker)[0].numpy()
         soft = torch.softmax(-vq.distances[0], dim=-1).numpy()[:, order]

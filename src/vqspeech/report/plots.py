@@ -244,7 +244,8 @@ def utterance_figure(
         for a, x, label in ((ax[2], p.features, "input features"),
                             (ax[5], p.reconstruction, "reconstruction")):  # fmt: skip
             if x is None:
-                a.text(0.5, 0.5, "WaveNet decoder: audio reconstructions are in plots/synthesis",
+                a.text(0.5, 0.5, "no feature reconstruction (a WaveNet decoder's audio is in "
+                       "plots/synthesis; VQ-CPC has no decoder)",
                        ha="center", va="center", transform=a.transAxes)  # fmt: skip
                 a.set_ylabel(label)
                 continue

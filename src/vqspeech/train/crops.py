@@ -158,14 +158,51 @@ def batch_audio(
 
 
 def epoch_batches(
-    data: SplitData, crop: int, batch_size: int, seed: int, epoch: int
+    data: SplitData, crop: int, batch_size: int, seed: int, epoch: int, speakers_per_batch: int = 0
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (utterance, start) index arrays of every batch of one epoch: about one crop per
-    `crop` frames of the split, a function of (seed, epoch) only."""
+    `crop` frames of the split, a function of (seed, epoch) only.
+
+    With `speakers_per_batch` S > 0 every batch is S distinct speakers (drawn uniformly) x
+    batch_size / S crops of each, uniform over that speaker's start positions, speaker-major
+    (what VQ-CPC's same-speaker negatives need); 0: crops uniform over the split."""
     n_batches = max(1, int(data.lengths.sum()) // crop // batch_size)
     rng = np.random.default_rng([seed, epoch])
+    if speakers_per_batch:
+        return _speaker_batches(data, crop, batch_size, speakers_per_batch, n_batches, rng)
     utt, start = crops(data, crop, n_batches * batch_size, rng)
     return [
         (utt[i : i + batch_size], start[i : i + batch_size])
         for i in range(0, n_batches * batch_size, batch_size)
     ]
+
+
+def _speaker_batches(
+    data: SplitData, crop: int, batch_size: int, n_speakers: int, n_batches: int,
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+    if batch_size % n_speakers:
+        raise ValueError(f"a batch of {batch_size} cannot hold {n_speakers} speakers equally")
+    starts_per_utt = np.maximum(data.lengths - crop + 1, 0)
+    pools = []  # per speaker with a long enough utterance: its utterances and their start counts
+    for s in np.unique(data.speakers):
+        mine = np.flatnonzero((data.speakers == s) & (starts_per_utt > 0))
+        if len(mine):
+            pools.append((mine, np.cumsum(starts_per_utt[mine])))
+    if len(pools) < n_speakers:
+        raise ValueError(
+            f"{n_speakers} speakers per batch, but only {len(pools)} speakers have an utterance "
+            f"of at least {crop} frames"
+        )
+    per = batch_size // n_speakers
+    out = []
+    for _ in range(n_batches):
+        utts, starts = [], []
+        for p in rng.choice(len(pools), n_speakers, replace=False):
+            mine, cum = pools[p]
+            flat = rng.integers(0, int(cum[-1]), size=per)
+            k = np.searchsorted(cum, flat, side="right")
+            utts.append(mine[k])
+            starts.append(flat - (cum[k] - starts_per_utt[mine[k]]))
+        out.append((np.concatenate(utts), np.concatenate(starts)))
+    return out

@@ -22,9 +22,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vqspeech.model.build import UnitModel, build
 from vqspeech.model.checkpoint import save
 from vqspeech.model.quantizer import kmeans
-from vqspeech.model.vqvae import VQVAE, decoder_loss
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
 from vqspeech.train.crops import SplitData, batch, batch_audio, crops, epoch_batches
@@ -64,7 +64,7 @@ def setup(device: str = "auto") -> Dist:
     return Dist(0, 1, torch.device("cuda") if cuda else torch.device("cpu"))
 
 
-def _grad_norms(model: VQVAE) -> dict[str, float]:
+def _grad_norms(model: UnitModel) -> dict[str, float]:
     norms = {}
     for name, module in model.named_children():
         grads = [p.grad.detach().float().norm() for p in module.parameters() if p.grad is not None]
@@ -74,7 +74,7 @@ def _grad_norms(model: VQVAE) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _kmeans_init(model: VQVAE, train: SplitData, cfg: TrainParams, d: Dist) -> None:
+def _kmeans_init(model: UnitModel, train: SplitData, cfg: TrainParams, d: Dist) -> None:
     """Codebook <- k-means of the encoder's outputs on the first batches (rank 0's, broadcast)."""
     rng = np.random.default_rng([cfg.seed, 10**6])
     utt, start = crops(train, cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
@@ -87,13 +87,13 @@ def _kmeans_init(model: VQVAE, train: SplitData, cfg: TrainParams, d: Dist) -> N
 
 
 @torch.no_grad()
-def validate(model: VQVAE, val: SplitData, cfg: TrainParams, d: Dist) -> dict[str, float]:
+def validate(model: UnitModel, val: SplitData, cfg: TrainParams, d: Dist) -> dict[str, float]:
     """Losses, perplexity and codes used on fixed crops of the held-out speakers."""
     model.eval()
     rng = np.random.default_rng([cfg.seed, 2 * 10**6])
     n = min(cfg.val_crops, max(1, int(val.lengths.sum()) // cfg.crop_frames))
     utt, start = crops(val, cfg.crop_frames, n, rng)
-    totals = {"recon": 0.0, "commitment": 0.0}
+    totals: dict[str, float] = {}
     counts = torch.zeros(model.quantizer.codebook_size, device=d.device)
     for i in range(0, n, cfg.batch_size):
         u, s = utt[i : i + cfg.batch_size], start[i : i + cfg.batch_size]
@@ -102,21 +102,21 @@ def validate(model: VQVAE, val: SplitData, cfg: TrainParams, d: Dist) -> dict[st
         audio = _audio(model, val, u, s, cfg, d)
         with _autocast(d):
             out = model(xt, torch.from_numpy(spk).to(d.device), audio)
-        totals["recon"] += float(decoder_loss(xt, out)) * len(x)
-        totals["commitment"] += float(out.vq.commitment) * len(x)
+        terms = {**model.losses(xt, out), "commitment": out.vq.commitment}
+        for k, v in terms.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * len(x)
         counts += torch.bincount(out.vq.codes.reshape(-1), minlength=model.quantizer.codebook_size)
     usage = counts / counts.sum()
     model.train()
     return {
-        "recon": totals["recon"] / n,
-        "commitment": totals["commitment"] / n,
+        **{k: v / n for k, v in totals.items()},
         "perplexity": float(torch.exp(-(usage * torch.log(usage + 1e-10)).sum())),
         "codes_used": int((counts > 0).sum()),
     }
 
 
 def _audio(
-    model: VQVAE, data: SplitData, utt: np.ndarray, start: np.ndarray, cfg: TrainParams, d: Dist
+    model: UnitModel, data: SplitData, utt: np.ndarray, start: np.ndarray, cfg: TrainParams, d: Dist
 ) -> torch.Tensor | None:
     """The crops' int16 samples on the device when the decoder is a WaveNet, else None."""
     if model.cfg.decoder != "wavenet":
@@ -137,7 +137,7 @@ def _to_device(x: np.ndarray, d: Dist) -> torch.Tensor:
 
 @dataclass
 class Result:
-    model: VQVAE
+    model: UnitModel
     epochs: int
     steps: int
     seconds: float
@@ -168,9 +168,9 @@ def train(
     checkpoint_dir: Path,
     data_fingerprint: str,
     live: object | None = None,
-    on_step: Callable[[int, VQVAE], None] | None = None,
+    on_step: Callable[[int, UnitModel], None] | None = None,
     d: Dist | None = None,
-    on_epoch: Callable[[int, VQVAE], None] | None = None,
+    on_epoch: Callable[[int, UnitModel], None] | None = None,
 ) -> Result:
     """Train (or resume) and return the model; `live` is a dvclive.Live on rank 0 or None.
 
@@ -184,7 +184,7 @@ def train(
     key = run_key(model_cfg, cfg, data_fingerprint)
     torch.manual_seed(cfg.seed)
     n_speakers = int(train_data.speakers.max()) + 1  # load_split numbers them 0..n-1
-    model = VQVAE(model_cfg, input_dim=train_data.features.shape[1], n_speakers=n_speakers)
+    model = build(model_cfg, input_dim=train_data.features.shape[1], n_speakers=n_speakers)
     model = model.to(d.device)
     if model_cfg.decoder == "wavenet":
         try:
@@ -194,6 +194,11 @@ def train(
                     raise ValueError(f"the {name} split was loaded without audio")
         except ValueError as err:
             raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
+    grouped = model_cfg.cpc.speakers_per_batch if model_cfg.family == "vqcpc" else 0
+    try:
+        epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, 0, grouped)
+    except ValueError as err:
+        raise TrainingError(f"train split: {err}") from None
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
     start_epoch, step, resumed, last = 0, 0, None, {}
     folder = run_dir(checkpoint_dir, key)
@@ -224,10 +229,11 @@ def train(
     model.train()
     started, frames = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
-        batches = epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, epoch)
+        batches = epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, epoch,
+                                grouped)  # fmt: skip
         # every rank must take the same number of steps: each one is a collective (DDP, EMA)
         batches = batches[: len(batches) // d.world * d.world][d.rank :: d.world]
-        sums = {"loss": 0.0, "recon": 0.0, "commitment": 0.0, "perplexity": 0.0}
+        sums: dict[str, float] = {}
         for utt, start in batches:
             t0 = time.perf_counter()
             x, spk = batch(train_data, utt, start, cfg.crop_frames)
@@ -235,8 +241,8 @@ def train(
             audio = _audio(model, train_data, utt, start, cfg, d)
             with _autocast(d):
                 out = net(xt, st, audio)
-                recon = decoder_loss(xt, out)
-                loss = recon + out.vq.loss
+                terms = model.losses(xt, out)  # the first is the objective
+                loss = next(iter(terms.values())) + out.vq.loss
             if not math.isfinite(float(loss.detach())):
                 good = ckpt_path if ckpt_path.exists() else "none yet"
                 value = float(loss.detach())
@@ -251,12 +257,12 @@ def train(
             step += 1
             frames += x.shape[0] * x.shape[1] * d.world
             values = {
-                "loss": float(loss.detach()), "recon": float(recon.detach()),
+                "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                 "commitment": float(out.vq.commitment.detach()),
                 "perplexity": float(out.vq.perplexity),
             }  # fmt: skip
             for k, v in values.items():
-                sums[k] += v
+                sums[k] = sums.get(k, 0.0) + v
             if live is not None and step % cfg.log_every == 0:
                 live.step = step
                 for k, v in values.items():
@@ -296,7 +302,7 @@ def train(
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
 
 
-def _check_same_codebook(model: VQVAE, d: Dist) -> None:
+def _check_same_codebook(model: UnitModel, d: Dist) -> None:
     """Every rank must end with the same codebook (EMA statistics are all-reduced)."""
     mine = model.quantizer.codebook.detach().double().sum().reshape(1)
     gathered = [torch.zeros_like(mine) for _ in range(d.world)]

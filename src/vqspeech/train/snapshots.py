@@ -23,7 +23,7 @@ import torch
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
 from vqspeech.io import atomic
-from vqspeech.model.vqvae import VQVAE
+from vqspeech.model.build import UnitModel
 
 KEY = b"vqspeech.run_key"
 log = logging.getLogger(__name__)
@@ -48,13 +48,13 @@ class Snapshots:
             n += len(u.features) // 2
         self.max_latents = min(n, max_latents)
 
-    def __call__(self, epoch: int, model: VQVAE) -> None:
+    def __call__(self, epoch: int, model: UnitModel) -> None:
         if self.every <= 0 or epoch % self.every:
             return
         self.take(epoch, model)
 
     @torch.no_grad()
-    def take(self, epoch: int, model: VQVAE) -> Path:
+    def take(self, epoch: int, model: UnitModel) -> Path:
         was_training = model.training
         model.eval()  # no EMA update, no jitter: a snapshot must not change the run
         try:

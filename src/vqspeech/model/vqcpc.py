@@ -1,0 +1,129 @@
+"""VQ-CPC (van Niekerk, Nortje and Kamper 2020), `model.family: vqcpc`: the VQ-VAE's encoder
+and quantizer trained by contrastive prediction of future codes instead of reconstruction.
+
+An LSTM reads the quantized latents q [B, L, E] (20 ms, causal) into a context c [B, L, H];
+for each of K = `model.cpc.prediction_steps` steps ahead a linear map predicts q[t + k] from
+c[t], scored by the dot product / sqrt(E) against the true q[t + k] and N = `model.cpc.negatives`
+negatives: latents of crops *of the same speaker* in the batch, at other times, so speaker
+identity cannot tell the positive from a negative. The loss is the mean over k of the
+cross-entropy of picking the positive (InfoNCE); targets are the straight-through quantized
+latents, so the encoder learns through them too.
+
+As in the published model (github.com/bshall/VectorQuantizedCPC, model.py `CPCLoss`): batches of
+S speakers x B / S crops (`model.cpc.speakers_per_batch`), 17 negatives, 6 steps of 20 ms,
+negative crops drawn with replacement among the speaker's crops (its own included), negative
+times among the other positions. Departures: the encoder is this project's conv encoder (the
+VQ-VAE's, so the objective is the only difference between the families) on its features, not the
+published LayerNorm MLP on log-mel; the LSTM is 128 wide (256 there); and a held-out speaker
+(id -1, as every val speaker) takes its negatives from its own crop only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vqspeech.model.quantizer import QuantizerOutput, VectorQuantizer
+from vqspeech.model.vqvae import Encoder
+from vqspeech.params import ModelParams
+
+
+@dataclass
+class VQCPCOutput:
+    latents: Tensor  # [B, L, E], before quantization
+    vq: QuantizerOutput
+    context: Tensor  # [B, L, H]
+    predictions: Tensor  # [B, L - K, K, E]: of q[t + k] from context[t], k = 1..K
+    speaker: Tensor  # [B] ids, -1 for a speaker unseen in training
+
+
+def same_speaker_negatives(
+    speaker: Tensor, n: int, length: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Indices of `n` negatives for every (crop b, position t < length): crops [B, n, length]
+    drawn uniformly with replacement among the crops of b's speaker (b's own crop only when its
+    speaker is unseen, id < 0), and positions [B, n, length], uniform over the positions other
+    than t."""
+    B, device = len(speaker), speaker.device
+    same = (speaker[:, None] == speaker[None, :]) & (speaker[:, None] >= 0)
+    same |= torch.eye(B, dtype=torch.bool, device=device)
+    crops = torch.multinomial(same.float(), n * length, replacement=True, generator=generator)
+    shift = torch.randint(1, max(2, length), (B, n, length), device=device, generator=generator)
+    times = (torch.arange(length, device=device) + shift) % length
+    return crops.view(B, n, length), times
+
+
+def info_nce(
+    predictions: Tensor, targets: Tensor, crops: Tensor, times: Tensor
+) -> tuple[Tensor, Tensor]:
+    """predictions, targets [B, T, E] (prediction of target [b, t] at [b, t]); negatives target
+    [crops[b, j, t], times[b, j, t]]. Returns (cross-entropy of the positive among the n + 1,
+    accuracy), both means over every (b, t). Accuracy counts the positive scored strictly above
+    every negative: a negative with the positive's own code scores the same, and counts as a miss
+    (argmax would break the tie for the positive, listed first)."""
+    B, T, E = targets.shape
+    # every prediction against every target in one matmul, then the n + 1 scores picked from it
+    scores = predictions.reshape(B * T, E) @ targets.reshape(B * T, E).T / math.sqrt(E)
+    rows = torch.arange(B * T, device=scores.device).view(B, 1, T)
+    negative = scores[rows, crops * T + times]  # [B, n, T]
+    positive = scores.diagonal().view(B, 1, T)
+    logits = torch.cat([positive, negative], dim=1)  # positive first
+    labels = torch.zeros(B, T, dtype=torch.long, device=logits.device)
+    loss = F.cross_entropy(logits, labels)
+    best_negative = logits[:, 1:].amax(dim=1)
+    return loss, (logits[:, 0] > best_negative).float().mean()
+
+
+class VQCPC(nn.Module):
+    def __init__(self, cfg: ModelParams, *, input_dim: int, n_speakers: int) -> None:
+        """The same signature as `VQVAE` (`n_speakers` is kept in the config, not used)."""
+        super().__init__()
+        self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
+        E, c = cfg.embedding_dim, cfg.cpc
+        self.encoder = Encoder(cfg, input_dim)
+        self.quantizer = VectorQuantizer(dim=E, **cfg.quantizer.model_dump())
+        self.context = nn.LSTM(E, c.context_dim, batch_first=True)
+        self.predictors = nn.Linear(c.context_dim, c.prediction_steps * E)  # one map per step
+
+    def config(self) -> dict[str, object]:
+        """What rebuilds this model: `build(ModelParams(**c["model"]), **c["data"])`."""
+        return {
+            "model": self.cfg.model_dump(),
+            "data": {"input_dim": self.input_dim, "n_speakers": self.n_speakers},
+        }
+
+    def forward(self, x: Tensor, speaker: Tensor, audio: Tensor | None = None) -> VQCPCOutput:
+        """x [B, T, D] features, speaker [B] ids (negatives come from the same id)."""
+        z = self.encoder(x)
+        with torch.autocast(z.device.type, enabled=False):
+            vq = self.quantizer(z.float())
+        context, _ = self.context(vq.quantized)
+        K, (B, L, E) = self.cfg.cpc.prediction_steps, vq.quantized.shape
+        if L - K < 2:
+            raise ValueError(f"{L} latents per crop cannot predict {K} steps ahead")
+        # in forward (not in `losses`), so DistributedDataParallel sees every parameter used
+        predictions = self.predictors(context[:, : L - K].float()).view(B, L - K, K, E)
+        return VQCPCOutput(z, vq, context, predictions, speaker)
+
+    def losses(self, x: Tensor, out: VQCPCOutput) -> dict[str, Tensor]:
+        """{"cpc": InfoNCE averaged over the steps ahead (the objective), "cpc_accuracy"}."""
+        q, predictions = out.vq.quantized, out.predictions.float()
+        length, K = predictions.shape[1], predictions.shape[2]
+        losses, accuracies = [], []
+        for k in range(1, K + 1):
+            crops, times = same_speaker_negatives(out.speaker, self.cfg.cpc.negatives, length)
+            loss, acc = info_nce(predictions[:, :, k - 1], q[:, k : k + length], crops, times)
+            losses.append(loss)
+            accuracies.append(acc)
+        return {"cpc": torch.stack(losses).mean(), "cpc_accuracy": torch.stack(accuracies).mean()}
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
+        """Latents and codes of x: [B, T, D]."""
+        z = self.encoder(x)
+        with torch.autocast(z.device.type, enabled=False):
+            return z, self.quantizer(z.float())
