@@ -118,3 +118,27 @@ def test_figures_and_gif(tmp_path: Path):
     assert compare.codebook_animation(snaps, tmp_path / "c.gif") == 3
     with Image.open(tmp_path / "c.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 3
+
+
+def test_earlier_runs_from_a_runs_csv_join_new_experiments_as_the_same_configurations(
+    tmp_path: Path,
+):
+    earlier = compare.runs(rows()[:5])  # 3 seeds at K=64, 2 at K=16
+    earlier.to_csv(tmp_path / "runs.csv", index=False)
+    back = pd.read_csv(tmp_path / "runs.csv")
+    # now: a third K=16 seed, the K=64 seed 3 run again, and a new knob the earlier runs lack
+    new = compare.runs([row("b3", 16, 3, 0.12, 0.36, **{"model.family": "vqvae"}),
+                        row("a3", 64, 3, 0.12, 0.50, **{"model.family": "vqvae"}),
+                        row("v1", 64, 1, 0.12, 0.10, **{"model.family": "vqcpc"})])  # fmt: skip
+    defaults = {"model.family": "vqvae", "model.jitter": 0.12}
+    both = compare.with_earlier_runs(new, back, defaults)
+    assert len(both) == 5 + 3 - 1  # exp-a3 replaced by its new run
+    assert both.loc[both["name"] == "exp-a3", "vqvae.pnmi"].item() == 0.5
+    summ = compare.summary(both)
+    seeds = dict(zip(summ["model.family"] + "/" + summ[compare.K].astype(str), summ["seeds"],
+                     strict=True))  # fmt: skip
+    assert seeds == {"vqvae/16": 3, "vqvae/64": 3, "vqcpc/64": 1}
+    assert "| family=vqcpc | learned codes | 1 | 0.100 |" in compare.study_markdown(
+        both[both[compare.K] == 64], defaults)  # fmt: skip
+    alone = compare.with_earlier_runs(None, back, defaults)  # no experiment in this clone
+    assert sorted(compare.summary(alone)["seeds"]) == [2, 3]

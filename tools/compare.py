@@ -16,6 +16,8 @@ the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
     python tools/compare.py --rev HEAD --rev HEAD~2   # of two commits together
     python tools/compare.py -A --gif-rev exp-a1b2c   # all commits; GIF of one experiment
     python tools/compare.py --readme README.md --results docs/results.md   # and the study tables
+    python tools/compare.py --earlier plots/compare/runs.csv --readme README.md   # with the
+        # committed runs whose experiments this clone lacks (DVC keeps experiments locally)
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ def main(
             help="Also write the whole study table (DPDP too) into this file's `study` section.",
         ),
     ] = None,
+    earlier: Annotated[
+        Path | None,
+        Opt("--earlier", help="runs.csv of an earlier comparison, whose runs are added."),
+    ] = None,
     readme: Annotated[
         Path | None,
         Opt(
@@ -74,8 +80,20 @@ def main(
     from vqspeech.report import compare
 
     with cli.timed("compare"), cli.exit_on_error():
+        import pandas as pd
+
+        defaults = compare.flatten(yaml.safe_load((repo / "params.yaml").read_text()))
         rows = dvc.api.exp_show(repo=str(repo), revs=rev or None, num=-1 if all_commits else 1)
-        runs = compare.runs(rows, include_workspace=workspace)
+        try:
+            runs = compare.runs(rows, include_workspace=workspace)
+        except ValueError:
+            if earlier is None:
+                raise
+            runs = None
+        if earlier is not None:
+            old = pd.read_csv(earlier)
+            runs = compare.with_earlier_runs(runs, old, defaults)
+            cli.log.info("read %s: %d earlier runs", earlier, len(old))
         summ = compare.summary(runs)
         cols = compare.config_columns(runs)
         cli.log.info("%d finished runs in %d configurations (varying: %s)", len(runs), len(summ),
@@ -84,7 +102,6 @@ def main(
         compare.plot_against_k(summ, out_dir / "metrics_vs_codebook_size.png")
         compare.plot_seeds(runs, out_dir / "seeds.png")
         atomic.write_text(out_dir / "table.md", compare.markdown(summ))
-        defaults = compare.flatten(yaml.safe_load((repo / "params.yaml").read_text()))
         study = compare.study_markdown(runs, defaults)
         atomic.write_text(out_dir / "study.md", study)
         if readme is not None:  # the codes and both k-means; DPDP in study.md and results.md

@@ -145,6 +145,42 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
     return table.drop_duplicates(subset=params + metrics).reset_index(drop=True)
 
 
+def _canonical(v: object) -> object:
+    """A param value as both `dvc exp show` and a runs.csv read back give it: None for missing,
+    booleans, integers for integral numbers, floats, else the text."""
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v in ("None", "nan", ""):
+        return None
+    if isinstance(v, bool) or str(v) in ("True", "False"):
+        return str(v) == "True"
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(v)
+    return int(f) if f.is_integer() else f
+
+
+def with_earlier_runs(
+    table: pd.DataFrame | None, earlier: pd.DataFrame, defaults: Mapping[str, object]
+) -> pd.DataFrame:
+    """`table` (None: no experiment now) and the runs of an earlier comparison (its runs.csv:
+    experiments no longer in this repository, e.g. a fresh clone, where DVC does not keep them)
+    as one table; a run of the same name in `table` replaces the earlier one. A param the
+    earlier runs did not have gets its `defaults` value (params.yaml): a knob is added with the
+    default that keeps the earlier behaviour."""
+    earlier = earlier.copy()
+    if table is not None:
+        earlier = earlier[~earlier["name"].isin(set(table["name"]))]
+    both = pd.concat([earlier, table] if table is not None else [earlier], ignore_index=True)
+    for c in both.columns:
+        if c.split(".")[0] in PARAM_SECTIONS:
+            if c in defaults and c not in earlier.columns:
+                value = defaults[c]
+                both.loc[both.index[: len(earlier)], c] = str(value) if isinstance(
+                    value, list | dict) else value  # fmt: skip
+            both[c] = both[c].map(_canonical).astype(object)
+    return both.reset_index(drop=True)
+
+
 def config_columns(table: pd.DataFrame) -> list[str]:
     """Params that differ between runs, except the seed (and bookkeeping params)."""
     cols = []
