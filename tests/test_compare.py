@@ -128,6 +128,8 @@ def test_earlier_runs_from_a_runs_csv_join_new_experiments_as_the_same_configura
     back = pd.read_csv(tmp_path / "runs.csv")
     # now: a third K=16 seed, the K=64 seed 3 run again, and a new knob the earlier runs lack
     new = compare.runs([row("b3", 16, 3, 0.12, 0.36, **{"model.family": "vqvae"}),
+                        {**row("b2", 16, 2, 0.12, 0.30, **{"model.family": "vqvae"}),
+                         "Experiment": None},  # b2 reached again as its commit
                         row("a3", 64, 3, 0.12, 0.50, **{"model.family": "vqvae"}),
                         row("v1", 64, 1, 0.12, 0.10, **{"model.family": "vqcpc"})])  # fmt: skip
     defaults = {"model.family": "vqvae", "model.jitter": 0.12}

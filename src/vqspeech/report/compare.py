@@ -137,12 +137,18 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
     table = pd.DataFrame(out)
     if table.empty:
         raise ValueError("no finished experiment with evaluation metrics (run `dvc exp show`)")
-    # the same run reached twice (a commit's row and the workspace, or commits that did not change
-    # the pipeline, with -A): keep it once, or it would count as several seeds
+    return _once(table)
+
+
+def _once(table: pd.DataFrame) -> pd.DataFrame:
+    """The same run reached twice (a commit's row and the workspace, commits that did not change
+    the pipeline with -A, an experiment and the commit that reproduced it) kept once, or it
+    would count as several seeds."""
     params = [c for c in table.columns if c.split(".")[0] in PARAM_SECTIONS
               and (c == SEED or c not in IGNORED_PARAMS)]  # fmt: skip
     metrics = list(dict.fromkeys(c for _, ours, base, _ in METRICS for c in (ours, base) if c))
-    return table.drop_duplicates(subset=params + metrics).reset_index(drop=True)
+    keys = table[params].astype(str).join(table[metrics])
+    return table[~keys.duplicated()].reset_index(drop=True)
 
 
 def _canonical(v: object) -> object:
@@ -178,7 +184,7 @@ def with_earlier_runs(
                 both.loc[both.index[: len(earlier)], c] = str(value) if isinstance(
                     value, list | dict) else value  # fmt: skip
             both[c] = both[c].map(_canonical).astype(object)
-    return both.reset_index(drop=True)
+    return _once(both)
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:
