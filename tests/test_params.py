@@ -115,3 +115,14 @@ def test_integers_count_as_floats_and_yaml_1_2_floats_are_numbers(tmp_path: Path
     path.write_text(text.replace("lr: 1e-3", "lr: '1e-3'"))  # quoted: a string, an error
     with pytest.raises(ParamsError, match=r"train\.lr: .*\(got '1e-3'\)"):
         load_params(path)
+
+
+@pytest.mark.parametrize(("points", "ok"), [(0, True), (5, False), (10, True)])
+def test_umap_points_is_0_for_no_umap_or_at_least_10(points: int, ok: bool):
+    raw = default_raw()
+    raw["eval"]["plots"]["umap_points"] = points
+    if ok:
+        assert parse_params(raw).eval.plots.umap_points == points
+    else:
+        with pytest.raises(ParamsError, match=r"eval\.plots\.umap_points: .*or 0: no UMAP"):
+            parse_params(raw)

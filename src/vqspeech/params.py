@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vqspeech.voices import check_voice
 
@@ -306,8 +306,15 @@ class ABXParams(_Strict):
 
 class PlotParams(_Strict):
     utterances: int = Field(3, ge=1)  # held-out utterances in the comparison plot
-    umap_points: int = Field(4000, ge=10)  # latents in the UMAP (a seeded sample)
+    umap_points: int = Field(4000, ge=0)  # latents in the UMAP (a seeded sample); 0: no UMAP
     seconds: float = Field(2.5, gt=0)  # of each utterance in the comparison plot
+
+    @field_validator("umap_points")
+    @classmethod
+    def _enough_points(cls, v: int) -> int:
+        if 0 < v < 10:
+            raise ValueError("needs at least 10 latents (a UMAP of 10 neighbours), or 0: no UMAP")
+        return v
 
 
 class DPDPParams(_Strict):

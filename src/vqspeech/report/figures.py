@@ -37,13 +37,17 @@ def draw(
     P.write_rows(folder / "phone_frequency.json", phone_rows)
     P.write_rows(folder / "code_frequency.json", code_rows)
     P.write_rows(folder / "distances.json", P.distance_histograms(latents, codes, codebook))
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(frames), min(umap_points, len(frames)), replace=False))
-    started = time.perf_counter()
-    speakers = frames["speaker"].to_numpy()[pick]
-    P.umap(latents[pick], codes[pick], phones[pick], speakers, codebook, folder / "umap.png", seed)
-    log.info("UMAP of %d latents + %d codes in %.1f s", len(pick), len(codebook),
-             time.perf_counter() - started)  # fmt: skip
+    if umap_points:
+        rng = np.random.default_rng(seed)
+        pick = np.sort(rng.choice(len(frames), min(umap_points, len(frames)), replace=False))
+        started = time.perf_counter()
+        speakers = frames["speaker"].to_numpy()[pick]
+        P.umap(latents[pick], codes[pick], phones[pick], speakers, codebook, folder / "umap.png",
+               seed)  # fmt: skip
+        log.info("UMAP of %d latents + %d codes in %.1f s", len(pick), len(codebook),
+                 time.perf_counter() - started)  # fmt: skip
+    else:
+        log.info("eval.plots.umap_points is 0: no UMAP figure (umap.png not written)")
     ids = sorted(set(frames["utterance_id"]))[:utterances]
     P.utterance_figure(panels_of(ids, order), folder / "utterances.png", seconds)
 
