@@ -136,3 +136,23 @@ def test_earlier_runs_from_a_runs_csv_join_new_experiments_as_the_same_configura
         both[both[compare.K] == 64], defaults)  # fmt: skip
     alone = compare.with_earlier_runs(None, back, defaults)  # no experiment in this clone
     assert sorted(compare.summary(alone)["seeds"]) == [2, 3]
+
+
+def test_a_knob_whose_default_changed_the_behaviour_gets_its_earlier_value(tmp_path: Path):
+    """Earlier VQ-CPC runs had the centred encoder: model.cpc.causal is false for them, not
+    the new default, so they stay a configuration apart from the causal runs."""
+    cpc = {"model.family": "vqcpc"}
+    earlier = compare.runs(
+        [row("c0", 64, 0, 0.12, 0.10, **cpc), row("c1", 64, 1, 0.12, 0.12, **cpc)]
+    )
+    earlier.to_csv(tmp_path / "runs.csv", index=False)
+    causal = {**cpc, "model.cpc.causal": True}
+    new = compare.runs([row("d0", 64, 0, 0.12, 0.20, **causal)])
+    defaults = {"model.family": "vqvae", "model.cpc.causal": True}
+    both = compare.with_earlier_runs(new, pd.read_csv(tmp_path / "runs.csv"), defaults)
+    assert dict(zip(both["name"], both["model.cpc.causal"], strict=True)) == {
+        "exp-c0": False,
+        "exp-c1": False,
+        "exp-d0": True,
+    }
+    assert sorted(compare.summary(both)["seeds"]) == [1, 2]

@@ -13,24 +13,28 @@ from vqspeech.params import Params
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
-    """tools/study.sh with a stub `dvc` that records its calls; returns them."""
-    log = tmp_path / "calls"
+def stub_dvc(tmp_path: Path) -> dict[str, str]:
+    """An environment whose `dvc` records its arguments in tmp_path / "calls"."""
     fake = tmp_path / "bin" / "dvc"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", **env}
+    return {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+
+
+def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
+    """tools/study.sh with a stub `dvc` that records its calls; returns them."""
+    env = {**stub_dvc(tmp_path), **env}
     subprocess.run(["bash", str(REPO / "tools/study.sh"), *names], env=env, check=True)
-    return [line.split() for line in log.read_text().splitlines()]
+    return [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
 
 
 def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
     calls = run_study(tmp_path)
     queued = [c for c in calls if c[:3] == ["exp", "run", "--queue"]]
-    assert len(queued) == 10 * 3 and calls[-1] == ["queue", "status"]
+    assert len(queued) == 12 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
-    assert len(set(names)) == 30 and {"base-s0", "all-s2", "jit-s1", "cpc-s2"} <= set(names)
+    assert len(set(names)) == 36 and {"base-s0", "all-s2", "jit-s1", "cpc-s2"} <= set(names)
     knobs = {"train.seed", "features.normalize", "model.latent_norm", "model.jitter",
              "model.decoder_kernel"}  # fmt: skip
     for call in queued:
@@ -45,10 +49,24 @@ def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: P
             node[leaf] = yaml.safe_load(value)
         Params.model_validate(raw)
     cpc = next(c for c in queued if "cpc-s0" in c)
-    assert "model.family=vqcpc" in cpc
+    assert "model.family=vqcpc" in cpc and "model.cpc.causal=false" in cpc  # the earlier runs'
+    causal = next(c for c in queued if "causalcpc-s0" in c)
+    assert "model.cpc.causal=true" in causal
 
 
 def test_study_queues_only_the_named_configurations_and_seeds(tmp_path: Path):
     calls = run_study(tmp_path, "jitonly", "k1only", SEEDS="2")
     names = [c[c.index("-n") + 1] for c in calls if "--queue" in c]
     assert names == ["jitonly-s2", "k1only-s2"]
+
+
+def test_an_unknown_configuration_is_an_error_naming_the_known_ones(tmp_path: Path):
+    fake = tmp_path / "bin" / "dvc"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(REPO / "tools/study.sh"), "jitonly", "cpcc"], env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 2 and "no configuration named 'cpcc'" in proc.stderr
+    assert " causalcpc " in proc.stderr and not (tmp_path / "calls").exists()  # nothing queued

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from vqspeech.model.checkpoint import load_model, save_model
-from vqspeech.model.vqcpc import VQCPC, info_nce, same_speaker_negatives
+from vqspeech.model.vqcpc import VQCPC, VQCPCOutput, info_nce, same_speaker_negatives
+from vqspeech.model.vqvae import Encoder
 from vqspeech.params import ParamsError, TrainParams, parse_params
 from vqspeech.train.crops import SplitData, epoch_batches
 from vqspeech.train.loop import TrainingError, train
@@ -81,7 +82,8 @@ def test_speaker_batches_hold_distinct_speakers_equally_and_repeat_per_seed_and_
                for a, b in zip(batches, again, strict=True))  # fmt: skip
     other = epoch_batches(data, 16, 6, seed=3, epoch=2, speakers_per_batch=3)
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(batches, other, strict=True))
-    with pytest.raises(ValueError, match="7 speakers per batch, but only 6 speakers"):
+    match = "model.cpc.speakers_per_batch is 7, but only 6 train speakers"
+    with pytest.raises(ValueError, match=match):
         epoch_batches(data, 16, 7, 3, 1, speakers_per_batch=7)
 
 
@@ -109,7 +111,8 @@ def test_vqcpc_trains_deterministically_learns_to_predict_and_round_trips(tmp_pa
 
 def test_too_few_speakers_for_a_batch_is_a_training_error(tmp_path: Path):
     cpc = {**CPC, "speakers_per_batch": 4}
-    with pytest.raises(TrainingError, match="4 speakers per batch, but only 2 speakers"):
+    match = "model.cpc.speakers_per_batch is 4, but only 2 train speakers"
+    with pytest.raises(TrainingError, match=match):
         train(model_params(**{**MODEL.model_dump(), "cpc": cpc}), CFG, toy(speakers=2), None,
               tmp_path, "fp")  # fmt: skip
 
@@ -126,6 +129,55 @@ def test_vqcpc_params_that_cannot_train_are_errors(change: dict, message: str):
     raw: dict = {"data": {"corpus": "builtin"}, "model": {"family": "vqcpc"}}
     for group, values in change.items():
         raw.setdefault(group, {}).update(values)
-    with pytest.raises(ParamsError, match=message):
+    with pytest.raises(ParamsError, match=message) as err:
         parse_params(raw)
+    assert "(got {" not in str(err.value)  # the message, not a dump of the whole params
     parse_params({"data": {"corpus": "builtin"}, "model": {"family": "vqcpc"}})  # the defaults
+
+
+def test_the_causal_encoder_sees_nothing_after_its_own_20_ms():
+    """Latent t of the VQ-CPC encoder depends on frames up to 2t + 1 only (the VQ-VAE's centred
+    one on frames up to 12 later), and both give T // 2 latents, odd T too."""
+    torch.manual_seed(0)
+    for causal, last in ((True, 21), (False, 32)):
+        enc = Encoder(model_params(), 6, causal=causal)
+        assert all(enc(torch.randn(1, t, 6)).shape[1] == t // 2 for t in (15, 16, 41))
+        x = torch.randn(1, 60, 6, requires_grad=True)
+        enc(x)[0, 10].sum().backward()
+        assert int((x.grad[0].abs().sum(1) > 0).nonzero().max()) == last
+    enc = VQCPC(MODEL, input_dim=6, n_speakers=4).encoder
+    x = torch.randn(1, 40, 6)
+    y = x.clone()
+    y[0, 22:] += 1.0  # frames from 22 on: latents 0..10 unchanged
+    assert torch.equal(enc(x)[0, :11], enc(y)[0, :11]) and not torch.equal(enc(x), enc(y))
+
+
+def test_step_k_is_scored_against_the_latent_k_ahead():
+    """Predictions that are exactly q[t + k] for step k win every time; shifted by one step
+    (q[t + k - 1], the present for k = 1) they do not."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(2, 8, 8, generator=g), dim=-1)
+    # K = 2: predictions for 8 - 2 positions; 30 negatives, so the latent a shifted prediction
+    # copies is nearly always among them (and scores as high as it can)
+    params = model_params(**{**MODEL.model_dump(), "cpc": {**CPC, "negatives": 30}})
+    model = VQCPC(params, input_dim=6, n_speakers=4)
+
+    def accuracy(shift: int) -> float:
+        pred = torch.stack([100 * q[:, k - shift : k - shift + 6] for k in (1, 2)], dim=2)
+        vq = type("VQ", (), {"quantized": q})()
+        out = VQCPCOutput(q, vq, q, pred, torch.tensor([0, 0]))
+        return float(model.losses(None, out)["cpc_accuracy"])
+
+    torch.manual_seed(0)
+    assert accuracy(0) == 1.0 and accuracy(1) < 0.1
+
+
+def test_validation_leaves_training_unchanged(tmp_path: Path):
+    """VQ-CPC's validation draws negatives from a forked, seeded RNG: how many val crops it
+    scores (or whether there is a val split) does not move the trained weights."""
+    data, val = toy(), toy(seed=1)
+    runs = [train(MODEL, CFG.model_copy(update={"val_crops": n}), data, v, tmp_path / str(i), "fp")
+            for i, (n, v) in enumerate(((8, val), (4, val), (8, None)))]  # fmt: skip
+    weights = [r.model.state_dict() for r in runs]
+    for w in weights[1:]:
+        assert all(torch.equal(weights[0][k], w[k]) for k in w)

@@ -16,11 +16,19 @@ configs=(
   "k1only: none none 0.12 1"
   "jit: none none 0.5 1"
   "all: utterance sequence 0.5 1"
-  "cpc: none none 0.5 1 model.family=vqcpc"
+  "cpc: none none 0.5 1 model.family=vqcpc model.cpc.causal=false"
+  "causalcpc: none none 0.5 1 model.family=vqcpc model.cpc.causal=true"
+  "causalcpc128: none none 0.5 1 model.family=vqcpc model.cpc.causal=true train.crop_frames=128 model.cpc.context_dim=256"
   "k128: none none 0.5 1 model.quantizer.codebook_size=128"
   "long: none none 0.5 1 train.epochs=30"
 )
 wanted=" $* "
+for name in "$@"; do
+  if ! grep -q "^$name:" < <(printf '%s\n' "${configs[@]}"); then
+    echo "study.sh: no configuration named '$name'; the names:$(printf ' %s' "${configs[@]%%:*}")" >&2
+    exit 2
+  fi
+done
 for seed in ${SEEDS:-0 1 2}; do
   for entry in "${configs[@]}"; do
     read -r name normalize latent_norm jitter kernel extra <<<"${entry/:/}"
@@ -33,7 +41,7 @@ for seed in ${SEEDS:-0 1 2}; do
     done
     dvc exp run --queue -n "$name-s$seed" -S "train.seed=$seed" \
       -S "features.normalize=$normalize" -S "model.latent_norm=$latent_norm" \
-      -S "model.jitter=$jitter" -S "model.decoder_kernel=$kernel" "${overrides[@]}"
+      -S "model.jitter=$jitter" -S "model.decoder_kernel=$kernel" ${overrides[@]+"${overrides[@]}"}
   done
 done
 dvc queue status

@@ -250,6 +250,9 @@ class CPCParams(_Strict):
     prediction_steps: int = Field(6, ge=1)  # future 20 ms latents predicted (6 = 120 ms)
     negatives: int = Field(17, ge=1)  # per positive, from crops of the same speaker
     speakers_per_batch: int = Field(8, ge=1)  # a batch is this many speakers x crops of each
+    # the encoder left-padded, so no latent sees input after its own 20 ms and the context at t
+    # cannot read the future it predicts; false: the VQ-VAE's centred encoder (12 frames ahead)
+    causal: bool = True
 
 
 class ModelParams(_Strict):
@@ -375,7 +378,10 @@ def _format(err: ValidationError) -> str:
         elif e["type"] == "missing":
             lines.append(f"{key}: required key is missing")
         else:
-            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+            # a section's or the file's own check (a model validator) gets the whole mapping as
+            # its input: its message names the keys, a dump of the mapping would bury it
+            got = "" if isinstance(e.get("input"), dict) else f" (got {e.get('input')!r})"
+            lines.append(f"{key}: {e['msg']}{got}")
     return "\n  ".join(lines)
 
 

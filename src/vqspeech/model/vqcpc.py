@@ -1,7 +1,11 @@
 """VQ-CPC (van Niekerk, Nortje and Kamper 2020), `model.family: vqcpc`: the VQ-VAE's encoder
 and quantizer trained by contrastive prediction of future codes instead of reconstruction.
 
-An LSTM reads the quantized latents q [B, L, E] (20 ms, causal) into a context c [B, L, H];
+The encoder is the VQ-VAE's, left-padded (`model.cpc.causal`): latent t sees no input after its
+own 20 ms. Centred, as in the VQ-VAE, it sees 12 frames (6 latents) ahead, so the context at t
+would hold much of the input of the targets it is asked to predict and InfoNCE could be won by
+matching shared input rather than by prediction. An LSTM reads the quantized latents q [B, L, E]
+into a context c [B, L, H];
 for each of K = `model.cpc.prediction_steps` steps ahead a linear map predicts q[t + k] from
 c[t], scored by the dot product / sqrt(E) against the true q[t + k] and N = `model.cpc.negatives`
 negatives: latents of crops *of the same speaker* in the batch, at other times, so speaker
@@ -52,7 +56,7 @@ def same_speaker_negatives(
     same = (speaker[:, None] == speaker[None, :]) & (speaker[:, None] >= 0)
     same |= torch.eye(B, dtype=torch.bool, device=device)
     crops = torch.multinomial(same.float(), n * length, replacement=True, generator=generator)
-    shift = torch.randint(1, max(2, length), (B, n, length), device=device, generator=generator)
+    shift = torch.randint(1, length, (B, n, length), device=device, generator=generator)
     times = (torch.arange(length, device=device) + shift) % length
     return crops.view(B, n, length), times
 
@@ -84,7 +88,7 @@ class VQCPC(nn.Module):
         super().__init__()
         self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
         E, c = cfg.embedding_dim, cfg.cpc
-        self.encoder = Encoder(cfg, input_dim)
+        self.encoder = Encoder(cfg, input_dim, causal=c.causal)
         self.quantizer = VectorQuantizer(dim=E, **cfg.quantizer.model_dump())
         self.context = nn.LSTM(E, c.context_dim, batch_first=True)
         self.predictors = nn.Linear(c.context_dim, c.prediction_steps * E)  # one map per step
@@ -105,20 +109,23 @@ class VQCPC(nn.Module):
         K, (B, L, E) = self.cfg.cpc.prediction_steps, vq.quantized.shape
         if L - K < 2:
             raise ValueError(f"{L} latents per crop cannot predict {K} steps ahead")
-        # in forward (not in `losses`), so DistributedDataParallel sees every parameter used
-        predictions = self.predictors(context[:, : L - K].float()).view(B, L - K, K, E)
+        # in forward (not in `losses`), so DistributedDataParallel sees every parameter used;
+        # in float32 under bf16 autocast too, as the scores (ties would count as misses)
+        with torch.autocast(z.device.type, enabled=False):
+            predictions = self.predictors(context[:, : L - K].float()).view(B, L - K, K, E)
         return VQCPCOutput(z, vq, context, predictions, speaker)
 
     def losses(self, x: Tensor, out: VQCPCOutput) -> dict[str, Tensor]:
         """{"cpc": InfoNCE averaged over the steps ahead (the objective), "cpc_accuracy"}."""
-        q, predictions = out.vq.quantized, out.predictions.float()
+        q, predictions = out.vq.quantized.float(), out.predictions.float()
         length, K = predictions.shape[1], predictions.shape[2]
         losses, accuracies = [], []
-        for k in range(1, K + 1):
-            crops, times = same_speaker_negatives(out.speaker, self.cfg.cpc.negatives, length)
-            loss, acc = info_nce(predictions[:, :, k - 1], q[:, k : k + length], crops, times)
-            losses.append(loss)
-            accuracies.append(acc)
+        with torch.autocast(q.device.type, enabled=False):  # the scores in float32, always
+            for k in range(1, K + 1):
+                crops, times = same_speaker_negatives(out.speaker, self.cfg.cpc.negatives, length)
+                loss, acc = info_nce(predictions[:, :, k - 1], q[:, k : k + length], crops, times)
+                losses.append(loss)
+                accuracies.append(acc)
         return {"cpc": torch.stack(losses).mean(), "cpc_accuracy": torch.stack(accuracies).mean()}
 
     @torch.no_grad()

@@ -22,14 +22,34 @@ from vqspeech.model.wavenet import SAMPLES_PER_LATENT, WaveNet, mulaw_encode
 from vqspeech.params import ModelParams
 
 
+class CausalConv1d(nn.Conv1d):
+    """A Conv1d padded on the left only, by kernel - 1 - `lookahead`: output t sees inputs up to
+    t * stride + lookahead, none later (the length is that of the centred conv, T // stride)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, lookahead: int = 0):
+        super().__init__(cin, cout, kernel, stride=stride)
+        self.left = kernel - 1 - lookahead
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(nn.functional.pad(x, (self.left, 0)))
+
+
+def conv(cin: int, cout: int, kernel: int, stride: int = 1, causal: bool = False) -> nn.Conv1d:
+    """A conv that keeps the length (divides it by `stride`): centred padding, or with `causal`
+    left padding (the k=4 stride-2 conv sees its own 20 ms, frames 2t and 2t + 1, and no later)."""
+    if causal:
+        return CausalConv1d(cin, cout, kernel, stride, lookahead=stride - 1)
+    return nn.Conv1d(cin, cout, kernel, stride=stride, padding=(kernel - 1) // 2)
+
+
 class ResidualBlock(nn.Module):
     """x + conv1x1(relu(conv_k(relu(x)))) (k = 3 unless given): each block has its own weights."""
 
-    def __init__(self, channels: int, kernel: int = 3) -> None:
+    def __init__(self, channels: int, kernel: int = 3, causal: bool = False) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReLU(),
-            nn.Conv1d(channels, channels, kernel, padding=kernel // 2),
+            conv(channels, channels, kernel, causal=causal),
             nn.ReLU(),
             nn.Conv1d(channels, channels, 1),
         )
@@ -40,27 +60,25 @@ class ResidualBlock(nn.Module):
 
 class Encoder(nn.Module):
     """Two k=3 convs, a k=4 stride-2 conv (10 -> 20 ms), two k=3 convs, residual blocks, then a
-    projection to the codebook dimension."""
+    projection to the codebook dimension. Centred (each latent sees 12 frames either side at the
+    defaults) or, `causal`, left-padded: latent t sees no input after its own 20 ms."""
 
-    def __init__(self, cfg: ModelParams, input_dim: int) -> None:
+    def __init__(self, cfg: ModelParams, input_dim: int, causal: bool = False) -> None:
         super().__init__()
-        C = cfg.channels
+        C, k = cfg.channels, cfg.projection_kernel
         self.convs = nn.Sequential(
-            nn.Conv1d(input_dim, C, 3, padding=1),
+            conv(input_dim, C, 3, causal=causal),
             nn.ReLU(),
-            nn.Conv1d(C, C, 3, padding=1),
+            conv(C, C, 3, causal=causal),
             nn.ReLU(),
-            nn.Conv1d(C, C, 4, stride=2, padding=1),
+            conv(C, C, 4, stride=2, causal=causal),
             nn.ReLU(),
-            nn.Conv1d(C, C, 3, padding=1),
+            conv(C, C, 3, causal=causal),
             nn.ReLU(),
-            nn.Conv1d(C, C, 3, padding=1),
+            conv(C, C, 3, causal=causal),
         )
-        self.res = nn.Sequential(*[ResidualBlock(C) for _ in range(cfg.res_blocks)])
-        k = cfg.projection_kernel
-        self.project = nn.Sequential(
-            nn.ReLU(), nn.Conv1d(C, cfg.embedding_dim, k, padding=(k - 1) // 2)
-        )
+        self.res = nn.Sequential(*[ResidualBlock(C, causal=causal) for _ in range(cfg.res_blocks)])
+        self.project = nn.Sequential(nn.ReLU(), conv(C, cfg.embedding_dim, k, causal=causal))
         self.latent_norm = cfg.latent_norm
 
     def forward(self, x: Tensor) -> Tensor:

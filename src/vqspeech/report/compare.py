@@ -73,6 +73,10 @@ IGNORED_PARAMS = {SEED, "train.device", "train.threads", "train.log_every",
                   "train.snapshot_every", "data.jobs", "features.jobs"}  # fmt: skip
 
 
+# knobs added with a default that changed the behaviour: the value every earlier run had (a
+# knob not listed was added with the default that keeps the earlier behaviour)
+BEFORE_IT_EXISTED: dict[str, object] = {"model.cpc.causal": False}
+
 # experiments recorded before the headline metrics and the nested quantizer params
 LEGACY = {K: "model.codebook_size"}
 
@@ -172,7 +176,7 @@ def with_earlier_runs(
     experiments no longer in this repository, e.g. a fresh clone, where DVC does not keep them)
     as one table; a run of the same name in `table` replaces the earlier one. A param the
     earlier runs did not have gets its `defaults` value (params.yaml): a knob is added with the
-    default that keeps the earlier behaviour."""
+    default that keeps the earlier behaviour, or its value is in BEFORE_IT_EXISTED."""
     earlier = earlier.copy()
     if table is not None:
         earlier = earlier[~earlier["name"].isin(set(table["name"]))]
@@ -180,7 +184,7 @@ def with_earlier_runs(
     for c in both.columns:
         if c.split(".")[0] in PARAM_SECTIONS:
             if c in defaults and c not in earlier.columns:
-                value = defaults[c]
+                value = BEFORE_IT_EXISTED.get(c, defaults[c])
                 both.loc[both.index[: len(earlier)], c] = str(value) if isinstance(
                     value, list | dict) else value  # fmt: skip
             both[c] = both[c].map(_canonical).astype(object)

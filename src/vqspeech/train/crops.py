@@ -191,8 +191,8 @@ def _speaker_batches(
             pools.append((mine, np.cumsum(starts_per_utt[mine])))
     if len(pools) < n_speakers:
         raise ValueError(
-            f"{n_speakers} speakers per batch, but only {len(pools)} speakers have an utterance "
-            f"of at least {crop} frames"
+            f"model.cpc.speakers_per_batch is {n_speakers}, but only {len(pools)} train "
+            f"speakers have an utterance of at least train.crop_frames = {crop} frames"
         )
     per = batch_size // n_speakers
     out = []

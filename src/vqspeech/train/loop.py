@@ -88,7 +88,16 @@ def _kmeans_init(model: UnitModel, train: SplitData, cfg: TrainParams, d: Dist) 
 
 @torch.no_grad()
 def validate(model: UnitModel, val: SplitData, cfg: TrainParams, d: Dist) -> dict[str, float]:
-    """Losses, perplexity and codes used on fixed crops of the held-out speakers."""
+    """Losses, perplexity and codes used on fixed crops of the held-out speakers. What the
+    model draws (VQ-CPC's negatives) comes from torch's RNG forked and seeded here: the same
+    every epoch, and the training stream is left where it was."""
+    devices = [d.device] if d.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(cfg.seed)
+        return _validate(model, val, cfg, d)
+
+
+def _validate(model: UnitModel, val: SplitData, cfg: TrainParams, d: Dist) -> dict[str, float]:
     model.eval()
     rng = np.random.default_rng([cfg.seed, 2 * 10**6])
     n = min(cfg.val_crops, max(1, int(val.lengths.sum()) // cfg.crop_frames))
