@@ -185,6 +185,7 @@ def with_earlier_runs(
         if c.split(".")[0] in PARAM_SECTIONS:
             if c in defaults and c not in earlier.columns:
                 value = BEFORE_IT_EXISTED.get(c, defaults[c])
+                both[c] = both[c].astype(object)  # a str column takes the bool too
                 both.loc[both.index[: len(earlier)], c] = str(value) if isinstance(
                     value, list | dict) else value  # fmt: skip
             both[c] = both[c].map(_canonical).astype(object)
