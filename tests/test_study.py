@@ -61,12 +61,8 @@ def test_study_queues_only_the_named_configurations_and_seeds(tmp_path: Path):
 
 
 def test_an_unknown_configuration_is_an_error_naming_the_known_ones(tmp_path: Path):
-    fake = tmp_path / "bin" / "dvc"
-    fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "calls"}\n')
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", str(REPO / "tools/study.sh"), "jitonly", "cpcc"], env=env,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(["bash", str(REPO / "tools/study.sh"), "jitonly", "cpcc"],
+                          env=stub_dvc(tmp_path), capture_output=True, text=True,
+                          check=False)  # fmt: skip
     assert proc.returncode == 2 and "no configuration named 'cpcc'" in proc.stderr
     assert " causalcpc " in proc.stderr and not (tmp_path / "calls").exists()  # nothing queued

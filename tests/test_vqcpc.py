@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -164,8 +165,7 @@ def test_step_k_is_scored_against_the_latent_k_ahead():
 
     def accuracy(shift: int) -> float:
         pred = torch.stack([100 * q[:, k - shift : k - shift + 6] for k in (1, 2)], dim=2)
-        vq = type("VQ", (), {"quantized": q})()
-        out = VQCPCOutput(q, vq, q, pred, torch.tensor([0, 0]))
+        out = VQCPCOutput(q, SimpleNamespace(quantized=q), q, pred, torch.tensor([0, 0]))
         return float(model.losses(None, out)["cpc_accuracy"])
 
     torch.manual_seed(0)
