@@ -59,8 +59,21 @@ def run(
             torch.set_num_threads(cfg.threads)
         d = setup(cfg.device)
         norm = Normalizer.load(stats_path)
-        audio = model_cfg.decoder == "wavenet"  # the WaveNet learns the crops' samples
-        train_data, val_data, speakers = load_train_val(features_dir, norm, audio)
+        wavenet = model_cfg.decoder == "wavenet"  # the WaveNet learns the crops' samples
+        logmel = model_cfg.target == "logmel"  # computed from the samples
+        train_data, val_data, speakers = load_train_val(features_dir, norm, wavenet or logmel)
+        if logmel:
+            from vqspeech.train.targets import add_logmel_targets
+
+            with cli.timed("decoder targets (log mel energies from the shards' audio)"):
+                try:
+                    add_logmel_targets(train_data, val_data, params.features.preemphasis)
+                except ValueError as err:
+                    raise ValueError(f"model.target logmel: {err}") from None
+            if not wavenet:
+                for data in (train_data, val_data):
+                    if data is not None:
+                        data.audio = data.audio_offsets = None
         data_key = ckpt.data_fingerprint(features_dir, stats_path)
         key = ckpt.run_key(model_cfg, cfg, data_key)
         folder = ckpt.run_dir(checkpoints, key)
@@ -70,7 +83,9 @@ def run(
             cli.log.info("read %s: %d train utterances (%d frames, %d speakers), %s val; "
                          "device %s x %d", features_dir, n_train, len(train_data.features),
                          len(speakers), n_val, d.device, d.world)  # fmt: skip
-            shape = {"input_dim": train_data.features.shape[1], "n_speakers": len(speakers)}
+            shape = {"input_dim": train_data.features.shape[1], "n_speakers": len(speakers),
+                     "output_dim": None if train_data.targets is None
+                     else train_data.targets.shape[1]}  # fmt: skip
             cli.log.info("model:\n%s\nrun key %s: checkpoint and snapshots in %s/",
                          summary(build(model_cfg, **shape)), key, folder)  # fmt: skip
             atomic.remove_stale(model_path, metrics_path, snapshots_path,

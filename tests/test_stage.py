@@ -519,6 +519,35 @@ def test_vqcpc_trains_aligns_evaluates_and_plots_through_the_same_stages(
         assert (work / "plots/eval" / figure).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_logmel_target_trains_and_its_model_serves_the_later_stages(
+    tiny_pipeline: Path, tmp_path: Path
+):
+    work = tmp_path / "w"
+    proc = train_in(tiny_pipeline, work, {"epochs": 1}, model={"target": "logmel"})
+    assert proc.returncode == 0, proc.stderr
+    assert "decoder target: logmel (80 dims per 10 ms frame), not the 39-dim input" in proc.stderr
+    assert "decoder target: 80-band log mel energies of" in proc.stderr
+    payload = torch.load(work / "models/model.pt", weights_only=True)
+    assert payload["config"]["data"] == {"input_dim": 39, "n_speakers": 1, "output_dim": 80}
+    assert payload["state_dict"]["decoder.up.7.weight"].shape[0] == 80
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["eval"] = {"plots": {"umap_points": 0, "utterances": 1}}
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("align", "figures"):
+        proc = run_stage_in(work, stage)
+        assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
+    assert (work / "plots/eval/utterances.png").read_bytes()[:4] == b"\x89PNG"
+    # without the shards' audio there is nothing to compute the targets from: a clear error
+    for path in (work / "data/features").glob("*.parquet"):
+        table = pq.read_table(path)
+        empty = pa.array([[]] * table.num_rows, pa.list_(pa.int16()))
+        i = table.schema.get_field_index("audio")
+        pq.write_table(table.set_column(i, table.schema.field(i), empty), path)
+    proc = train_in(tiny_pipeline, work, {"epochs": 1, "seed": 3}, model={"target": "logmel"})
+    assert proc.returncode == 1
+    assert "fewer audio samples than their frames cover" in proc.stderr
+
+
 def run_stage_in(work: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, str(REPO / "stages" / f"{stage}.py"), *args]
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False, timeout=300)

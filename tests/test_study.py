@@ -32,9 +32,9 @@ def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
 def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
     calls = run_study(tmp_path)
     queued = [c for c in calls if c[:3] == ["exp", "run", "--queue"]]
-    assert len(queued) == 12 * 3 and calls[-1] == ["queue", "status"]
+    assert len(queued) == 14 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
-    assert len(set(names)) == 36 and {"base-s0", "all-s2", "jit-s1", "cpc-s2"} <= set(names)
+    assert len(set(names)) == 42 and {"base-s0", "all-s2", "jit-s1", "cpc-s2"} <= set(names)
     knobs = {"train.seed", "features.normalize", "model.latent_norm", "model.jitter",
              "model.decoder_kernel"}  # fmt: skip
     for call in queued:
@@ -52,6 +52,8 @@ def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: P
     assert "model.family=vqcpc" in cpc and "model.cpc.causal=false" in cpc  # the earlier runs'
     causal = next(c for c in queued if "causalcpc-s0" in c)
     assert "model.cpc.causal=true" in causal
+    assert "model.target=logmel" in next(c for c in queued if "target-s1" in c)
+    assert "features.kind=logmel" in next(c for c in queued if "logmel-s2" in c)
 
 
 def test_study_queues_only_the_named_configurations_and_seeds(tmp_path: Path):

@@ -21,6 +21,8 @@ configs=(
   "causalcpc128: none none 0.5 1 model.family=vqcpc model.cpc.causal=true train.crop_frames=128 model.cpc.context_dim=256"
   "k128: none none 0.5 1 model.quantizer.codebook_size=128"
   "long: none none 0.5 1 train.epochs=30"
+  "target: none none 0.5 1 model.target=logmel"
+  "logmel: none none 0.5 1 features.kind=logmel"
 )
 wanted=" $* "
 for name in "$@"; do

@@ -270,6 +270,9 @@ class ModelParams(_Strict):
     decoder_kernel: int = Field(1, ge=1, le=7)  # odd: the deconv decoder's convs; 1: least context
     speaker_dim: int = Field(64, gt=0)
     decoder: Literal["deconv", "wavenet"] = "deconv"
+    # what the deconv decoder reconstructs: the input features, or the static log mel energies
+    # of the same frames (80 bands, from the shards' audio: vqspeech.train.targets)
+    target: Literal["input", "logmel"] = "input"
     quantizer: QuantizerParams = QuantizerParams()
     wavenet: WaveNetParams = WaveNetParams()
     cpc: CPCParams = CPCParams()
@@ -282,6 +285,10 @@ class ModelParams(_Strict):
         if self.family == "vqcpc" and self.decoder != "deconv":
             raise ValueError("model.family vqcpc has no decoder: leave model.decoder at deconv "
                              "(the default)")  # fmt: skip
+        if self.target != "input" and (self.family != "vqvae" or self.decoder != "deconv"):
+            raise ValueError(f"model.target {self.target!r} is what the deconv decoder of a VQ-VAE "
+                             "reconstructs: it needs model.family vqvae and model.decoder deconv "
+                             f"(not {self.family} / {self.decoder})")  # fmt: skip
         return self
 
 

@@ -14,7 +14,13 @@ from vqspeech.params import ModelParams
 UnitModel = VQVAE | VQCPC
 
 
-def build(cfg: ModelParams, *, input_dim: int, n_speakers: int) -> UnitModel:
-    """A fresh model of `cfg`'s family."""
-    family = VQCPC if cfg.family == "vqcpc" else VQVAE
-    return family(cfg, input_dim=input_dim, n_speakers=n_speakers)
+def build(
+    cfg: ModelParams, *, input_dim: int, n_speakers: int, output_dim: int | None = None
+) -> UnitModel:
+    """A fresh model of `cfg`'s family; `output_dim`: the VQ-VAE decoder's frames when
+    `model.target` is not the input (None: the input's)."""
+    if cfg.family == "vqcpc":
+        if output_dim is not None:
+            raise ValueError("a VQ-CPC has no decoder: output_dim does not apply")
+        return VQCPC(cfg, input_dim=input_dim, n_speakers=n_speakers)
+    return VQVAE(cfg, input_dim=input_dim, n_speakers=n_speakers, output_dim=output_dim)

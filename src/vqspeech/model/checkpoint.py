@@ -2,8 +2,9 @@
 with, loaded with `weights_only=True`; anything else is a one-line CheckpointError naming the file.
 
 Layout (`FORMAT` 2): {"format": 2, "config": {"model": <params.model as a dict>, "data":
-{"input_dim", "n_speakers"}}, "state_dict": ..., plus what the trainer adds (speakers, train
-params, steps)}. Files of the older flat-config layout are refused with a message to retrain.
+{"input_dim", "n_speakers"[, "output_dim" when model.target is not the input]}},
+"state_dict": ..., plus what the trainer adds (speakers, train params, steps)}. Files of the
+older flat-config layout are refused with a message to retrain.
 """
 
 from __future__ import annotations

@@ -140,11 +140,15 @@ class VQVAEOutput:
 
 
 class VQVAE(nn.Module):
-    def __init__(self, cfg: ModelParams, *, input_dim: int, n_speakers: int) -> None:
-        """`cfg` is `params.model` as validated (its defaults are the only ones); `input_dim`
-        and `n_speakers` come from the data."""
+    def __init__(
+        self, cfg: ModelParams, *, input_dim: int, n_speakers: int, output_dim: int | None = None
+    ) -> None:
+        """`cfg` is `params.model` as validated (its defaults are the only ones); `input_dim`,
+        `n_speakers` and `output_dim` (the deconv decoder's frames: `input_dim` unless
+        `model.target` is another feature) come from the data."""
         super().__init__()
         self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
+        self.output_dim = input_dim if output_dim is None else output_dim
         self.encoder = Encoder(cfg, input_dim)
         self.quantizer = VectorQuantizer(dim=cfg.embedding_dim, **cfg.quantizer.model_dump())
         self.jitter = TimeJitter(cfg.jitter)
@@ -152,15 +156,15 @@ class VQVAE(nn.Module):
         self.decoder: nn.Module = (
             WaveNet(cfg.wavenet, cond_dim=cfg.embedding_dim, speaker_dim=cfg.speaker_dim)
             if cfg.decoder == "wavenet"
-            else Decoder(cfg, input_dim)
+            else Decoder(cfg, self.output_dim)
         )
 
     def config(self) -> dict[str, object]:
         """What rebuilds this model: `VQVAE(ModelParams(**c["model"]), **c["data"])`."""
-        return {
-            "model": self.cfg.model_dump(),
-            "data": {"input_dim": self.input_dim, "n_speakers": self.n_speakers},
-        }
+        data = {"input_dim": self.input_dim, "n_speakers": self.n_speakers}
+        if self.output_dim != self.input_dim:
+            data["output_dim"] = self.output_dim
+        return {"model": self.cfg.model_dump(), "data": data}
 
     def speaker_vectors(self, speaker: Tensor) -> Tensor:
         """Embeddings of speaker ids; id -1 (a speaker unseen in training) gets their mean."""
@@ -207,7 +211,8 @@ class VQVAE(nn.Module):
         return VQVAEOutput(logits, z, vq, classes[:, start:stop])
 
     def losses(self, x: Tensor, out: VQVAEOutput) -> dict[str, Tensor]:
-        """{"recon": the decoder's loss} (the objective; the quantizer's loss is added apart)."""
+        """{"recon": the decoder's loss} (the objective; the quantizer's loss is added apart);
+        `x` is what the deconv decoder reconstructs: the input, or the `model.target` frames."""
         return {"recon": decoder_loss(x, out)}
 
     @torch.no_grad()
@@ -256,6 +261,11 @@ def summary(model: nn.Module, hop_ms: float = 10.0, win_ms: float = 25.0) -> str
         f"one code per {2 * hop_ms:.0f} ms; codebook {q.codebook_size} x "
         f"{model.cfg.embedding_dim} ({'EMA' if q.kind == 'ema' else 'loss-trained'})"
     )
+    if model.cfg.family == "vqvae" and model.cfg.target != "input":
+        lines.append(
+            f"decoder target: {model.cfg.target} ({model.output_dim} dims per 10 ms frame), "
+            f"not the {model.input_dim}-dim input"
+        )
     if model.cfg.family == "vqcpc":
         c = model.cfg.cpc
         lines.append(

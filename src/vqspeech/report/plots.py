@@ -242,7 +242,9 @@ def utterance_figure(
                      extent=(0, len(p.audio) / p.sample_rate, 0, p.sample_rate / 2000))  # fmt: skip
         ax[1].set_ylabel("spectrogram (kHz)")
         for a, x, label in ((ax[2], p.features, "input features"),
-                            (ax[5], p.reconstruction, "reconstruction")):  # fmt: skip
+                            (ax[5], p.reconstruction, "reconstruction"
+                             if p.reconstruction is None or p.reconstruction.shape[1]
+                             == p.features.shape[1] else "reconstruction (target)")):  # fmt: skip
             if x is None:
                 a.text(0.5, 0.5, "no feature reconstruction (a WaveNet decoder's audio is in "
                        "plots/synthesis; VQ-CPC has no decoder)",

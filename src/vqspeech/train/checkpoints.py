@@ -26,12 +26,15 @@ NOT_IN_KEY = ("epochs", "device", "log_every", "threads", "snapshot_every")
 
 def code_fingerprint() -> str:
     """Hash of the training code (the import closure of `vqspeech.train.loop` in the package:
-    model, data, loop): a checkpoint of other code is not resumed."""
+    model, data, loop; and of `vqspeech.train.targets`, the decoder targets): a checkpoint of
+    other code is not resumed."""
     from vqspeech.train import loop
 
     root = Path(loop.__file__).resolve().parent.parent  # the package: src/vqspeech
+    targets = Path(loop.__file__).with_name("targets.py")  # not imported: it needs librosa
+    files = set(imports.closure(loop.__file__, root)) | set(imports.closure(targets, root))
     h = hashlib.sha256()
-    for f in imports.closure(loop.__file__, root):
+    for f in sorted(files):
         h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
     return h.hexdigest()[:16]
 

@@ -29,6 +29,7 @@ class SplitData:
     utterance_ids: list[str]
     audio: np.ndarray | None = None  # int16 [S]: utterance u is audio[audio_offsets[u]:...]
     audio_offsets: np.ndarray | None = None  # int64 [U + 1]
+    targets: np.ndarray | None = None  # float32 [N, D'], the decoder's when not the input
 
     @property
     def lengths(self) -> np.ndarray:
@@ -143,6 +144,14 @@ def batch(
     """Gather crops: features [B, crop, D] and speaker ids [B]."""
     rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
     return data.features[rows], data.speakers[utt]
+
+
+def batch_targets(data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int) -> np.ndarray:
+    """The decoder targets of the same crops [B, crop, D'] (`model.target` other than input)."""
+    if data.targets is None:
+        raise ValueError("this split has no decoder targets (vqspeech.train.targets)")
+    rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
+    return data.targets[rows]
 
 
 def batch_audio(

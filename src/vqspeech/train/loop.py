@@ -27,7 +27,14 @@ from vqspeech.model.checkpoint import save
 from vqspeech.model.quantizer import kmeans
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
-from vqspeech.train.crops import SplitData, batch, batch_audio, crops, epoch_batches
+from vqspeech.train.crops import (
+    SplitData,
+    batch,
+    batch_audio,
+    batch_targets,
+    crops,
+    epoch_batches,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +118,8 @@ def _validate(model: UnitModel, val: SplitData, cfg: TrainParams, d: Dist) -> di
         audio = _audio(model, val, u, s, cfg, d)
         with _autocast(d):
             out = model(xt, torch.from_numpy(spk).to(d.device), audio)
-        terms = {**model.losses(xt, out), "commitment": out.vq.commitment}
+        terms = {**model.losses(_target(xt, val, u, s, cfg, d), out),
+                 "commitment": out.vq.commitment}  # fmt: skip
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + float(v) * len(x)
         counts += torch.bincount(out.vq.codes.reshape(-1), minlength=model.quantizer.codebook_size)
@@ -131,6 +139,17 @@ def _audio(
     if model.cfg.decoder != "wavenet":
         return None
     return _to_device(batch_audio(data, utt, start, cfg.crop_frames), d)
+
+
+def _target(
+    x: torch.Tensor, data: SplitData, utt: np.ndarray, start: np.ndarray, cfg: TrainParams,
+    d: Dist,
+) -> torch.Tensor:  # fmt: skip
+    """What the decoder reconstructs: the crops' own features `x`, or their `model.target`
+    frames when the split has them."""
+    if data.targets is None:
+        return x
+    return _to_device(batch_targets(data, utt, start, cfg.crop_frames), d)
 
 
 def _autocast(d: Dist) -> torch.autocast:
@@ -193,7 +212,17 @@ def train(
     key = run_key(model_cfg, cfg, data_fingerprint)
     torch.manual_seed(cfg.seed)
     n_speakers = int(train_data.speakers.max()) + 1  # load_split numbers them 0..n-1
-    model = build(model_cfg, input_dim=train_data.features.shape[1], n_speakers=n_speakers)
+    if (model_cfg.target != "input") != (train_data.targets is not None):
+        raise TrainingError(
+            f"model.target is {model_cfg.target!r} but the train split "
+            f"{'has no' if train_data.targets is None else 'has'} decoder targets "
+            "(vqspeech.train.targets adds them)"
+        )
+    if val_data is not None and (val_data.targets is None) != (train_data.targets is None):
+        raise TrainingError("the train and val splits must both have decoder targets or neither")
+    out_dim = None if train_data.targets is None else train_data.targets.shape[1]
+    model = build(model_cfg, input_dim=train_data.features.shape[1], n_speakers=n_speakers,
+                  output_dim=out_dim)  # fmt: skip
     model = model.to(d.device)
     if model_cfg.decoder == "wavenet":
         try:
@@ -250,7 +279,8 @@ def train(
             audio = _audio(model, train_data, utt, start, cfg, d)
             with _autocast(d):
                 out = net(xt, st, audio)
-                terms = model.losses(xt, out)  # the first is the objective
+                # the first is the objective
+                terms = model.losses(_target(xt, train_data, utt, start, cfg, d), out)
                 loss = next(iter(terms.values())) + out.vq.loss
             if not math.isfinite(float(loss.detach())):
                 good = ckpt_path if ckpt_path.exists() else "none yet"
