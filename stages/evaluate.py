@@ -3,7 +3,8 @@
 Reads data/codes (codes, latents, codebook), data/features and data/stats.json; writes
 reports/eval.json, every metric of every system on all and on speech frames, and
 metrics/eval.json, the headline numbers `dvc metrics show` puts side by side (systems:
-`vqvae`, `kmeans_mfcc`, `kmeans_latent`, each re-segmented (`_dpdp`), `mfcc`, `random`; see
+`vqvae`, `kmeans_mfcc`, `kmeans_latent`, each re-segmented (`_dpdp`), `kmeans_mfcc_matched`
+(k-means on MFCC at the learned codes' perplexity), `mfcc`, `random`; see
 vqspeech.evaluate.baselines).
 """
 
@@ -49,7 +50,9 @@ def main(
         norm = Normalizer.load(stats_path)
         k, seed = len(codebook), params.train.seed
         with cli.timed("k-means baseline"):
-            km = baselines.fit_kmeans(shards.iter_utterances(features_dir, "train"), norm, k, seed)
+            train_mfcc = baselines.train_frames(shards.iter_utterances(features_dir, "train"),
+                                                norm, seed)  # fmt: skip
+            km = baselines.kmeans(train_mfcc, k, seed)
         held_out = set(frames["utterance_id"])
         utts = [u for u in shards.iter_utterances(features_dir) if u.utterance_id in held_out]
         mfcc = baselines.paired_like(frames, utts, norm, str(features_dir))
@@ -58,7 +61,7 @@ def main(
             intervals=intervals, symbols_per_second=baselines.symbol_rate(len(frames), utts),
             seed=seed, tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
             max_x_across=ev.abx.max_x_across, train_latents=train_latents,
-            dpdp_mean=ev.dpdp.mean_latents, dpdp_max=ev.dpdp.max_latents,
+            dpdp_mean=ev.dpdp.mean_latents, dpdp_max=ev.dpdp.max_latents, train_mfcc=train_mfcc,
         )  # fmt: skip
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")
         atomic.write_text(metrics_path, json.dumps(baselines.headline(result), indent=2) + "\n")

@@ -89,7 +89,9 @@ def test_study_table_has_every_system_of_each_configuration_with_its_seed_spread
     assert f"{a} k-means on MFCC | 3 | 0.500 ± 0.000 |" in table
     assert f"{b} k-means on latents | 2 | 1.000 ± 0.000 |" in table
     c1 = [line for line in table.splitlines() if "jitter=0 " in line]
-    assert len(c1) == 4 and not any("k-means on latents" in line for line in c1)  # no such run
+    assert len(c1) == 5 and not any("k-means on latents" in line for line in c1)  # no such run
+    assert any("| k-means on MFCC, equal perplexity | 1 | 0.500 |" in line for line in c1)
+    assert "| PNMI | NMI | phone purity | perplexity | code ABX within % |" in table
     assert all("| 1 | 0.200 |" in line for line in c1 if "learned codes |" in line)  # no spread
     # named by what differs from the defaults (params.yaml, flattened)
     defaults = compare.flatten({"model": {"quantizer": {"codebook_size": 64}, "jitter": 0.12}})

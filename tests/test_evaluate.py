@@ -73,3 +73,26 @@ def test_kmeans_baseline_recovers_separable_classes():
     assert len(codes) == 20 * 30 and codes["frame"].max() == 29
     table = Contingency.of(np.array(truth).astype(str), codes["code"].to_numpy())
     assert table.phone_purity() == pytest.approx(1.0)
+
+
+def test_code_perplexity_is_two_to_the_entropy_in_bits():
+    assert baselines.code_perplexity(np.array([3, 1, 2, 0] * 5)) == pytest.approx(4.0)
+    h = -(1 / 3 * np.log2(1 / 3) + 2 / 3 * np.log2(2 / 3))
+    assert baselines.code_perplexity(np.array([7, 7, 9, 9, 9, 9])) == pytest.approx(2.0**h)
+
+
+def test_matched_kmeans_finds_the_k_of_the_target_perplexity():
+    rng = np.random.default_rng(0)
+    train, held = rng.standard_normal((3000, 2)), rng.standard_normal((1000, 2))
+    km8 = baselines.kmeans(train, 8, seed=0)
+    p8 = baselines.code_perplexity(km8.predict(held))
+    # a target the 8-code fit already meets: no refit, the same fit
+    same, tried = baselines.matched_kmeans(km8, train, held, p8, seed=0)
+    assert same is km8 and tried == {8: p8}
+    # a target of about 16 codes' perplexity: K' moves up and lands closer than K = 8
+    target = baselines.code_perplexity(baselines.kmeans(train, 16, seed=0).predict(held))
+    fit, tried = baselines.matched_kmeans(km8, train, held, target, seed=0)
+    assert 8 in tried and len(tried) >= 2 and fit.n_clusters > 8
+    assert abs(tried[fit.n_clusters] - target) == min(abs(p - target) for p in tried.values())
+    assert abs(tried[fit.n_clusters] - target) < 0.1 * target
+    assert baselines.code_perplexity(fit.predict(held)) == pytest.approx(tried[fit.n_clusters])

@@ -515,6 +515,11 @@ def test_vqcpc_trains_aligns_evaluates_and_plots_through_the_same_stages(
         assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
     report = json.loads((work / "reports/eval.json").read_text())
     assert report["vqvae"]["all"]["frames"] > 0 and "kmeans_mfcc" in report
+    matched = report["kmeans_mfcc_matched"]  # at the learned codes' perplexity
+    target = report["vqvae"]["all"]["code_perplexity"]
+    tried = {int(c): p for c, p in matched["tried"].items()}
+    assert matched["k"] == min(tried, key=lambda c: (abs(tried[c] - target), c))
+    assert matched["k"] >= 2 and "abx" in matched
     for figure in ("utterances.png", "umap.png", "heatmap.png"):
         assert (work / "plots/eval" / figure).read_bytes()[:4] == b"\x89PNG"
 

@@ -9,6 +9,9 @@ Systems, all at the latents' 20 ms rate and joined on (utterance_id, frame):
 - `mfcc`: ABX of MFCC frames themselves, at their native 10 ms (`frames_10ms`, the rate
   libri-light's published MFCC numbers use) and paired to 20 ms as k-means sees them
   (`frames_20ms`); items at each rate are the phone intervals' own frames at that rate;
+- `kmeans_mfcc_matched`: k-means on MFCC at equal used codes: its K' chosen so its codes'
+  perplexity on the held-out frames comes closest to the learned codes' (same K when they
+  already agree; `k` and every K' tried are reported);
 - `kmeans_latent`: k-means with the same K on the VQ-VAE's continuous latents, fitted on a sample
   of train latents (data/codes/train_latents.parquet), as HuBERT clusters its hidden features;
 - `<system>_dpdp`: each system above re-segmented by duration-penalized dynamic programming
@@ -46,15 +49,52 @@ def pair_frames(features: np.ndarray) -> np.ndarray:
     return features[: 2 * n].reshape(n, 2, -1).mean(axis=1)
 
 
-def fit_kmeans(
-    train: Iterable[Utterance], norm: Normalizer, k: int, seed: int, max_frames: int = 200_000
-) -> MiniBatchKMeans:
-    """k-means on normalized, paired train frames (a seeded subsample of at most max_frames)."""
+def train_frames(
+    train: Iterable[Utterance], norm: Normalizer, seed: int, max_frames: int = 200_000
+) -> np.ndarray:
+    """What the MFCC k-means is fitted on: normalized, paired train frames (a seeded subsample
+    of at most max_frames)."""
     x = np.concatenate([pair_frames(norm(u.features, np.float64)) for u in train])
     rng = np.random.default_rng(seed)
     if len(x) > max_frames:
         x = x[rng.choice(len(x), max_frames, replace=False)]
-    return kmeans(x, k, seed)
+    return x
+
+
+def fit_kmeans(
+    train: Iterable[Utterance], norm: Normalizer, k: int, seed: int, max_frames: int = 200_000
+) -> MiniBatchKMeans:
+    """k-means on `train_frames`."""
+    return kmeans(train_frames(train, norm, seed, max_frames), k, seed)
+
+
+def code_perplexity(codes: np.ndarray) -> float:
+    """2 ** (entropy in bits) of the codes' distribution: `code_perplexity` of the metrics."""
+    _, counts = np.unique(np.asarray(codes), return_counts=True)
+    p = counts / counts.sum()
+    return float(2.0 ** -(p * np.log2(p)).sum())
+
+
+def matched_kmeans(
+    km: MiniBatchKMeans, train: np.ndarray, held_out: np.ndarray, target: float, seed: int,
+    refits: int = 2,
+) -> tuple[MiniBatchKMeans, dict[int, float]]:  # fmt: skip
+    """k-means on the same train frames at the K' whose codes' perplexity on `held_out` comes
+    closest to `target` (the learned codes'): the comparison at equal used codes. Starting
+    from `km` (K codes), K' is scaled by target / perplexity (which grows about linearly with
+    K') up to `refits` times, stopping when it repeats. Returns the closest fit and every
+    (K', perplexity) tried."""
+    fits = {km.n_clusters: km}
+    tried = {km.n_clusters: code_perplexity(km.predict(held_out))}
+    k = km.n_clusters
+    for _ in range(refits):
+        k = max(2, round(k * target / tried[k]))
+        if k in tried:
+            break
+        fits[k] = kmeans(train, k, seed)
+        tried[k] = code_perplexity(fits[k].predict(held_out))
+    best = min(tried, key=lambda c: (abs(tried[c] - target), c))
+    return fits[best], tried
 
 
 def kmeans(x: np.ndarray, k: int, seed: int) -> MiniBatchKMeans:
@@ -171,6 +211,7 @@ def evaluate(
     mfcc: np.ndarray, *, native: tuple[pd.DataFrame, np.ndarray], intervals: pd.DataFrame,
     symbols_per_second: float, seed: int, tolerance: int, max_group: int, max_x_across: int,
     train_latents: np.ndarray | None = None, dpdp_mean: float = 0.0, dpdp_max: int = 20,
+    train_mfcc: np.ndarray | None = None,
 ) -> dict[str, dict]:  # fmt: skip
     """Every system's scores on the same frames (see the module docstring), the full grid.
 
@@ -179,7 +220,9 @@ def evaluate(
     vectors (`native_features`); intervals: the utterances' phone intervals (ABX items);
     km fitted with K = len(codebook); train_latents: the sample `kmeans_latent` is fitted on
     (None: no such system); dpdp_mean > 0 adds each system re-segmented by DPDP to segments of
-    that mean length in latents (`<system>_dpdp`, vqspeech.evaluate.dpdp)."""
+    that mean length in latents (`<system>_dpdp`, vqspeech.evaluate.dpdp); train_mfcc: the
+    frames km was fitted on (`train_frames`), which adds `kmeans_mfcc_matched`, k-means on MFCC
+    at the learned codes' perplexity (`matched_kmeans`; None: no such system)."""
     k = len(codebook)
     # system -> (codes, the vectors its codes quantize, its code vectors)
     systems: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {
@@ -199,12 +242,24 @@ def evaluate(
             systems[f"{name}_dpdp"] = (codes, vectors, book)
             log.info("DPDP %s: penalty %.4g per segment (segments of %.1f latents on average)",
                      name, penalties[name], dpdp_mean)  # fmt: skip
+    matched: dict[int, float] = {}
+    if train_mfcc is not None:
+        target = code_perplexity(systems["vqvae"][0])
+        fit, matched = matched_kmeans(km, train_mfcc, mfcc, target, seed)
+        systems["kmeans_mfcc_matched"] = (fit.predict(mfcc).astype(np.int64), mfcc,
+                                          fit.cluster_centers_)  # fmt: skip
+        log.info("k-means on MFCC at the learned codes' perplexity %.2f: K' = %d (tried %s)",
+                 target, fit.n_clusters,
+                 ", ".join(f"{c}: {p:.2f}" for c, p in matched.items()))  # fmt: skip
     systems["random"] = (np.random.default_rng(seed).integers(0, k, len(frames)), None, None)
     result: dict[str, dict] = {}
     for name, (codes, _, _) in systems.items():
         result[name] = score_system(frames.assign(code=codes), tolerance, symbols_per_second)
         if name.endswith("_dpdp"):
             result[name]["dpdp_penalty"] = penalties[name.removesuffix("_dpdp")]
+        if name == "kmeans_mfcc_matched":
+            result[name]["k"] = len(systems[name][2])
+            result[name]["tried"] = {str(c): p for c, p in matched.items()}
         r = result[name]["all"]
         log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f, mean run %.2f",
                  name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"],
@@ -233,6 +288,8 @@ def headline(result: dict[str, dict]) -> dict[str, dict]:
     for system, r in result.items():
         keys = ("pnmi", "nmi", "phone_purity") if system == "random" else HEADLINE
         out[system] = {key: r["all"][key] for key in keys} if "all" in r else {}
+        if "k" in r:  # kmeans_mfcc_matched: the K' it was fitted with
+            out[system]["k"] = r["k"]
         if "abx" in r:
             out[system]["abx"] = {rep: {side: v[side] for side in ("within", "across")}
                                   for rep, v in r["abx"].items()}  # fmt: skip

@@ -40,6 +40,10 @@ METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
     ("ABX within, latents (%)", "vqvae.abx.latent.within", "mfcc.abx.frames_20ms.within", False),
     ("ABX across, codes (%)", "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across", False),
     ("ABX within, codes (%)", "vqvae.abx.code.within", "kmeans_mfcc.abx.code.within", False),
+    ("PNMI vs k-means on MFCC at equal perplexity", "vqvae.pnmi", "kmeans_mfcc_matched.pnmi",
+     True),
+    ("ABX across, codes vs k-means at equal perplexity (%)", "vqvae.abx.code.across",
+     "kmeans_mfcc_matched.abx.code.across", False),
     ("PNMI, k-means on latents", "kmeans_latent.pnmi", "kmeans_mfcc.pnmi", True),
     ("ABX across, k-means on latents (%)", "kmeans_latent.abx.code.across",
      "kmeans_mfcc.abx.code.across", False),
@@ -49,12 +53,13 @@ METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
      "kmeans_mfcc_dpdp.abx.code.across", False),
 )  # fmt: skip
 PARAM_SECTIONS = ("data", "features", "stats", "model", "train", "eval")
-_CLUSTER = ("pnmi", "nmi", "phone_purity", "bitrate", "mean_run_length", "abx.code.within",
-            "abx.code.across")  # fmt: skip
+_CLUSTER = ("pnmi", "nmi", "phone_purity", "code_perplexity", "bitrate", "mean_run_length",
+            "abx.code.within", "abx.code.across")  # fmt: skip
 # the study table's systems and the metrics each has (`study_markdown`)
 STUDY_SYSTEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vqvae", (*_CLUSTER, "abx.latent.within", "abx.latent.across")),
     ("kmeans_mfcc", _CLUSTER),
+    ("kmeans_mfcc_matched", (*_CLUSTER, "k")),
     ("kmeans_latent", _CLUSTER),
     ("vqvae_dpdp", _CLUSTER),
     ("kmeans_mfcc_dpdp", _CLUSTER),
@@ -64,6 +69,7 @@ NONE = "\u2013"  # an empty table cell
 STUDY_LABELS = {
     "vqvae": "learned codes",
     "kmeans_mfcc": "k-means on MFCC",
+    "kmeans_mfcc_matched": "k-means on MFCC, equal perplexity",
     "kmeans_latent": "k-means on latents",
     "vqvae_dpdp": "learned codes, DPDP",
     "kmeans_mfcc_dpdp": "k-means on MFCC, DPDP",
@@ -321,7 +327,7 @@ def study_markdown(
     cols = [c for c in config_columns(table) if table[c].astype(str).nunique() > 1]
     keys = table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(
         ["default"] * len(table), index=table.index)  # fmt: skip
-    header = ["configuration", "system", "seeds", "PNMI", "NMI", "phone purity",
+    header = ["configuration", "system", "seeds", "PNMI", "NMI", "phone purity", "perplexity",
               "code ABX within %", "code ABX across %", "latent / frame ABX within %",
               "latent / frame ABX across %", "bitrate", "mean run"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
@@ -353,6 +359,7 @@ def study_markdown(
                 label or "default", STUDY_LABELS[system], str(len(runs)),
                 cell(runs, f"{system}.pnmi", 3), cell(runs, f"{system}.nmi", 3),
                 cell(runs, f"{system}.phone_purity", 3),
+                cell(runs, f"{system}.code_perplexity", 1),
                 cell(runs, f"{system}.abx.code.within", 2),
                 cell(runs, f"{system}.abx.code.across", 2), frame_w, frame_a,
                 cell(runs, f"{system}.bitrate", 0), cell(runs, f"{system}.mean_run_length", 2),
