@@ -158,3 +158,21 @@ def test_a_knob_whose_default_changed_the_behaviour_gets_its_earlier_value(tmp_p
         "exp-d0": True,
     }
     assert sorted(compare.summary(both)["seeds"]) == [1, 2]
+
+
+def test_a_knob_of_one_family_does_not_split_the_other_familys_earlier_runs(tmp_path: Path):
+    """model.cpc.causal came with default true, earlier VQ-CPC runs had false; earlier VQ-VAE
+    runs have no such knob and stay one configuration with the new VQ-VAE runs."""
+    earlier = compare.runs([row("a1", 64, 1, 0.5, 0.30, **{"model.family": "vqvae"}),
+                            row("c1", 64, 1, 0.5, 0.10, **{"model.family": "vqcpc"})])  # fmt: skip
+    new = compare.runs([row("a2", 64, 2, 0.5, 0.32, **{"model.family": "vqvae",
+                                                       "model.cpc.causal": True}),
+                        row("c2", 64, 2, 0.5, 0.05, **{"model.family": "vqcpc",
+                                                       "model.cpc.causal": True})])  # fmt: skip
+    defaults = {"model.family": "vqvae", "model.cpc.causal": True, "model.jitter": 0.5}
+    both = compare.with_earlier_runs(new, earlier, defaults).set_index("rev")
+    causal = both["model.cpc.causal"]
+    assert causal["a1"] is True and causal["c1"] is False
+    seeds = compare.summary(both.reset_index()).set_index(["model.family", "model.cpc.causal"])
+    assert seeds["seeds"].to_dict() == {("vqvae", "True"): 2, ("vqcpc", "False"): 1,
+                                        ("vqcpc", "True"): 1}  # fmt: skip

@@ -82,6 +82,9 @@ IGNORED_PARAMS = {SEED, "train.device", "train.threads", "train.log_every",
 # knobs added with a default that changed the behaviour: the value every earlier run had (a
 # knob not listed was added with the default that keeps the earlier behaviour)
 BEFORE_IT_EXISTED: dict[str, object] = {"model.cpc.causal": False}
+# ... and the runs it mattered to: (param, value); the other earlier runs take the default (a
+# VQ-CPC knob says nothing about a VQ-VAE run and must not split its configuration)
+APPLIES_TO: dict[str, tuple[str, object]] = {"model.cpc.causal": ("model.family", "vqcpc")}
 
 # experiments recorded before the headline metrics and the nested quantizer params
 LEGACY = {K: "model.codebook_size"}
@@ -187,15 +190,25 @@ def with_earlier_runs(
     if table is not None:
         earlier = earlier[~earlier["name"].isin(set(table["name"]))]
     both = pd.concat([earlier, table] if table is not None else [earlier], ignore_index=True)
-    for c in both.columns:
+    old = both.index[: len(earlier)]
+    columns = sorted(both.columns, key=lambda c: c in APPLIES_TO)  # what they apply to first
+    for c in columns:
         if c.split(".")[0] in PARAM_SECTIONS:
             if c in defaults and c not in earlier.columns:
-                value = BEFORE_IT_EXISTED.get(c, defaults[c])
                 both[c] = both[c].astype(object)  # a str column takes the bool too
-                both.loc[both.index[: len(earlier)], c] = str(value) if isinstance(
-                    value, list | dict) else value  # fmt: skip
+                both.loc[old, c] = _param_cell(defaults[c])
+                if c in BEFORE_IT_EXISTED:
+                    rows = old
+                    if c in APPLIES_TO:
+                        param, value = APPLIES_TO[c]
+                        rows = old[both.loc[old, param].astype(str).to_numpy() == str(value)]
+                    both.loc[rows, c] = _param_cell(BEFORE_IT_EXISTED[c])
             both[c] = both[c].map(_canonical).astype(object)
     return _once(both)
+
+
+def _param_cell(value: object) -> object:
+    return str(value) if isinstance(value, list | dict) else value
 
 
 def config_columns(table: pd.DataFrame) -> list[str]:
