@@ -110,8 +110,14 @@ def test_figures(tmp_path: Path):
     runs = compare.runs(rows())
     compare.plot_against_k(compare.summary(runs), tmp_path / "k.png")
     compare.plot_seeds(runs, tmp_path / "s.png")
-    for name in ("k.png", "s.png"):
+    curve = pd.DataFrame({"step": [10, 20, 30], "recon": [0.9, 0.7, 0.8]})
+    compare.plot_curves({"default": [curve, curve.assign(recon=curve["recon"] + 0.1)],
+                         "epochs=30": [curve]}, tmp_path / "c.png", "val recon")  # fmt: skip
+    for name in ("k.png", "s.png", "c.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="no val recon curves"):
+        compare.plot_curves({}, tmp_path / "none.png", "val recon")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_earlier_runs_from_a_runs_csv_join_new_experiments_as_the_same_configurations(

@@ -7,7 +7,9 @@ writes plots/compare/: metrics_vs_codebook_size.png (each metric against K, log 
 over seeds, the MFCC baseline at the same K dashed), seeds.png (every seed's PNMI and ABX per
 configuration), table.md (mean ± std per configuration beside the baseline), study.md (per
 configuration, every system's PNMI, NMI, purity, ABX, bitrate and mean run, mean ± std over
-seeds) and runs.csv; and
+seeds), val_recon.png (each configuration's validation reconstruction loss against the step,
+per seed and mean: the learning curves, read from each experiment's dvclive files; runs of
+`--earlier` have none) and runs.csv; and
 codebook.gif, the UMAP of codebook + val latents over training of one run (`--gif-rev`, default
 the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
 
@@ -31,6 +33,7 @@ from vqspeech import cli
 
 app = cli.app(__doc__)
 Opt = typer.Option
+CURVE = "plots/train/plots/metrics/val/recon.tsv"  # dvclive's val/recon of the train stage
 
 
 @app.command()
@@ -75,6 +78,7 @@ def main(
     import dvc.api
     import pyarrow.parquet as pq
     import yaml
+    from dvc.exceptions import DvcException
 
     from vqspeech.io import atomic, sections
     from vqspeech.report import compare
@@ -106,12 +110,26 @@ def main(
         atomic.write_text(out_dir / "study.md", study)
         if readme is not None:  # the codes and both k-means; DPDP in study.md and results.md
             compact = compare.study_markdown(runs, defaults, ("vqvae", "kmeans_mfcc",
+                                                              "kmeans_mfcc_matched",
                                                               "kmeans_latent"))  # fmt: skip
             sections.update_section(readme, "study", compact)
         if results is not None:
             sections.update_section(results, "study", study)
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
         written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "study.md", "runs.csv"]
+        curves: dict[str, list[pd.DataFrame]] = {}
+        labels = compare.config_labels(runs, defaults)
+        missing = 0
+        for (_, run), label in zip(runs.iterrows(), labels, strict=True):
+            try:
+                with dvc.api.open(CURVE, repo=str(repo), rev=str(run["rev"])) as f:
+                    curves.setdefault(label, []).append(pd.read_csv(f, sep="\t"))
+            except (DvcException, FileNotFoundError):  # an earlier run's experiment; VQ-CPC
+                missing += 1
+        if curves:
+            compare.plot_curves(curves, out_dir / "val_recon.png", "val recon")
+            written.append(f"val_recon.png ({len(runs) - missing} runs; {missing} without "
+                           "a val/recon curve here)")  # fmt: skip
         if gif_rev != "none":
             path = "models/snapshots.parquet"
             with dvc.api.open(path, repo=str(repo), rev=gif_rev or None, mode="rb") as f:

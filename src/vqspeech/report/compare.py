@@ -335,11 +335,8 @@ def study_markdown(
     that differ from `defaults`, dotted names), each system's clustering and ABX metrics as
     mean ± std over its seeds; latent ABX for the VQ-VAE's latents and, on the MFCC row, ABX of
     the MFCC frames paired to 20 ms. `systems`: those of STUDY_SYSTEMS to show (default all)."""
-    defaults = defaults or {}
     shown = set(systems) if systems is not None else {name for name, _ in STUDY_SYSTEMS}
-    cols = [c for c in config_columns(table) if table[c].astype(str).nunique() > 1]
-    keys = table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(
-        ["default"] * len(table), index=table.index)  # fmt: skip
+    labels = config_labels(table, defaults)
     header = ["configuration", "system", "seeds", "PNMI", "NMI", "phone purity", "perplexity",
               "code ABX within %", "code ABX across %", "latent / frame ABX within %",
               "latent / frame ABX across %", "bitrate", "mean run"]  # fmt: skip
@@ -352,11 +349,8 @@ def study_markdown(
         spread = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
         return f"{vals.mean():.{digits}f}{spread}"
 
-    for key in dict.fromkeys(keys):
-        runs = table[keys.to_numpy() == key]
-        first = runs.iloc[0]
-        changed = [c for c in cols if c not in defaults or _cell(first[c]) != _cell(defaults[c])]
-        label = ", ".join(f"{c.split('.', 1)[1]}={_cell(first[c])}" for c in changed)
+    for label in dict.fromkeys(labels):
+        runs = table[labels.to_numpy() == label]
         for system, _ in STUDY_SYSTEMS:
             if system == "mfcc" or system not in shown:
                 continue
@@ -369,7 +363,7 @@ def study_markdown(
             frame_w = cell(runs, f"{frames}.within", 2) if frames else NONE
             frame_a = cell(runs, f"{frames}.across", 2) if frames else NONE
             lines.append("| " + " | ".join([
-                label or "default", STUDY_LABELS[system], str(len(runs)),
+                label, STUDY_LABELS[system], str(len(runs)),
                 cell(runs, f"{system}.pnmi", 3), cell(runs, f"{system}.nmi", 3),
                 cell(runs, f"{system}.phone_purity", 3),
                 cell(runs, f"{system}.code_perplexity", 1),
@@ -378,6 +372,50 @@ def study_markdown(
                 cell(runs, f"{system}.bitrate", 0), cell(runs, f"{system}.mean_run_length", 2),
             ]) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def config_labels(table: pd.DataFrame, defaults: Mapping[str, object] | None = None) -> pd.Series:
+    """Each run's configuration, named by the params (seed aside) that differ between runs and
+    from `defaults` (dotted names without their section), "default" when none does."""
+    defaults = defaults or {}
+    cols = [c for c in config_columns(table) if table[c].astype(str).nunique() > 1]
+    keys = table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(
+        ["default"] * len(table), index=table.index)  # fmt: skip
+    names = {}
+    for key in dict.fromkeys(keys):
+        first = table[keys.to_numpy() == key].iloc[0]
+        changed = [c for c in cols if c not in defaults or _cell(first[c]) != _cell(defaults[c])]
+        names[key] = ", ".join(f"{c.split('.', 1)[1]}={_cell(first[c])}" for c in changed)
+    return keys.map(lambda k: names[k] or "default")
+
+
+def plot_curves(curves: Mapping[str, list[pd.DataFrame]], path: Path, metric: str) -> None:
+    """One panel per configuration: `metric` (a dvclive curve: step, value) of each seed's run
+    against the training step, thin, and their mean, thick; for checking that longer training
+    does not overfit (the validation loss turning up while the training loss falls)."""
+    n = len(curves)
+    if n == 0:
+        raise ValueError(f"no {metric} curves to plot")
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, (label, runs) in zip(axes.flat, curves.items(), strict=False):
+        for run in runs:
+            ax.plot(run["step"], run.iloc[:, 1], lw=0.8, alpha=0.6)
+        joined = pd.concat([r.set_index("step").iloc[:, 0] for r in runs], axis=1)
+        mean = joined.dropna().mean(axis=1)
+        ax.plot(mean.index, mean.to_numpy(), "k-", lw=2, label=f"mean of {len(runs)}")
+        if len(mean):
+            best = int(mean.to_numpy().argmin())
+            ax.axvline(mean.index[best], color="gray", ls=":", lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    save(fig, path)
 
 
 def _cell(x: object) -> str:
