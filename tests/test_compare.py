@@ -142,6 +142,11 @@ def test_earlier_runs_from_a_runs_csv_join_new_experiments_as_the_same_configura
     assert seeds == {"vqvae/16": 3, "vqvae/64": 3, "vqcpc/64": 1}
     assert "| family=vqcpc | learned codes | 1 | 0.100 |" in compare.study_markdown(
         both[both[compare.K] == 64], defaults)  # fmt: skip
+    # a rerun of the same params and seed under another name replaces the earlier run
+    rerun = compare.runs([row("z1", 16, 1, 0.12, 0.33, **{"model.family": "vqvae"})])
+    again = compare.with_earlier_runs(rerun, back, defaults)
+    k16 = again[again[compare.K] == 16].set_index(compare.SEED)
+    assert len(again) == 5 and k16.loc[1, "name"] == "exp-z1" and k16.loc[1, "vqvae.pnmi"] == 0.33
     alone = compare.with_earlier_runs(None, back, defaults)  # no experiment in this clone
     assert sorted(compare.summary(alone)["seeds"]) == [2, 3]
 

@@ -183,7 +183,8 @@ def with_earlier_runs(
 ) -> pd.DataFrame:
     """`table` (None: no experiment now) and the runs of an earlier comparison (its runs.csv:
     experiments no longer in this repository, e.g. a fresh clone, where DVC does not keep them)
-    as one table; a run of the same name in `table` replaces the earlier one. A param the
+    as one table; a run of `table` replaces an earlier one of the same name, or of the same
+    params and seed (the newest run of each configuration and seed is kept). A param the
     earlier runs did not have gets its `defaults` value (params.yaml): a knob is added with the
     default that keeps the earlier behaviour, or its value is in BEFORE_IT_EXISTED."""
     earlier = earlier.copy()
@@ -204,7 +205,12 @@ def with_earlier_runs(
                         rows = old[both.loc[old, param].astype(str).to_numpy() == str(value)]
                     both.loc[rows, c] = _param_cell(BEFORE_IT_EXISTED[c])
             both[c] = both[c].map(_canonical).astype(object)
-    return _once(both)
+    both = _once(both)
+    # one run per configuration and seed: a newer run (a rerun here, with metrics added since)
+    # replaces an earlier one of another name, or a seed would count twice
+    params = [c for c in both.columns if c.split(".")[0] in PARAM_SECTIONS
+              and (c == SEED or c not in IGNORED_PARAMS)]  # fmt: skip
+    return both[~both[params].astype(str).duplicated(keep="last")].reset_index(drop=True)
 
 
 def _param_cell(value: object) -> object:
