@@ -5,7 +5,8 @@ run` for DDP) writes models/model.pt, models/snapshots.parquet (codebook + val l
 `train.snapshot_every` epochs), metrics/train.json and dvclive curves under plots/train/; a
 checkpoint per epoch goes to models/checkpoints/<run key>/ (not a DVC output: kept between runs,
 so an interrupted run resumes). `python stages/train.py summary` prints parameters per module
-and the receptive field. Needs torch, numpy, pyarrow, pydantic, pyyaml, typer and tqdm.
+and the receptive field. Needs torch, numpy, pyarrow, pydantic, pyyaml, typer and tqdm (and
+librosa for `model.target: logmel`, whose targets it computes from the shards' audio).
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def run(
                     add_logmel_targets(train_data, val_data, params.features.preemphasis)
                 except ValueError as err:
                     raise ValueError(f"model.target logmel: {err}") from None
+                except ImportError as err:  # the targets' mel filters come from librosa
+                    raise ValueError(
+                        f"model.target logmel needs librosa here ({err}); "
+                        "install the project's requirements"
+                    ) from None
             if not wavenet:
                 for data in (train_data, val_data):
                     if data is not None:
@@ -131,9 +137,12 @@ def show_summary(
     """Print parameters per module and the encoder's receptive field for the params' sizes."""
     from vqspeech.model.build import build
     from vqspeech.model.vqvae import summary
+    from vqspeech.train.targets import TARGET_MELS
 
     params = cli.load_params_or_exit(params_file)
-    print(summary(build(params.model, input_dim=input_dim, n_speakers=n_speakers)))
+    out = TARGET_MELS if params.model.target == "logmel" else None
+    print(summary(build(params.model, input_dim=input_dim, n_speakers=n_speakers,
+                        output_dim=out)))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -187,3 +187,29 @@ def test_a_knob_of_one_family_does_not_split_the_other_familys_earlier_runs(tmp_
     seeds = compare.summary(both.reset_index()).set_index(["model.family", "model.cpc.causal"])
     assert seeds["seeds"].to_dict() == {("vqvae", "True"): 2, ("vqcpc", "False"): 1,
                                         ("vqcpc", "True"): 1}  # fmt: skip
+
+
+def test_earlier_runs_alone_lacking_new_metrics_and_a_knob_written_for_every_family(
+    tmp_path: Path,
+):
+    """A runs.csv of before a metric existed still tabulates alone (a fresh clone); one that
+    wrote a VQ-CPC knob's earlier value on VQ-VAE rows too is read with the default there."""
+    earlier = compare.runs([row("a1", 64, 1, 0.5, 0.30, **{"model.family": "vqvae"}),
+                            row("c1", 64, 1, 0.5, 0.10, **{"model.family": "vqcpc"})])  # fmt: skip
+    earlier = earlier.drop(columns=["kmeans_mfcc_matched.pnmi"]).assign(
+        **{"model.cpc.causal": False})  # fmt: skip
+    earlier.to_csv(tmp_path / "runs.csv", index=False)
+    defaults = {"model.family": "vqvae", "model.cpc.causal": True}
+    alone = compare.with_earlier_runs(None, pd.read_csv(tmp_path / "runs.csv"), defaults)
+    causal = alone.set_index("rev")["model.cpc.causal"]
+    assert causal["a1"] is True and causal["c1"] is False
+    assert "| default | learned codes | 1 | 0.300 |" in compare.study_markdown(alone, defaults)
+
+
+def test_the_newest_of_two_experiments_of_one_configuration_and_seed_is_kept():
+    # dvc exp show lists experiments newest first
+    new, old = row("n1", 64, 1, 0.5, 0.35), row("o1", 64, 1, 0.5, 0.30)
+    assert list(compare.runs([new, old])["rev"]) == ["n1"]
+    earlier = compare.runs([row("e1", 64, 1, 0.5, 0.20), row("e2", 64, 2, 0.5, 0.25)])
+    both = compare.with_earlier_runs(compare.runs([new, old]), earlier, {})
+    assert sorted(both["rev"]) == ["e2", "n1"]

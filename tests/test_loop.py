@@ -140,7 +140,13 @@ def test_code_fingerprint_covers_every_module_training_imports(
     edited = copy / "features/shards.py"
     edited.write_text(edited.read_text() + "\n# edited\n")
     monkeypatch.setattr(loop, "__file__", str(copy / "train/loop.py"))
-    assert checkpoints.code_fingerprint() != before
+    edited_once = checkpoints.code_fingerprint()
+    assert edited_once != before
+    # the decoder targets (not imported by the loop: they need librosa) count too
+    for name in ("train/targets.py", "features/acoustic.py"):
+        (copy / name).write_text((copy / name).read_text() + "\n# edited\n")
+        assert checkpoints.code_fingerprint() != edited_once, name
+        edited_once = checkpoints.code_fingerprint()
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path):

@@ -71,8 +71,14 @@ def test_targets_are_the_log_mel_energies_of_the_input_frames(tmp_path: Path):
     assert not np.allclose(val.targets.mean(axis=0), 0, atol=1e-3)
 
 
-def test_targets_need_the_audio(tmp_path: Path):
-    train, _ = shard_split(tmp_path, "train", 1, 0)
+def test_targets_need_the_audio_of_exactly_the_frames(tmp_path: Path):
+    train, _ = shard_split(tmp_path, "train", 2, 0)
+    n = int(train.lengths[0])
+    fewer = SplitData(train.features[: n - 3], np.array([0, n - 3]), train.speakers[:1],
+                      train.utterance_ids[:1], train.audio, train.audio_offsets[:2])  # fmt: skip
+    why = rf"train0: its audio gives {n} log-mel frames, not {n - 3}$"
+    with pytest.raises(ValueError, match=why):
+        logmel_frames(fewer, 0.97)
     train.audio = train.audio_offsets = None
     with pytest.raises(ValueError, match=r"without audio \(features\.audio must be true\)"):
         logmel_frames(train, 0.97)

@@ -150,7 +150,7 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
     table = pd.DataFrame(out)
     if table.empty:
         raise ValueError("no finished experiment with evaluation metrics (run `dvc exp show`)")
-    return _once(table)
+    return newest(table).reset_index(drop=True)
 
 
 def _once(table: pd.DataFrame) -> pd.DataFrame:
@@ -160,8 +160,8 @@ def _once(table: pd.DataFrame) -> pd.DataFrame:
     params = [c for c in table.columns if c.split(".")[0] in PARAM_SECTIONS
               and (c == SEED or c not in IGNORED_PARAMS)]  # fmt: skip
     metrics = list(dict.fromkeys(c for _, ours, base, _ in METRICS for c in (ours, base) if c))
-    keys = table[params].astype(str).join(table[metrics])
-    return table[~keys.duplicated()].reset_index(drop=True)
+    keys = table[params].astype(str).join(table.reindex(columns=metrics))
+    return table[~keys.duplicated()]
 
 
 def _canonical(v: object) -> object:
@@ -198,19 +198,29 @@ def with_earlier_runs(
             if c in defaults and c not in earlier.columns:
                 both[c] = both[c].astype(object)  # a str column takes the bool too
                 both.loc[old, c] = _param_cell(defaults[c])
-                if c in BEFORE_IT_EXISTED:
-                    rows = old
-                    if c in APPLIES_TO:
-                        param, value = APPLIES_TO[c]
-                        rows = old[both.loc[old, param].astype(str).to_numpy() == str(value)]
-                    both.loc[rows, c] = _param_cell(BEFORE_IT_EXISTED[c])
+                if c in BEFORE_IT_EXISTED and c not in APPLIES_TO:
+                    both.loc[old, c] = _param_cell(BEFORE_IT_EXISTED[c])
+            if c in APPLIES_TO and c in defaults:  # also where an earlier table wrote it
+                param, value = APPLIES_TO[c]
+                both[c] = both[c].astype(object)
+                fits = both.loc[old, param].astype(str).to_numpy() == str(value)
+                if c not in earlier.columns:
+                    both.loc[old[fits], c] = _param_cell(BEFORE_IT_EXISTED[c])
+                both.loc[old[~fits], c] = _param_cell(defaults[c])
             both[c] = both[c].map(_canonical).astype(object)
-    both = _once(both)
     # one run per configuration and seed: a newer run (a rerun here, with metrics added since)
-    # replaces an earlier one of another name, or a seed would count twice
-    params = [c for c in both.columns if c.split(".")[0] in PARAM_SECTIONS
+    # replaces an earlier one of another name, or a seed would count twice; `table` comes
+    # newest first, as `dvc exp show` lists experiments
+    newest_first = pd.concat([both.iloc[len(earlier) :], both.iloc[: len(earlier)]])
+    return newest(newest_first).sort_index().reset_index(drop=True)
+
+
+def newest(table: pd.DataFrame) -> pd.DataFrame:
+    """The first run of each configuration and seed (`table` newest first), after `_once`."""
+    table = _once(table)
+    params = [c for c in table.columns if c.split(".")[0] in PARAM_SECTIONS
               and (c == SEED or c not in IGNORED_PARAMS)]  # fmt: skip
-    return both[~both[params].astype(str).duplicated(keep="last")].reset_index(drop=True)
+    return table[~table[params].astype(str).duplicated(keep="first")]
 
 
 def _param_cell(value: object) -> object:
