@@ -213,3 +213,14 @@ def test_the_newest_of_two_experiments_of_one_configuration_and_seed_is_kept():
     earlier = compare.runs([row("e1", 64, 1, 0.5, 0.20), row("e2", 64, 2, 0.5, 0.25)])
     both = compare.with_earlier_runs(compare.runs([new, old]), earlier, {})
     assert sorted(both["rev"]) == ["e2", "n1"]
+
+
+def test_an_experiment_of_a_commit_before_a_knob_gets_its_default():
+    older = row("x1", 64, 1, 0.5, 0.3)  # no model.target: its commit did not have the knob
+    newer = row("y1", 64, 2, 0.5, 0.3, **{"model.target": "logmel"})
+    earlier = compare.runs([row("e1", 64, 3, 0.5, 0.2)])
+    both = compare.with_earlier_runs(compare.runs([newer, older]), earlier,
+                                     {"model.target": "input"}).set_index("rev")  # fmt: skip
+    assert both["model.target"].to_dict() == {"e1": "input", "x1": "input", "y1": "logmel"}
+    assert "| target=logmel | learned codes | 1 |" in compare.study_markdown(
+        both.reset_index(), {"model.target": "input"})  # fmt: skip

@@ -191,23 +191,25 @@ def with_earlier_runs(
     if table is not None:
         earlier = earlier[~earlier["name"].isin(set(table["name"]))]
     both = pd.concat([earlier, table] if table is not None else [earlier], ignore_index=True)
-    old = both.index[: len(earlier)]
     columns = sorted(both.columns, key=lambda c: c in APPLIES_TO)  # what they apply to first
     for c in columns:
-        if c.split(".")[0] in PARAM_SECTIONS:
-            if c in defaults and c not in earlier.columns:
-                both[c] = both[c].astype(object)  # a str column takes the bool too
-                both.loc[old, c] = _param_cell(defaults[c])
-                if c in BEFORE_IT_EXISTED and c not in APPLIES_TO:
-                    both.loc[old, c] = _param_cell(BEFORE_IT_EXISTED[c])
-            if c in APPLIES_TO and c in defaults:  # also where an earlier table wrote it
-                param, value = APPLIES_TO[c]
-                both[c] = both[c].astype(object)
-                fits = both.loc[old, param].astype(str).to_numpy() == str(value)
-                if c not in earlier.columns:
-                    both.loc[old[fits], c] = _param_cell(BEFORE_IT_EXISTED[c])
-                both.loc[old[~fits], c] = _param_cell(defaults[c])
-            both[c] = both[c].map(_canonical).astype(object)
+        if c.split(".")[0] not in PARAM_SECTIONS:
+            continue
+        both[c] = both[c].map(_canonical).astype(object)  # a str column takes the bool too
+        if c not in defaults:
+            continue
+        # a run of before the knob existed: an earlier table's row, or an experiment of an
+        # older commit, has no value
+        missing = both[c].isna().to_numpy().copy()
+        before = missing.copy()
+        if c in APPLIES_TO:  # the earlier value only where the knob applies; elsewhere the
+            param, value = APPLIES_TO[c]  # default, whatever an earlier table wrote
+            fits = both[param].astype(str).to_numpy() == str(value)
+            before &= fits
+            missing |= ~fits
+        both.loc[missing, c] = _param_cell(defaults[c])
+        if c in BEFORE_IT_EXISTED:
+            both.loc[before, c] = _param_cell(BEFORE_IT_EXISTED[c])
     # one run per configuration and seed: a newer run (a rerun here, with metrics added since)
     # replaces an earlier one of another name, or a seed would count twice; `table` comes
     # newest first, as `dvc exp show` lists experiments
