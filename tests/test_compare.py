@@ -224,3 +224,24 @@ def test_an_experiment_of_a_commit_before_a_knob_gets_its_default():
     assert both["model.target"].to_dict() == {"e1": "input", "x1": "input", "y1": "logmel"}
     assert "| target=logmel | learned codes | 1 |" in compare.study_markdown(
         both.reset_index(), {"model.target": "input"})  # fmt: skip
+
+
+def test_default_run_tables_come_from_the_report():
+    scores = {"nmi": 0.3, "ami": 0.29, "ari": 0.2, "pnmi": 0.31, "phone_purity": 0.3,
+              "one_to_one": 0.2, "code_perplexity": 45.94, "bitrate": 274.6,
+              "boundary_f1": 0.48, "mean_run_length": 1.45, "codes_used": 64}  # fmt: skip
+    abx = {"within": 16.271, "across": 22.5, "items": 11179}
+    report = {"vqvae": {"all": scores, "abx": {"latent": abx, "code": abx}},
+              "kmeans_mfcc_matched": {"all": {**scores, "pnmi": 0.28}, "k": 61,
+                                      "abx": {"code": {**abx, "across": None}}}}  # fmt: skip
+    text = compare.default_markdown(report)
+    assert "| system (K=64) | NMI |" in text
+    row_ = "| vqvae | 0.300 | 0.290 | 0.200 | 0.310 | 0.300 | 0.200 | 45.9 | 275 | 0.480 | 1.45 |"
+    assert row_ in text
+    assert "| kmeans_mfcc_matched (K'=61) | 0.300 | 0.290 | 0.200 | 0.280 |" in text
+    assert "kmeans_mfcc |" not in text  # not in the report, not in the table
+    assert "| VQ-VAE code vectors | 11,179 | 16.27 | 22.50 |" in text
+    assert (
+        f"| k-means on MFCC at equal perplexity, centroids | 11,179 | 16.27 | {compare.NONE} |"
+        in text
+    )

@@ -56,7 +56,8 @@ def main(
         Path | None,
         Opt(
             "--results",
-            help="Also write the whole study table (DPDP too) into this file's `study` section.",
+            help="Also write the whole study table (DPDP too) into this file's `study` section, "
+            "and the workspace run's tables (reports/eval.json) into its `default` section.",
         ),
     ] = None,
     earlier: Annotated[
@@ -74,6 +75,7 @@ def main(
 ) -> None:
     """Plot and tabulate all experiments' metrics."""
     import io
+    import json
 
     import dvc.api
     import pyarrow.parquet as pq
@@ -115,6 +117,8 @@ def main(
             sections.update_section(readme, "study", compact)
         if results is not None:
             sections.update_section(results, "study", study)
+            report = json.loads((repo / "reports/eval.json").read_text())
+            sections.update_section(results, "default", compare.default_markdown(report))
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
         written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "study.md", "runs.csv"]
         curves: dict[str, list[pd.DataFrame]] = {}

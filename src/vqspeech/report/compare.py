@@ -392,6 +392,52 @@ def study_markdown(
     return "\n".join(lines) + "\n"
 
 
+DEFAULT_SYSTEMS = ("vqvae", "kmeans_mfcc", "kmeans_mfcc_matched", "kmeans_latent", "vqvae_dpdp",
+                   "kmeans_mfcc_dpdp", "kmeans_latent_dpdp", "random")  # fmt: skip
+DEFAULT_ABX = (("VQ-VAE latents (continuous)", "vqvae", "latent"),
+               ("VQ-VAE code vectors", "vqvae", "code"),
+               ("k-means on MFCC, centroids", "kmeans_mfcc", "code"),
+               ("k-means on MFCC at equal perplexity, centroids", "kmeans_mfcc_matched", "code"),
+               ("k-means on the latents, centroids", "kmeans_latent", "code"),
+               ("VQ-VAE codes after DPDP", "vqvae_dpdp", "code"),
+               ("k-means on MFCC after DPDP", "kmeans_mfcc_dpdp", "code"),
+               ("MFCC frames paired to 20 ms", "mfcc", "frames_20ms"),
+               ("MFCC frames at 10 ms", "mfcc", "frames_10ms"))  # fmt: skip
+
+
+def default_markdown(report: Mapping[str, dict]) -> str:
+    """The committed run's tables (reports/eval.json, all frames): every system's clustering
+    and boundary scores, then its ABX; systems the report lacks are left out."""
+    cols = [("NMI", "nmi", 3), ("AMI", "ami", 3), ("ARI", "ari", 3), ("PNMI", "pnmi", 3),
+            ("phone purity", "phone_purity", 3), ("one-to-one", "one_to_one", 3),
+            ("perplexity", "code_perplexity", 1), ("bitrate", "bitrate", 0),
+            ("boundary F1", "boundary_f1", 3), ("mean run", "mean_run_length", 2)]  # fmt: skip
+    k = report["vqvae"]["all"]["codes_used"] if "vqvae" in report else "?"
+    lines = [f"| system (K={k}) | " + " | ".join(c[0] for c in cols) + " |",
+             "|---|" + "---:|" * len(cols)]  # fmt: skip
+    for system in DEFAULT_SYSTEMS:
+        if system not in report or "all" not in report[system]:
+            continue
+        r = report[system]["all"]
+        name = f"{system} (K'={report[system]['k']})" if "k" in report[system] else system
+        lines.append(
+            f"| {name} | "
+            + " | ".join(
+                f"{r[key]:.{d}f}" if r.get(key) is not None else NONE for _, key, d in cols
+            )
+            + " |"
+        )
+    lines += ["", "| ABX error %, libri-light's `eval_ABX` | items | within speaker | across "
+              "speaker |", "|---|---:|---:|---:|"]  # fmt: skip
+    for label, system, rep in DEFAULT_ABX:
+        a = report.get(system, {}).get("abx", {}).get(rep)
+        if a is None:
+            continue
+        cells = [f"{a[s]:.2f}" if a.get(s) is not None else NONE for s in ("within", "across")]
+        lines.append(f"| {label} | {a['items']:,} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
 def config_labels(table: pd.DataFrame, defaults: Mapping[str, object] | None = None) -> pd.Series:
     """Each run's configuration, named by the params (seed aside) that differ between runs and
     from `defaults` (dotted names without their section), "default" when none does."""
