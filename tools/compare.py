@@ -69,7 +69,8 @@ def main(
         Opt(
             "--readme",
             help="Also write the study table into this file's `study` "
-            "section (<!-- study:start --> ... <!-- study:end -->).",
+            "section (<!-- study:start --> ... <!-- study:end -->) and the workspace run's "
+            "tables into its `default` section.",
         ),
     ] = None,
 ) -> None:
@@ -115,6 +116,8 @@ def main(
                                                               "kmeans_mfcc_matched",
                                                               "kmeans_latent"))  # fmt: skip
             sections.update_section(readme, "study", compact)
+            report = json.loads((repo / "reports/eval.json").read_text())
+            sections.update_section(readme, "default", compare.default_markdown(report))
         if results is not None:
             sections.update_section(results, "study", study)
             report = json.loads((repo / "reports/eval.json").read_text())

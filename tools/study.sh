@@ -7,22 +7,23 @@
 #   dvc queue start -j 1           # run them (about 3.5 min each on 2 cores; -j 2 with train.threads=1)
 set -euo pipefail
 # name: normalize latent_norm jitter decoder_kernel [param=value ...]
-# (the four knobs named every time, whatever params.yaml says; VQ-CPC has no decoder to jitter)
+# (the four knobs named every time, whatever params.yaml says; VQ-CPC has no decoder to jitter;
+# train.epochs=15 where the run was made before 30 became the default)
 configs=(
-  "base: none none 0.12 3"
-  "cmvn: utterance none 0.12 3"
-  "lnorm: none sequence 0.12 3"
-  "jitonly: none none 0.5 3"
-  "k1only: none none 0.12 1"
-  "jit: none none 0.5 1"
-  "all: utterance sequence 0.5 1"
-  "cpc: none none 0.5 1 model.family=vqcpc model.cpc.causal=false"
-  "causalcpc: none none 0.5 1 model.family=vqcpc model.cpc.causal=true"
-  "causalcpc128: none none 0.5 1 model.family=vqcpc model.cpc.causal=true train.crop_frames=128 model.cpc.context_dim=256"
-  "k128: none none 0.5 1 model.quantizer.codebook_size=128"
+  "base: none none 0.12 3 train.epochs=15"
+  "cmvn: utterance none 0.12 3 train.epochs=15"
+  "lnorm: none sequence 0.12 3 train.epochs=15"
+  "jitonly: none none 0.5 3 train.epochs=15"
+  "k1only: none none 0.12 1 train.epochs=15"
+  "jit: none none 0.5 1 train.epochs=15"
+  "all: utterance sequence 0.5 1 train.epochs=15"
+  "cpc: none none 0.5 1 model.family=vqcpc model.cpc.causal=false train.epochs=15"
+  "causalcpc: none none 0.5 1 model.family=vqcpc model.cpc.causal=true train.epochs=15"
+  "causalcpc128: none none 0.5 1 model.family=vqcpc model.cpc.causal=true train.crop_frames=128 model.cpc.context_dim=256 train.epochs=15"
+  "k128: none none 0.5 1 model.quantizer.codebook_size=128 train.epochs=15"
   "long: none none 0.5 1 train.epochs=30"
-  "target: none none 0.5 1 model.target=logmel"
-  "logmel: none none 0.5 1 features.kind=logmel"
+  "target: none none 0.5 1 model.target=logmel train.epochs=15"
+  "logmel: none none 0.5 1 features.kind=logmel train.epochs=15"
 )
 wanted=" $* "
 for name in "$@"; do
