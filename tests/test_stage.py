@@ -424,7 +424,16 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     result = json.loads((work / "reports/eval.json").read_text())
     raw = {"vqvae", "kmeans_mfcc", "kmeans_latent"}  # kmeans_latent: align kept train latents
-    assert set(result) == {*raw, *(f"{s}_dpdp" for s in raw), "random", "mfcc"}
+    assert set(result) == {*raw, *(f"{s}_dpdp" for s in raw), "kmeans_mfcc_matched", "random",
+                           "mfcc"}  # fmt: skip
+    # at equal perplexity: the K' tried closest to the learned codes' perplexity on these frames
+    matched, target = result["kmeans_mfcc_matched"], result["vqvae"]["all"]["code_perplexity"]
+    tried = {int(c): p for c, p in matched["tried"].items()}
+    assert 8 in tried  # it starts from K, the codebook size (8 here)
+    assert matched["k"] == min(tried, key=lambda c: (abs(tried[c] - target), c))
+    assert matched["all"]["code_perplexity"] == pytest.approx(tried[matched["k"]], abs=1e-3)
+    assert json.loads((work / "metrics/eval.json").read_text())["kmeans_mfcc_matched"]["k"] == (
+        matched["k"])  # fmt: skip
     for name in raw:  # DPDP trades quantization error for longer runs, never shorter ones
         dp = result[f"{name}_dpdp"]["all"]
         assert dp["mean_run_length"] >= result[name]["all"]["mean_run_length"]
