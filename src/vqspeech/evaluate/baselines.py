@@ -33,7 +33,13 @@ import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
 from vqspeech.evaluate import abx, dpdp
-from vqspeech.evaluate.metrics import boundary_scores, mean_run_length, scores, speech_mask
+from vqspeech.evaluate.metrics import (
+    boundary_scores,
+    entropy_bits,
+    mean_run_length,
+    scores,
+    speech_mask,
+)
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
 
@@ -70,9 +76,7 @@ def fit_kmeans(
 
 def code_perplexity(codes: np.ndarray) -> float:
     """2 ** (entropy in bits) of the codes' distribution: `code_perplexity` of the metrics."""
-    _, counts = np.unique(np.asarray(codes), return_counts=True)
-    p = counts / counts.sum()
-    return float(2.0 ** -(p * np.log2(p)).sum())
+    return 2.0 ** entropy_bits(np.unique(np.asarray(codes), return_counts=True)[1])
 
 
 def matched_kmeans(

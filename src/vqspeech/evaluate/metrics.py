@@ -69,9 +69,14 @@ class Contingency:
         return float(self.counts[rows, cols].sum() / self.n)
 
     def code_entropy_bits(self) -> float:
-        q = self.counts.sum(0) / self.n
-        q = q[q > 0]
-        return float(-(q * np.log2(q)).sum())
+        return entropy_bits(self.counts.sum(0))
+
+
+def entropy_bits(counts: np.ndarray) -> float:
+    """Entropy in bits of the distribution that `counts` (occurrences per symbol) give."""
+    q = np.asarray(counts, dtype=np.float64)
+    q = q[q > 0] / q.sum()
+    return float(-(q * np.log2(q)).sum())
 
 
 def scores(
