@@ -51,8 +51,9 @@ def run(
     from vqspeech.model.vqvae import summary
     from vqspeech.train import checkpoints as ckpt
     from vqspeech.train import livelog, snapshots
-    from vqspeech.train.crops import epoch_batches, load_train_val
+    from vqspeech.train.crops import load_train_val
     from vqspeech.train.loop import setup, train
+    from vqspeech.train.stream import InMemory, Plan, Streamed
 
     with cli.stage("train", params_file) as params:
         cfg, model_cfg = params.train, params.model
@@ -62,13 +63,15 @@ def run(
         norm = Normalizer.load(stats_path)
         wavenet = model_cfg.decoder == "wavenet"  # the WaveNet learns the crops' samples
         logmel = model_cfg.target == "logmel"  # computed from the samples
-        train_data, val_data, speakers = load_train_val(features_dir, norm, wavenet or logmel)
-        if logmel:
+        if logmel:  # the targets are computed over the whole split: held in memory
+            cli.log.warning("model.target logmel: the train split is held in memory, not "
+                            "streamed (train.buffer_mb does not apply)")  # fmt: skip
+            train_mem, val_mem, speakers = load_train_val(features_dir, norm, True)
             from vqspeech.train.targets import add_logmel_targets
 
             with cli.timed("decoder targets (log mel energies from the shards' audio)"):
                 try:
-                    add_logmel_targets(train_data, val_data, params.features.preemphasis)
+                    add_logmel_targets(train_mem, val_mem, params.features.preemphasis)
                 except ValueError as err:
                     raise ValueError(f"model.target logmel: {err}") from None
                 except ImportError as err:  # the targets' mel filters come from librosa
@@ -77,31 +80,44 @@ def run(
                         "install the project's requirements"
                     ) from None
             if not wavenet:
-                for data in (train_data, val_data):
+                for data in (train_mem, val_mem):
                     if data is not None:
                         data.audio = data.audio_offsets = None
+            train_data = InMemory(train_mem, wavenet)
+            val_data = None if val_mem is None else InMemory(val_mem, wavenet)
+        else:
+            train_data = Streamed(features_dir, "train", norm, cfg.buffer_mb * 2**20,
+                                  audio=wavenet)  # fmt: skip
+            speakers = train_data.speaker_names
+            try:
+                val_data = Streamed(features_dir, "val", norm, float("inf"),
+                                    train_data.speaker_index, wavenet)  # fmt: skip
+            except ValueError as err:
+                cli.log.warning("no validation: %s", err)
+                val_data = None
         data_key = ckpt.data_fingerprint(features_dir, stats_path)
         key = ckpt.run_key(model_cfg, cfg, data_key)
         folder = ckpt.run_dir(checkpoints, key)
         if d.main:
-            n_val = len(val_data.utterance_ids) if val_data else "no"
-            n_train = len(train_data.utterance_ids)
-            cli.log.info("read %s: %d train utterances (%d frames, %d speakers), %s val; "
-                         "device %s x %d", features_dir, n_train, len(train_data.features),
-                         len(speakers), n_val, d.device, d.world)  # fmt: skip
-            shape = {"input_dim": train_data.features.shape[1], "n_speakers": len(speakers),
-                     "output_dim": None if train_data.targets is None
-                     else train_data.targets.shape[1]}  # fmt: skip
+            n_val = val_data.utterances if val_data else "no"
+            windows = train_data.windows(cfg.seed, 0)
+            cli.log.info("read %s: %d train utterances (%d frames, %d speakers; %d window(s) "
+                         "of at most %g MiB per epoch), %s val; device %s x %d", features_dir,
+                         train_data.utterances, train_data.frames, len(speakers), len(windows),
+                         cfg.buffer_mb, n_val, d.device, d.world)  # fmt: skip
+            shape = {"input_dim": train_data.input_dim, "n_speakers": len(speakers),
+                     "output_dim": train_data.output_dim}  # fmt: skip
             cli.log.info("model:\n%s\nrun key %s: checkpoint and snapshots in %s/",
                          summary(build(model_cfg, **shape)), key, folder)  # fmt: skip
             atomic.remove_stale(model_path, metrics_path, snapshots_path,
                                 *ckpt.run_files(folder, cfg.epochs))  # fmt: skip
         resume_at = ckpt.resume_step(checkpoints, key, cfg.epochs)
         live = livelog.open_live(live_dir, resume_at, folder) if d.main else None
-        # every epoch has as many batches; each rank takes its share
-        per_epoch = len(epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, 0))
-        bar = cli.progress(desc="train", unit="step", total=per_epoch // d.world * cfg.epochs,
-                           initial=resume_at or 0, disable=not d.main)  # fmt: skip
+        # each rank takes its share of every epoch's batches
+        plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed)
+        total = sum(plan.steps(train_data, e, d.world) for e in range(cfg.epochs))
+        bar = cli.progress(desc="train", unit="step", total=total, initial=resume_at or 0,
+                           disable=not d.main)  # fmt: skip
         sample = shards.iter_utterances(features_dir, "val" if val_data is not None else "train")
         snaps = snapshots.Snapshots(folder, key, sample, norm, cfg.snapshot_every)
 

@@ -290,14 +290,19 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train_in(
-    src: Path, dst: Path, train: dict, *launcher: str, model: dict | None = None
-) -> subprocess.CompletedProcess[str]:
+def train_params_in(src: Path, dst: Path, train: dict, model: dict | None = None) -> None:
+    """A copy of the tiny pipeline at `dst` (once) with the tiny model and train params."""
     if not dst.exists():
         shutil.copytree(src, dst)
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["model"], params["train"] = {**TINY_MODEL, **(model or {})}, {**TINY_TRAIN, **train}
     (dst / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def train_in(
+    src: Path, dst: Path, train: dict, *launcher: str, model: dict | None = None
+) -> subprocess.CompletedProcess[str]:
+    train_params_in(src, dst, train, model)
     cmd = [*(launcher or [sys.executable]), str(REPO / "stages/train.py"), "run"]
     # a timeout turns a hang (a collective one rank never reaches) into a failure, not a stall
     return subprocess.run(cmd, cwd=dst, capture_output=True, text=True, check=False, timeout=300)
@@ -600,6 +605,36 @@ def test_torchrun_ddp_two_cpu_ranks_keep_identical_codebooks(
     assert "codebooks identical across 2 ranks" in proc.stderr
     assert "device cpu x 2" in proc.stderr
     assert torch.load(tmp_path / "ddp/models/model.pt", weights_only=True)["steps"] > 0
+
+
+def test_torchrun_multi_node_form_trains_what_one_node_trains(tiny_pipeline: Path, tmp_path: Path):
+    """Two "nodes" of one CPU rank each, meeting at a c10d rendezvous endpoint (one torchrun
+    per node, as on a cluster: README "Several machines"), train the same model as one node
+    of two ranks."""
+    import socket
+
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    train = {"epochs": 2, "threads": 1}
+    one = train_in(tiny_pipeline, tmp_path / "one", train, torchrun, "--standalone",
+                   "--nproc_per_node=2")  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    work = tmp_path / "two"
+    train_params_in(tiny_pipeline, work, train)
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = [torchrun, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=vqspeech-test",
+            str(REPO / "stages/train.py"), "run"]  # fmt: skip
+    nodes = [subprocess.Popen(node, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]  # fmt: skip
+    logs = [p.communicate(timeout=300)[1] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], "\n".join(log[-2000:] for log in logs)
+    assert sum("codebooks identical across 2 ranks" in log for log in logs) >= 1
+    assert sum("device cpu x 2" in log for log in logs) == 1  # rank 0 logs, on one node
+    a = torch.load(tmp_path / "one/models/model.pt", weights_only=True)["state_dict"]
+    b = torch.load(work / "models/model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_train_summary_command(tiny_pipeline: Path):

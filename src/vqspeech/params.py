@@ -303,6 +303,10 @@ class TrainParams(_Strict):
     kmeans_init: bool = True
     kmeans_batches: int = Field(20, gt=0)
     val_crops: int = Field(1024, gt=0)
+    # the train split is read a window of shards at a time, each at most this many MiB of
+    # frames in memory (vqspeech.train.stream); a split that fits is one window, the whole split
+    buffer_mb: float = Field(64, gt=0)
+    workers: int = Field(0, ge=0)  # data-loader worker processes (0: read in the training one)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = Field(0, ge=0)  # torch threads per process; 0 = torch's default
     log_every: int = Field(10, gt=0)  # steps between dvclive rows

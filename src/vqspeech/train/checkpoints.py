@@ -21,7 +21,7 @@ from vqspeech.params import ModelParams, TrainParams
 log = logging.getLogger(__name__)
 CHECKPOINT = "last.pt"
 # train params that do not change the weights: a run that differs only in them resumes
-NOT_IN_KEY = ("epochs", "device", "log_every", "threads", "snapshot_every")
+NOT_IN_KEY = ("epochs", "device", "log_every", "threads", "snapshot_every", "workers")
 
 
 def code_fingerprint() -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow.compute as pc
@@ -44,8 +46,10 @@ def load_split(
     audio: bool = False,
     hop: int = HOP,
     win: int = WIN,
+    paths: list[Path] | None = None,
 ) -> tuple[SplitData, list[str]]:
-    """Load every utterance of `split`; returns the data and the sorted speakers of the split.
+    """Load every utterance of `split` (of the shards `paths`, default: every shard of `folder`,
+    in that order); returns the data and the sorted speakers of what was loaded.
 
     Speakers are numbered by `speaker_index` (unknown ones get -1), or, when it is None, by
     their sorted order in this split. With `audio`, the int16 samples are loaded too and each
@@ -54,7 +58,7 @@ def load_split(
     """
     ids, spk, lengths, chunks, waves, audio_lengths = [], [], [], [], [], []
     columns = ["utterance_id", "speaker", "split", "n_frames", "features"]
-    for path in shards.files(folder):
+    for path in shards.files(folder) if paths is None else paths:
         table = shards.read(path, columns=columns + (["audio"] if audio else []))
         table = table.filter(pc.equal(table.column("split"), split))
         if table.num_rows == 0:
@@ -116,8 +120,19 @@ def load_train_val(
     return train, val, speakers
 
 
+class Spans(Protocol):
+    """What drawing crops needs of a split: its utterances' lengths and speakers (a SplitData,
+    or a streamed split's index without the frames)."""
+
+    @property
+    def lengths(self) -> np.ndarray: ...
+
+    @property
+    def speakers(self) -> np.ndarray: ...
+
+
 def crops(
-    data: SplitData, crop: int, count: int, rng: np.random.Generator
+    data: Spans, crop: int, count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` random crops, uniform over every valid start position in the split.
 
@@ -142,16 +157,19 @@ def batch(
     data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gather crops: features [B, crop, D] and speaker ids [B]."""
-    rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
-    return data.features[rows], data.speakers[utt]
+    return data.features[_rows(data, utt, start, crop)], data.speakers[utt]
+
+
+def _rows(data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int) -> np.ndarray:
+    """The frame rows [B, crop] of the crops (utterance utt_b from frame start_b)."""
+    return data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
 
 
 def batch_targets(data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int) -> np.ndarray:
     """The decoder targets of the same crops [B, crop, D'] (`model.target` other than input)."""
     if data.targets is None:
         raise ValueError("this split has no decoder targets (vqspeech.train.targets)")
-    rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
-    return data.targets[rows]
+    return data.targets[_rows(data, utt, start, crop)]
 
 
 def batch_audio(
@@ -167,16 +185,18 @@ def batch_audio(
 
 
 def epoch_batches(
-    data: SplitData, crop: int, batch_size: int, seed: int, epoch: int, speakers_per_batch: int = 0
-) -> list[tuple[np.ndarray, np.ndarray]]:
+    data: Spans, crop: int, batch_size: int, seed: int, epoch: int, speakers_per_batch: int = 0,
+    key: tuple[int, ...] = (),
+) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     """The (utterance, start) index arrays of every batch of one epoch: about one crop per
-    `crop` frames of the split, a function of (seed, epoch) only.
+    `crop` frames of the split, a function of (seed, epoch) only (and of `key`, which tells the
+    windows of a streamed epoch apart: vqspeech.train.stream).
 
     With `speakers_per_batch` S > 0 every batch is S distinct speakers (drawn uniformly) x
     batch_size / S crops of each, uniform over that speaker's start positions, speaker-major
     (what VQ-CPC's same-speaker negatives need); 0: crops uniform over the split."""
-    n_batches = max(1, int(data.lengths.sum()) // crop // batch_size)
-    rng = np.random.default_rng([seed, epoch])
+    n_batches = batch_count(data, crop, batch_size)
+    rng = np.random.default_rng([seed, epoch, *key])
     if speakers_per_batch:
         return _speaker_batches(data, crop, batch_size, speakers_per_batch, n_batches, rng)
     utt, start = crops(data, crop, n_batches * batch_size, rng)
@@ -186,8 +206,13 @@ def epoch_batches(
     ]
 
 
+def batch_count(data: Spans, crop: int, batch_size: int) -> int:
+    """Batches in an epoch of `data`: one crop per `crop` frames, at least one batch."""
+    return max(1, int(data.lengths.sum()) // crop // batch_size)
+
+
 def _speaker_batches(
-    data: SplitData, crop: int, batch_size: int, n_speakers: int, n_batches: int,
+    data: Spans, crop: int, batch_size: int, n_speakers: int, n_batches: int,
     rng: np.random.Generator,
 ) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
     if batch_size % n_speakers:

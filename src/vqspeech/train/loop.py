@@ -27,14 +27,8 @@ from vqspeech.model.checkpoint import save
 from vqspeech.model.quantizer import kmeans
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
-from vqspeech.train.crops import (
-    SplitData,
-    batch,
-    batch_audio,
-    batch_targets,
-    crops,
-    epoch_batches,
-)
+from vqspeech.train.crops import SplitData, crops, epoch_batches
+from vqspeech.train.stream import Crops, InMemory, Plan, Source, loader
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +75,11 @@ def _grad_norms(model: UnitModel) -> dict[str, float]:
 
 
 @torch.no_grad()
-def _kmeans_init(model: UnitModel, train: SplitData, cfg: TrainParams, d: Dist) -> None:
+def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> None:
     """Codebook <- k-means of the encoder's outputs on the first batches (rank 0's, broadcast)."""
     rng = np.random.default_rng([cfg.seed, 10**6])
-    utt, start = crops(train, cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
-    x, _ = batch(train, utt, start, cfg.crop_frames)
+    utt, start = crops(train.spans(), cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
+    x = train.take(utt, start, cfg.crop_frames).x
     z = model.encoder(torch.from_numpy(x).to(d.device)).reshape(-1, model.cfg.embedding_dim)
     g = torch.Generator().manual_seed(cfg.seed)
     centres = kmeans(z.float().cpu(), model.quantizer.codebook_size, generator=g).to(d.device)
@@ -93,35 +87,47 @@ def _kmeans_init(model: UnitModel, train: SplitData, cfg: TrainParams, d: Dist) 
     log.info("codebook initialised by k-means on %d latents", len(z))
 
 
+def val_batches(val: Source, cfg: TrainParams) -> list[Crops]:
+    """The fixed validation crops (at most `train.val_crops`, about one per crop of the split),
+    read once, in batches."""
+    rng = np.random.default_rng([cfg.seed, 2 * 10**6])
+    spans = val.spans()
+    n = min(cfg.val_crops, max(1, int(spans.lengths.sum()) // cfg.crop_frames))
+    utt, start = crops(spans, cfg.crop_frames, n, rng)
+    every = val.take(utt, start, cfg.crop_frames)
+
+    def part(a: np.ndarray | None, i: int) -> np.ndarray | None:
+        return None if a is None else a[i : i + cfg.batch_size]
+
+    return [Crops(*(part(a, i) for a in (every.x, every.speakers, every.audio, every.targets)))
+            for i in range(0, n, cfg.batch_size)]  # fmt: skip
+
+
 @torch.no_grad()
-def validate(model: UnitModel, val: SplitData, cfg: TrainParams, d: Dist) -> dict[str, float]:
-    """Losses, perplexity and codes used on fixed crops of the held-out speakers. What the
-    model draws (VQ-CPC's negatives) comes from torch's RNG forked and seeded here: the same
-    every epoch, and the training stream is left where it was."""
+def validate(model: UnitModel, val: list[Crops], d: Dist, seed: int) -> dict[str, float]:
+    """Losses, perplexity and codes used on the fixed crops of the held-out speakers
+    (`val_batches`). What the model draws (VQ-CPC's negatives) comes from torch's RNG forked and
+    seeded here: the same every epoch, and the training stream is left where it was."""
     devices = [d.device] if d.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(cfg.seed)
-        return _validate(model, val, cfg, d)
+        torch.manual_seed(seed)
+        return _validate(model, val, d)
 
 
-def _validate(model: UnitModel, val: SplitData, cfg: TrainParams, d: Dist) -> dict[str, float]:
+def _validate(model: UnitModel, val: list[Crops], d: Dist) -> dict[str, float]:
     model.eval()
-    rng = np.random.default_rng([cfg.seed, 2 * 10**6])
-    n = min(cfg.val_crops, max(1, int(val.lengths.sum()) // cfg.crop_frames))
-    utt, start = crops(val, cfg.crop_frames, n, rng)
     totals: dict[str, float] = {}
     counts = torch.zeros(model.quantizer.codebook_size, device=d.device)
-    for i in range(0, n, cfg.batch_size):
-        u, s = utt[i : i + cfg.batch_size], start[i : i + cfg.batch_size]
-        x, spk = batch(val, u, s, cfg.crop_frames)
-        xt = torch.from_numpy(x).to(d.device)
-        audio = _audio(model, val, u, s, cfg, d)
+    n = 0
+    for c in val:
+        xt, audio, target = _tensors(c, d)
         with _autocast(d):
-            out = model(xt, torch.from_numpy(spk).to(d.device), audio)
-        terms = {**model.losses(_target(xt, val, u, s, cfg, d), out),
+            out = model(xt, _to_device(c.speakers, d), audio)
+        terms = {**model.losses(xt if target is None else target, out),
                  "commitment": out.vq.commitment}  # fmt: skip
         for k, v in terms.items():
-            totals[k] = totals.get(k, 0.0) + float(v) * len(x)
+            totals[k] = totals.get(k, 0.0) + float(v) * len(c.x)
+        n += len(c.x)
         counts += torch.bincount(out.vq.codes.reshape(-1), minlength=model.quantizer.codebook_size)
     usage = counts / counts.sum()
     model.train()
@@ -132,24 +138,13 @@ def _validate(model: UnitModel, val: SplitData, cfg: TrainParams, d: Dist) -> di
     }
 
 
-def _audio(
-    model: UnitModel, data: SplitData, utt: np.ndarray, start: np.ndarray, cfg: TrainParams, d: Dist
-) -> torch.Tensor | None:
-    """The crops' int16 samples on the device when the decoder is a WaveNet, else None."""
-    if model.cfg.decoder != "wavenet":
-        return None
-    return _to_device(batch_audio(data, utt, start, cfg.crop_frames), d)
+def _tensors(c: Crops, d: Dist) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The batch's features, samples (WaveNet decoder) and decoder targets on the device."""
 
+    def opt(a: np.ndarray | None) -> torch.Tensor | None:
+        return None if a is None else _to_device(a, d)
 
-def _target(
-    x: torch.Tensor, data: SplitData, utt: np.ndarray, start: np.ndarray, cfg: TrainParams,
-    d: Dist,
-) -> torch.Tensor:  # fmt: skip
-    """What the decoder reconstructs: the crops' own features `x`, or their `model.target`
-    frames when the split has them."""
-    if data.targets is None:
-        return x
-    return _to_device(batch_targets(data, utt, start, cfg.crop_frames), d)
+    return _to_device(c.x, d), opt(c.audio), opt(c.targets)
 
 
 def _autocast(d: Dist) -> torch.autocast:
@@ -191,8 +186,8 @@ class Result:
 def train(
     model_cfg: ModelParams,
     cfg: TrainParams,
-    train_data: SplitData,
-    val_data: SplitData | None,
+    train_data: SplitData | Source,
+    val_data: SplitData | Source | None,
     checkpoint_dir: Path,
     data_fingerprint: str,
     live: object | None = None,
@@ -202,6 +197,8 @@ def train(
 ) -> Result:
     """Train (or resume) and return the model; `live` is a dvclive.Live on rank 0 or None.
 
+    The splits are in memory (SplitData) or streamed from the shards (`stream.Streamed`); the
+    batches are the same either way when the train split fits in `train.buffer_mb`.
     `on_step(step, model)` runs after every optimizer step (progress bars; tests that interrupt).
     `on_epoch(epoch, model)` runs on rank 0 at the start (epoch 0, a fresh run only) and after
     each epoch, just before its checkpoint is written (codebook snapshots, curves kept with the
@@ -211,32 +208,40 @@ def train(
     d = d or setup(cfg.device)
     key = run_key(model_cfg, cfg, data_fingerprint)
     torch.manual_seed(cfg.seed)
-    n_speakers = int(train_data.speakers.max()) + 1  # load_split numbers them 0..n-1
-    if (model_cfg.target != "input") != (train_data.targets is not None):
+    wavenet = model_cfg.decoder == "wavenet"
+    try:
+        source = _source(train_data, wavenet)
+        val_source = None if val_data is None else _source(val_data, wavenet)
+        for name, src in (("train", source), ("val", val_source)):
+            if wavenet and src is not None and not src.audio:
+                raise ValueError(f"the {name} split was loaded without audio")
+    except ValueError as err:
+        raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
+    if (model_cfg.target != "input") != (source.output_dim is not None):
         raise TrainingError(
             f"model.target is {model_cfg.target!r} but the train split "
-            f"{'has no' if train_data.targets is None else 'has'} decoder targets "
+            f"{'has no' if source.output_dim is None else 'has'} decoder targets "
             "(vqspeech.train.targets adds them)"
         )
-    if val_data is not None and (val_data.targets is None) != (train_data.targets is None):
+    if val_source is not None and (val_source.output_dim is None) != (source.output_dim is None):
         raise TrainingError("the train and val splits must both have decoder targets or neither")
-    out_dim = None if train_data.targets is None else train_data.targets.shape[1]
-    model = build(model_cfg, input_dim=train_data.features.shape[1], n_speakers=n_speakers,
-                  output_dim=out_dim)  # fmt: skip
+    model = build(model_cfg, input_dim=source.input_dim, n_speakers=source.n_speakers,
+                  output_dim=source.output_dim)  # fmt: skip
     model = model.to(d.device)
-    if model_cfg.decoder == "wavenet":
+    if wavenet:
         try:
             model.wavenet_window(cfg.crop_frames // 2)
-            for name, data in (("train", train_data), ("val", val_data)):
-                if data is not None and data.audio is None:
-                    raise ValueError(f"the {name} split was loaded without audio")
         except ValueError as err:
             raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
     grouped = model_cfg.cpc.speakers_per_batch if model_cfg.family == "vqcpc" else 0
-    try:
-        epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, 0, grouped)
+    plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed, grouped)
+    try:  # what cannot be cut fails now, not epochs later
+        windows = source.windows(cfg.seed, 0)
+        for w in windows:
+            epoch_batches(w, cfg.crop_frames, cfg.batch_size, cfg.seed, 0, grouped, w.key)
     except ValueError as err:
         raise TrainingError(f"train split: {err}") from None
+    val = None if val_source is None else val_batches(val_source, cfg)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
     start_epoch, step, resumed, last = 0, 0, None, {}
     folder = run_dir(checkpoint_dir, key)
@@ -255,7 +260,7 @@ def train(
         last = dict(state.get("last", {}))
         log.info("resuming from %s: %d epochs, %d steps done", ckpt_path, start_epoch, step)
     elif cfg.kmeans_init:
-        _kmeans_init(model, train_data, cfg, d)
+        _kmeans_init(model, source, cfg, d)
     if on_epoch is not None and d.main and state is None:
         on_epoch(0, model)
     net: nn.Module = model
@@ -267,20 +272,15 @@ def train(
     model.train()
     started, frames = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
-        batches = epoch_batches(train_data, cfg.crop_frames, cfg.batch_size, cfg.seed, epoch,
-                                grouped)  # fmt: skip
-        # every rank must take the same number of steps: each one is a collective (DDP, EMA)
-        batches = batches[: len(batches) // d.world * d.world][d.rank :: d.world]
         sums: dict[str, float] = {}
-        for utt, start in batches:
+        n_steps = 0
+        for c in loader(plan, source, epoch, d.rank, d.world, cfg.workers):
             t0 = time.perf_counter()
-            x, spk = batch(train_data, utt, start, cfg.crop_frames)
-            xt, st = _to_device(x, d), _to_device(spk, d)
-            audio = _audio(model, train_data, utt, start, cfg, d)
+            xt, audio, target = _tensors(c, d)
             with _autocast(d):
-                out = net(xt, st, audio)
+                out = net(xt, _to_device(c.speakers, d), audio)
                 # the first is the objective
-                terms = model.losses(_target(xt, train_data, utt, start, cfg, d), out)
+                terms = model.losses(xt if target is None else target, out)
                 loss = next(iter(terms.values())) + out.vq.loss
             if not math.isfinite(float(loss.detach())):
                 good = ckpt_path if ckpt_path.exists() else "none yet"
@@ -294,7 +294,8 @@ def train(
             norms = _grad_norms(model)
             optimizer.step()
             step += 1
-            frames += x.shape[0] * x.shape[1] * d.world
+            n_steps += 1
+            frames += c.x.shape[0] * c.x.shape[1] * d.world
             values = {
                 "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
                 "commitment": float(out.vq.commitment.detach()),
@@ -313,9 +314,9 @@ def train(
                 live.next_step()
             if on_step is not None:
                 on_step(step, model)
-        last = {f"train_{k}": v / max(1, len(batches)) for k, v in sums.items()}
-        if val_data is not None:
-            last.update({f"val_{k}": v for k, v in validate(model, val_data, cfg, d).items()})
+        last = {f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}
+        if val is not None:
+            last.update({f"val_{k}": v for k, v in validate(model, val, d, cfg.seed).items()})
         last["epoch"] = epoch + 1
         if d.world > 1:
             dist.barrier()
@@ -339,6 +340,10 @@ def train(
     if d.world > 1:
         _check_same_codebook(model, d)
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
+
+
+def _source(data: SplitData | Source, audio: bool) -> Source:
+    return data if isinstance(data, Source) else InMemory(data, audio)
 
 
 def _check_same_codebook(model: UnitModel, d: Dist) -> None:
