@@ -75,7 +75,9 @@ bench: setup
 	python benchmarks/forcealign.py
 	python benchmarks/features.py
 	python benchmarks/train.py
+	python benchmarks/step.py
 	python benchmarks/evaluate.py
+	python benchmarks/memory.py
 	python benchmarks/wavenet.py
 
 clean:

@@ -1,9 +1,13 @@
 """Benchmark training throughput: default and reference model sizes, with and without the data path.
 
-Each configuration runs in a fresh process (so peak memory is its own): it loads the train split
-(Parquet read + normalization, timed once), then times optimizer steps
-- with the data path: random crops gathered from the in-memory split and turned into tensors;
-- without it: the same pre-made batch every step.
+Each configuration runs in a fresh process (so peak memory is its own): it indexes and reads the
+train split as the train stage streams it (`train.buffer_mb` 64: the default split is one window,
+read once), then times the training loop's own step (`loop.Stepper`, fused Adam)
+- with the data path: the stream's batches of crops, turned into tensors;
+- without it: the same pre-made batch every step;
+and the data path alone over a whole epoch: from the one window in memory ('data path'), and
+with the split read in 8 windows every epoch ('windowed'), the shards' reads and normalization
+included: what a corpus 8x larger than `train.buffer_mb` costs per batch.
 On CUDA (bf16 autocast) it also counts FLOPs per step with torch's FlopCounterMode and reports the
 achieved fraction of the GPU's peak dense bf16 FLOP/s (--peak-tflops; 989 for H100/H200 SXM).
 Writes its section of docs/benchmarks.md unless --no-write. Needs data/features and data/stats.json
@@ -17,9 +21,9 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 import typer
 
@@ -27,9 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from vqspeech.features.stats import Normalizer  # noqa: E402
-from vqspeech.model.vqvae import VQVAE, decoder_loss  # noqa: E402
+from vqspeech.model.build import build  # noqa: E402
 from vqspeech.params import ModelParams  # noqa: E402
-from vqspeech.train.crops import batch, batch_audio, epoch_batches, load_split  # noqa: E402
+from vqspeech.train.loop import Dist, Stepper, _tensors, adam  # noqa: E402
+from vqspeech.train.stream import Crops, Plan, Source, Streamed  # noqa: E402
+
+BUFFER_MB = 64  # train.buffer_mb's default: the default split fits one window
+WINDOWS = 8  # the windowed data path: the split read in 8 windows, as a corpus 8x larger is
+CROP = 48
 
 SIZES = {
     "default (128 ch, K=64)": {"channels": 128, "quantizer": {"codebook_size": 64}},
@@ -47,61 +56,58 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     t0 = time.perf_counter()
     norm = Normalizer.load(REPO / "data/stats.json")
     wavenet = SIZES[size].get("decoder") == "wavenet"
-    train, speakers = load_split(REPO / "data/features", "train", norm, audio=wavenet)
+    source = Streamed(REPO / "data/features", "train", norm, BUFFER_MB * 2**20, audio=wavenet)
+    plan = Plan(CROP, batch_size, 0)
+    source.load(source.windows(0, 0)[0])  # the split fits one window: read once, kept
     load_s = time.perf_counter() - t0
     cfg = ModelParams.model_validate(SIZES[size])
     torch.manual_seed(0)
-    model = VQVAE(cfg, input_dim=train.features.shape[1], n_speakers=len(speakers))
-    model = model.to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-4, amsgrad=True)
-    batches = epoch_batches(train, 48, batch_size, 0, 0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    model = build(cfg, input_dim=source.input_dim, n_speakers=source.n_speakers).to(dev).train()
+    stepper = Stepper(model, model, adam(model, 2e-4), Dist(device=dev))
 
-    def gather(i: int) -> list[np.ndarray]:
-        utt, start = batches[i % len(batches)]
-        arrays = list(batch(train, utt, start, 48))
-        return arrays + ([batch_audio(train, utt, start, 48)] if wavenet else [])
+    def forever(src: Source) -> Iterator[Crops]:
+        epoch = 0
+        while True:
+            yield from plan.batches(src, epoch)
+            epoch += 1
 
-    def step(x: torch.Tensor, s: torch.Tensor, a: torch.Tensor | None = None) -> None:
-        with autocast:
-            out = model(x, s, a)
-            loss = decoder_loss(x, out) + out.vq.loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def to_dev(a: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(a)
-        return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t
+    stream = forever(source)
+    fixed = next(stream)
 
     def timed(with_data: bool) -> float:
-        fixed = [to_dev(a) for a in gather(0)]
         for _ in range(3):  # warm-up
-            step(*fixed)
+            stepper(fixed)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        for i in range(steps):
-            if with_data:
-                step(*(to_dev(a) for a in gather(i)))
-            else:
-                step(*fixed)
+        for _ in range(steps):
+            stepper(next(stream) if with_data else fixed)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         return (time.perf_counter() - start) / steps
 
-    def data_only(n: int = 200) -> float:
-        start = time.perf_counter()
-        for i in range(n):
-            [to_dev(a) for a in gather(i)]
+    def epoch_of_data(src: Source) -> float:
+        """Seconds per batch of reading one whole epoch's batches and making tensors of them
+        (the shards' reads of a windowed epoch included)."""
+        start, n = time.perf_counter(), 0
+        for c in plan.batches(src, 1):
+            _tensors(c, Dist(device=dev))
+            n += 1
         return (time.perf_counter() - start) / n
 
-    with_data, without, data_s = timed(True), timed(False), data_only()
-    frames = batch_size * 48
+    with_data, without = timed(True), timed(False)
+    data_s = epoch_of_data(source)
+    split_bytes = source.frames * (4 * source.input_dim + (320 if wavenet else 0))
+    windowed = Streamed(REPO / "data/features", "train", norm, split_bytes / WINDOWS,
+                        audio=wavenet)  # fmt: skip
+    n_windows = len(windowed.windows(0, 1))
+    windowed_s = epoch_of_data(windowed)
+    frames = batch_size * CROP
     result = {
         "size": size, "device": str(dev), "params": sum(p.numel() for p in model.parameters()),
         "load_s": load_s, "step_s": with_data, "step_s_no_data": without, "data_s": data_s,
-        "data_share": data_s / without,
+        "data_share": data_s / without, "windowed_s": windowed_s, "windows": n_windows,
+        "windowed_share": windowed_s / without,
         "frames_per_s": frames / with_data, "audio_x": frames * 0.01 / with_data,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }  # fmt: skip
@@ -109,7 +115,7 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
-            step(*(to_dev(a) for a in gather(0)))
+            stepper(fixed)
         flops = counter.get_total_flops()
         result["tflops"] = flops / with_data / 1e12
         result["peak_fraction"] = result["tflops"] / peak_tflops
@@ -142,11 +148,12 @@ def main(
     from benchlib import stamp, table, update_section
 
     header = ["model", "device", "params", "step", "step w/o data", "data path", "share",
-              "frames/s", "x real time", "peak RSS"]  # fmt: skip
+              "windowed data path", "share", "frames/s", "x real time", "peak RSS"]  # fmt: skip
     rows = [
         [r["size"], r["device"], f"{r['params'] / 1e6:.2f} M", f"{r['step_s'] * 1000:.0f} ms",
          f"{r['step_s_no_data'] * 1000:.0f} ms", f"{r['data_s'] * 1000:.2f} ms",
-         f"{100 * r['data_share']:.1f} %",
+         f"{100 * r['data_share']:.1f} %", f"{r['windowed_s'] * 1000:.2f} ms",
+         f"{100 * r['windowed_share']:.1f} %",
          f"{r['frames_per_s']:.0f}", f"{r['audio_x']:.0f}x", f"{r['peak_rss_mib']:.0f} MiB"]
         for r in results
     ]  # fmt: skip
@@ -166,8 +173,11 @@ def main(
             f"{stamp()} batch {batch_size} x 48 frames, {steps} timed steps after 3 warm-up "
             f"steps; loading the train split (Parquet + normalization) took "
             f"{results[0]['load_s']:.1f} s once. 'data path' is the time to gather one batch of "
-            "crops and make tensors, timed alone over 200 batches; 'share' is that over the step "
-            "time without it (target: under 10 %).",
+            "crops and make tensors, timed alone over a whole epoch; 'windowed' the same with the "
+            f"split read in {WINDOWS} windows every epoch (Parquet read + normalization of every "
+            "frame once per epoch, as for any corpus larger than `train.buffer_mb`; in training "
+            "the next window is read in a thread while the current one trains); 'share' is that "
+            "over the step time without it (target: under 10 %).",
         ]
     )
     if write:

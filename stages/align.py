@@ -66,12 +66,12 @@ def main(
         train_latents = None
         if params.eval.train_latents:
             with cli.timed("train latents"):
-                train = list(shards.iter_utterances(features_dir, "train"))
-                train_latents = align.train_latent_sample(
-                    model, train, norm, device, params.eval.batch_size, params.eval.train_latents,
-                    params.train.seed,
+                train_latents, n_train = align.train_latent_sample(
+                    model, shards.iter_shards(features_dir, "train"), norm, device,
+                    params.eval.batch_size, params.eval.train_latents, params.train.seed,
                 )  # fmt: skip
-            cli.log.info("kept %d latents of %d train utterances", len(train_latents), len(train))
+            cli.log.info("kept %d latents of %d train utterances (read a shard at a time)",
+                         len(train_latents), n_train)  # fmt: skip
         with atomic.atomic_dir(out_dir) as tmp:
             codebook = model.quantizer.codebook.detach().float().cpu().numpy()
             align.write_codes(tmp, table, codebook, aligned.intervals)

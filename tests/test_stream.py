@@ -161,3 +161,21 @@ def test_a_shard_changed_under_the_stream_is_an_error_naming_it(tmp_path: Path):
         list(PLAN.batches(streamed, 0))
     with pytest.raises(ValueError, match="no 'test' utterances"):
         Streamed(tmp_path, "test", NORM, buffer_bytes=1e9)
+
+
+def test_one_window_is_read_once_and_windows_are_read_each_epoch(tmp_path: Path, monkeypatch):
+    write_shards(tmp_path)
+    reads: list[tuple[int, ...]] = []
+    whole = Streamed(tmp_path, "train", NORM, buffer_bytes=1e9)
+    small = Streamed(tmp_path, "train", NORM, buffer_bytes=4 * DIM * 100)
+    for source in (whole, small):
+        read = source._read
+        monkeypatch.setattr(source, "_read", lambda g, read=read: reads.append(tuple(g)) or read(g))
+    for epoch in (0, 1, 2):
+        list(PLAN.batches(whole, epoch))
+    assert reads == [tuple(range(6))]
+    reads.clear()
+    for epoch in (0, 1):
+        list(PLAN.batches(small, epoch))
+        assert sorted(s for g in reads for s in g) == list(range(6))  # each shard once
+        reads.clear()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import torch
 
 from vqspeech.data.textgrid import Interval, PhoneAlignment, fit_to_duration, read_phones
+from vqspeech.evaluate.sampling import BottomK
 from vqspeech.features.acoustic import frame_labels
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
@@ -182,17 +183,19 @@ def write_codes(
 
 
 def train_latent_sample(
-    model: UnitModel, utterances: list[Utterance], norm: Normalizer, device: torch.device,
-    batch_size: int, count: int, seed: int,
-) -> np.ndarray:  # fmt: skip
+    model: UnitModel, utterances: Iterable[list[Utterance]], norm: Normalizer,
+    device: torch.device, batch_size: int, count: int, seed: int,
+) -> tuple[np.ndarray, int]:  # fmt: skip
     """A seeded sample of at most `count` latents [N, E] of the (train) `utterances`, which the
-    `kmeans_latent` baseline is fitted on (as HuBERT clusters its hidden features)."""
-    latents = np.concatenate([e.latents for e in encode(model, utterances, norm, device,
-                                                        batch_size)])  # fmt: skip
-    if len(latents) > count:
-        keep = np.random.default_rng(seed).choice(len(latents), count, replace=False)
-        latents = latents[np.sort(keep)]
-    return latents.astype(np.float32)
+    `kmeans_latent` baseline is fitted on (as HuBERT clusters its hidden features), and the
+    number of utterances read. `utterances` come a shard at a time (`shards.iter_shards`); one
+    shard's are in memory at once, and the sample (`sampling.BottomK`)."""
+    sample, n = BottomK(count, seed), 0
+    for shard in utterances:
+        for e in encode(model, shard, norm, device, batch_size):
+            sample.add(e.utterance.utterance_id, e.latents)
+        n += len(shard)
+    return sample.result().astype(np.float32), n
 
 
 def write_train_latents(folder: Path, latents: np.ndarray) -> None:

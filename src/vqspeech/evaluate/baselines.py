@@ -40,6 +40,7 @@ from vqspeech.evaluate.metrics import (
     scores,
     speech_mask,
 )
+from vqspeech.evaluate.sampling import BottomK
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
 
@@ -58,13 +59,12 @@ def pair_frames(features: np.ndarray) -> np.ndarray:
 def train_frames(
     train: Iterable[Utterance], norm: Normalizer, seed: int, max_frames: int = 200_000
 ) -> np.ndarray:
-    """What the MFCC k-means is fitted on: normalized, paired train frames (a seeded subsample
-    of at most max_frames)."""
-    x = np.concatenate([pair_frames(norm(u.features, np.float64)) for u in train])
-    rng = np.random.default_rng(seed)
-    if len(x) > max_frames:
-        x = x[rng.choice(len(x), max_frames, replace=False)]
-    return x
+    """What the MFCC k-means is fitted on: normalized, paired train frames (a seeded sample of
+    at most max_frames, `sampling.BottomK`: memory bounded by the sample, not the split)."""
+    sample = BottomK(max_frames, seed)
+    for u in train:
+        sample.add(u.utterance_id, pair_frames(norm(u.features, np.float64)))
+    return sample.result()
 
 
 def fit_kmeans(

@@ -137,11 +137,20 @@ def iter_utterances(
 ) -> Iterator[Utterance]:
     """Every utterance of every shard in `folder`, optionally of one split, shard by shard; the
     audio column is read only when `audio` is true."""
+    for shard in iter_shards(folder, split, audio):
+        yield from shard
+
+
+def iter_shards(
+    folder: str | os.PathLike[str], split: str | None = None, audio: bool = False
+) -> Iterator[list[Utterance]]:
+    """The utterances of `iter_utterances`, a shard's at a time (shards without any left out)."""
     for path in files(folder):
         table = read(path, columns=list(COLUMNS) if audio else FRAME_COLUMNS)
         if split is not None:
             table = table.filter(pc.equal(table.column("split"), split))
-        yield from utterances_of(table)
+        if table.num_rows:
+            yield list(utterances_of(table))
 
 
 def utterances_of(table: pa.Table) -> Iterator[Utterance]:

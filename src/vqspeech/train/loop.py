@@ -158,6 +158,96 @@ def _to_device(x: np.ndarray, d: Dist) -> torch.Tensor:
     return t
 
 
+def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
+    """AMSGrad Adam, fused: one kernel over all parameters on CPU and CUDA (3x faster than the
+    per-parameter loop at the reference size on CPU, where it was a third of a batch-2 step)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, amsgrad=True, fused=True)
+
+
+class Stepper:
+    """One optimizer step of the loop: forward (bf16 autocast on CUDA), the objective plus the
+    quantizer's loss, backward, Adam. It returns the step's values (`names`) as one tensor on
+    the device, without waiting for it: the loop reads them back every `train.log_every` steps
+    (one host sync per window, not several per step)."""
+
+    def __init__(
+        self, model: UnitModel, net: nn.Module, optimizer: torch.optim.Optimizer, d: Dist
+    ) -> None:
+        self.model, self.net, self.optimizer, self.d = model, net, optimizer, d
+        self.names: list[str] = []
+
+    def __call__(self, c: Crops) -> torch.Tensor:
+        xt, audio, target = _tensors(c, self.d)
+        with _autocast(self.d):
+            out = self.net(xt, _to_device(c.speakers, self.d), audio)
+            # the first is the objective
+            terms = self.model.losses(xt if target is None else target, out)
+            loss = next(iter(terms.values())) + out.vq.loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        values = {"loss": loss, **terms, "commitment": out.vq.commitment,
+                  "perplexity": out.vq.perplexity, "codes_used": out.vq.codes_used}  # fmt: skip
+        self.names = list(values)
+        return torch.stack([torch.as_tensor(v, device=loss.device).detach().float()
+                            for v in values.values()])  # fmt: skip
+
+
+class _Values:
+    """One epoch's step values: kept on the device a window of `train.log_every` steps, then
+    read back at once (`flush`): a non-finite loss stops the run there (before the epoch's
+    checkpoint, so the last one stays good), the rest goes to the epoch's sums and the last
+    step's row to dvclive."""
+
+    def __init__(
+        self, stepper: Stepper, ckpt_path: Path, epoch: int, live: object | None,
+        model: UnitModel,
+    ) -> None:  # fmt: skip
+        self.stepper, self.ckpt_path, self.epoch, self.live, self.model = (
+            stepper, ckpt_path, epoch, live, model
+        )  # fmt: skip
+        self.pending: list[torch.Tensor] = []
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.started = time.perf_counter()
+
+    def add(self, values: torch.Tensor) -> None:
+        self.pending.append(values)
+
+    def flush(self, step: int, log: bool) -> None:
+        if not self.pending:
+            return
+        rows = torch.stack(self.pending).cpu().tolist()
+        names = self.stepper.names
+        first = step - len(rows) + 1
+        for i, row in enumerate(rows):
+            if not math.isfinite(row[0]):
+                good = self.ckpt_path if self.ckpt_path.exists() else "none yet"
+                raise TrainingError(
+                    f"loss became {row[0]} at step {first + i} (epoch {self.epoch + 1}); "
+                    f"stopped. The last good checkpoint is {good}; lower train.lr or check the "
+                    "features"
+                )
+            for k, v in zip(names, row, strict=True):
+                if k != "codes_used":
+                    self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += len(rows)
+        self.pending.clear()
+        if log and self.live is not None:
+            live = self.live
+            values = dict(zip(names, rows[-1], strict=True))
+            live.step = step
+            for k, v in values.items():
+                if k != "codes_used":
+                    live.log_metric(f"train/{k}", v)
+            live.log_metric("train/codes_used", int(values["codes_used"]))
+            for name, v in _grad_norms(self.model).items():  # the last step's gradients
+                live.log_metric(f"grad_norm/{name}", v)
+            live.log_metric("step_time_s", (time.perf_counter() - self.started) / len(rows))
+            live.next_step()
+        self.started = time.perf_counter()
+
+
 @dataclass
 class Result:
     model: UnitModel
@@ -210,11 +300,8 @@ def train(
     torch.manual_seed(cfg.seed)
     wavenet = model_cfg.decoder == "wavenet"
     try:
-        source = _source(train_data, wavenet)
-        val_source = None if val_data is None else _source(val_data, wavenet)
-        for name, src in (("train", source), ("val", val_source)):
-            if wavenet and src is not None and not src.audio:
-                raise ValueError(f"the {name} split was loaded without audio")
+        source = _source(train_data, wavenet, "train")
+        val_source = None if val_data is None else _source(val_data, wavenet, "val")
     except ValueError as err:
         raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
     if (model_cfg.target != "input") != (source.output_dim is not None):
@@ -242,7 +329,7 @@ def train(
     except ValueError as err:
         raise TrainingError(f"train split: {err}") from None
     val = None if val_source is None else val_batches(val_source, cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, amsgrad=True)
+    optimizer = adam(model, cfg.lr)
     start_epoch, step, resumed, last = 0, 0, None, {}
     folder = run_dir(checkpoint_dir, key)
     ckpt_path = folder / CHECKPOINT
@@ -270,50 +357,20 @@ def train(
             broadcast_buffers=False,
         )  # fmt: skip
     model.train()
+    stepper = Stepper(model, net, optimizer, d)
     started, frames = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
-        sums: dict[str, float] = {}
-        n_steps = 0
+        window = _Values(stepper, ckpt_path, epoch, live if d.main else None, model)
         for c in loader(plan, source, epoch, d.rank, d.world, cfg.workers):
-            t0 = time.perf_counter()
-            xt, audio, target = _tensors(c, d)
-            with _autocast(d):
-                out = net(xt, _to_device(c.speakers, d), audio)
-                # the first is the objective
-                terms = model.losses(xt if target is None else target, out)
-                loss = next(iter(terms.values())) + out.vq.loss
-            if not math.isfinite(float(loss.detach())):
-                good = ckpt_path if ckpt_path.exists() else "none yet"
-                value = float(loss.detach())
-                raise TrainingError(
-                    f"loss became {value} at step {step + 1} (epoch {epoch + 1}); stopped. "
-                    f"The last good checkpoint is {good}; lower train.lr or check the features"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norms = _grad_norms(model)
-            optimizer.step()
+            window.add(stepper(c))
             step += 1
-            n_steps += 1
             frames += c.x.shape[0] * c.x.shape[1] * d.world
-            values = {
-                "loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()},
-                "commitment": float(out.vq.commitment.detach()),
-                "perplexity": float(out.vq.perplexity),
-            }  # fmt: skip
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
-            if live is not None and step % cfg.log_every == 0:
-                live.step = step
-                for k, v in values.items():
-                    live.log_metric(f"train/{k}", v)
-                live.log_metric("train/codes_used", int(out.vq.codes_used))
-                for name, v in norms.items():
-                    live.log_metric(f"grad_norm/{name}", v)
-                live.log_metric("step_time_s", time.perf_counter() - t0)
-                live.next_step()
+            if step % cfg.log_every == 0:
+                window.flush(step, log=True)
             if on_step is not None:
                 on_step(step, model)
+        window.flush(step, log=False)
+        sums, n_steps = window.sums, window.steps
         last = {f"train_{k}": v / max(1, n_steps) for k, v in sums.items()}
         if val is not None:
             last.update({f"val_{k}": v for k, v in validate(model, val, d, cfg.seed).items()})
@@ -342,8 +399,14 @@ def train(
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
 
 
-def _source(data: SplitData | Source, audio: bool) -> Source:
-    return data if isinstance(data, Source) else InMemory(data, audio)
+def _source(data: SplitData | Source, audio: bool, name: str) -> Source:
+    """`data` as a Source; ValueError when the decoder needs audio (`audio`) it lacks."""
+    if isinstance(data, SplitData):
+        data = InMemory(data, audio=False)
+        data.audio = audio and data.data.audio is not None
+    if audio and not data.audio:
+        raise ValueError(f"the {name} split was loaded without audio")
+    return data
 
 
 def _check_same_codebook(model: UnitModel, d: Dist) -> None:

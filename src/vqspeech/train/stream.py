@@ -13,7 +13,9 @@ Every batch of an epoch has a global number. DDP rank r of W takes the batches g
 r (the epoch cut to a multiple of W, so every rank takes as many steps), and data-loader worker
 k of K takes the rank's j-th batch when j mod K = k. The DataLoader asks its workers in turn, so
 a rank sees the same batches in the same order whatever K; each worker reads only the windows
-that hold one of its batches. A resumed run restarts at an epoch boundary with the same batches.
+that hold one of its batches, the next one in a thread while the current one's batches are cut
+(so at most two windows are in memory per reader; a split of one window is read once, not every
+epoch). A resumed run restarts at an epoch boundary with the same batches.
 
 Only numpy, pyarrow and torch are needed (the train stage runs where librosa is not installed).
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,6 +184,7 @@ class Streamed(Source):
         self.frames = int(sum(c.sum() for c in lengths))
         per_frame = 4 * self.input_dim + (2 * HOP if audio else 0)
         self._bytes = [per_frame * int(c.sum()) for c in lengths]
+        self._whole: SplitData | None = None
 
     def spans(self) -> Spans:
         return Spans(np.concatenate(self._lengths), np.concatenate(self._speakers))
@@ -205,6 +209,10 @@ class Streamed(Source):
         return Window(lengths, speakers, key, group)
 
     def load(self, window: Window) -> SplitData:
+        if window.key == ():  # the whole split, one window every epoch: read it once
+            if self._whole is None:
+                self._whole = self._read(list(window.shards))
+            return self._whole
         return self._read(list(window.shards))
 
     def _read(self, group: list[int]) -> SplitData:
@@ -262,19 +270,26 @@ class Plan:
         `worker`'s (of `workers`), in order."""
         windows, counts = self.counts(source, epoch)
         keep = sum(counts) // world * world  # every rank takes as many steps
-        first = 0
+        todo, first = [], 0
         for window, n in zip(windows, counts, strict=True):
             mine = [g - first for g in range(first, min(first + n, keep))
                     if g % world == rank and (g // world) % workers == worker]  # fmt: skip
             first += n
-            if not mine:
-                continue
-            cut = epoch_batches(window, self.crop, self.batch_size, self.seed, epoch,
-                                self.speakers_per_batch, window.key)  # fmt: skip
-            data = source.load(window)
-            for i in mine:
-                yield gather(data, *cut[i], self.crop, source.audio)
-            del data
+            if mine:
+                todo.append((window, mine))
+        # the next window is read in a thread while this one's batches train: at most two
+        # windows in memory
+        with ThreadPoolExecutor(1) as pool:
+            ahead = pool.submit(source.load, todo[0][0]) if todo else None
+            for i, (window, mine) in enumerate(todo):
+                data = ahead.result()
+                if i + 1 < len(todo):
+                    ahead = pool.submit(source.load, todo[i + 1][0])
+                cut = epoch_batches(window, self.crop, self.batch_size, self.seed, epoch,
+                                    self.speakers_per_batch, window.key)  # fmt: skip
+                for j in mine:
+                    yield gather(data, *cut[j], self.crop, source.audio)
+                del data
 
 
 class _Epoch(IterableDataset):
