@@ -50,7 +50,8 @@ def main(
         if not utts:
             raise ValueError(f"{features_dir}: no {split!r} utterances")
         grids = manifest.by_id(manifest.read(manifest_path), "textgrid")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        cuda = torch.cuda.is_available() and params.train.device != "cpu"
+        device = torch.device("cuda" if cuda else "cpu")  # as training: train.device
 
         def bar(it, total):
             return cli.progress(it, total=total, desc="encode", unit="utt")

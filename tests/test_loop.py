@@ -149,22 +149,42 @@ def test_code_fingerprint_covers_every_module_training_imports(
         edited_once = checkpoints.code_fingerprint()
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+@pytest.mark.parametrize("log_every", [1, 2, 10])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, log_every: int):
     data = toy()
     per_epoch = len(epoch_batches(data, 8, 4, 0, 0))
+    assert per_epoch >= 3  # the poisoned step falls inside a window of 2 and of 10 steps
 
-    def poison(step: int, model) -> None:  # a weight turns NaN during epoch 2
+    def poison(step: int, model) -> None:  # a weight turns NaN after step per_epoch + 1
         if step == per_epoch + 1:
             with torch.no_grad():
                 next(model.decoder.parameters()).fill_(float("nan"))
 
-    with pytest.raises(TrainingError, match=r"loss became nan at step \d+ \(epoch 2\)") as err:
-        train(MODEL, CFG, data, None, tmp_path, "fp", on_step=poison)
-    path = run_dir(tmp_path, run_key(MODEL, CFG, "fp")) / CHECKPOINT
+    cfg = CFG.model_copy(update={"log_every": log_every})
+    bad = per_epoch + 2  # the first step whose loss is NaN, found whatever window it is read in
+    with pytest.raises(TrainingError, match=rf"loss became nan at step {bad} \(epoch 2\)") as err:
+        train(MODEL, cfg, data, None, tmp_path, "fp", on_step=poison)
+    path = run_dir(tmp_path, run_key(MODEL, cfg, "fp")) / CHECKPOINT
     assert str(path) in str(err.value)
     state = torch.load(path, weights_only=True)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_weights_gone_non_finite_after_the_last_step_are_not_checkpointed(tmp_path: Path):
+    data = toy()
+    per_epoch = len(epoch_batches(data, 8, 4, 0, 0))
+
+    def poison(step: int, model) -> None:  # after the last step of epoch 2: every loss finite
+        if step == 2 * per_epoch:
+            with torch.no_grad():
+                next(model.decoder.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingError, match=r"weights became non-finite in epoch 2 \(decoder"):
+        train(MODEL, CFG, data, None, tmp_path, "fp", on_step=poison)
+    state = torch.load(run_dir(tmp_path, run_key(MODEL, CFG, "fp")) / CHECKPOINT,
+                       weights_only=True)  # fmt: skip
+    assert state["epoch"] == 1
 
 
 def test_crops_are_uniform_over_valid_positions():

@@ -179,3 +179,67 @@ def test_one_window_is_read_once_and_windows_are_read_each_epoch(tmp_path: Path,
         list(PLAN.batches(small, epoch))
         assert sorted(s for g in reads for s in g) == list(range(6))  # each shard once
         reads.clear()
+
+
+def test_windows_a_batch_could_not_be_cut_from_fail_before_training(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    for s in range(6):  # one speaker per shard, as the features stage writes a speaker-sorted list
+        utts = [Utterance(f"s{s}u{i}", f"spk{s}", "train",
+                          rng.standard_normal((30, DIM)).astype(np.float32), ["AH"] * 30)
+                for i in range(4)]  # fmt: skip
+        shards.write(tmp_path / f"part-{s:05d}.parquet", utts, DIM)
+    grouped = Plan(crop=8, batch_size=4, seed=0, speakers_per_batch=4)
+    whole = Streamed(tmp_path, "train", NORM, buffer_bytes=1e9)
+    grouped.check(whole, 5)  # six speakers in one window: fine
+    small = Streamed(tmp_path, "train", NORM, buffer_bytes=4 * DIM * 30 * 4 * 2)  # 2 shards
+    with pytest.raises(ValueError, match=r"only 2 train speakers .* in epoch 1\); raise train"):
+        grouped.check(small, 5)
+    with pytest.raises(ValueError, match="crop of 31 frames is longer than every utterance"):
+        Plan(crop=31, batch_size=4, seed=0).check(whole, 3)
+    model = model_params(family="vqcpc", channels=16, res_blocks=1, embedding_dim=8,
+                         cpc={"context_dim": 8, "prediction_steps": 2, "negatives": 3,
+                              "speakers_per_batch": 4})  # fmt: skip
+    cfg = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+    with pytest.raises(loop.TrainingError, match=r"train split: model\.cpc\.speakers_per_batch"):
+        loop.train(model, cfg, small, None, tmp_path / "ckpt", "fp")
+
+
+def test_at_most_two_windows_are_in_memory(tmp_path: Path, monkeypatch):
+    import gc
+    import weakref
+
+    write_shards(tmp_path)
+    small = Streamed(tmp_path, "train", NORM, buffer_bytes=4 * DIM * 60)
+    alive: list[weakref.ref] = []
+    read = small._read
+
+    def tracked(group):
+        data = read(group)
+        alive.append(weakref.ref(data))
+        return data
+
+    monkeypatch.setattr(small, "_read", tracked)
+    most = 0
+    for _ in PLAN.batches(small, 0):
+        gc.collect()
+        most = max(most, sum(r() is not None for r in alive))
+    assert len(alive) >= 4 and most <= 2
+
+
+def test_workers_share_a_one_window_split_read_once(tmp_path: Path, monkeypatch):
+    import multiprocessing
+
+    write_shards(tmp_path)
+    whole = Streamed(tmp_path, "train", NORM, buffer_bytes=1e9)
+    count = multiprocessing.get_context("fork").Value("i", 0)  # seen by the forked workers too
+    read = whole._read
+
+    def counted(group):
+        with count.get_lock():
+            count.value += 1
+        return read(group)
+
+    monkeypatch.setattr(whole, "_read", counted)
+    for epoch in (0, 1):
+        assert len(list(loader(PLAN, whole, epoch, workers=2))) == PLAN.steps(whole, epoch)
+    assert count.value == 1

@@ -2,15 +2,16 @@
 
 `BottomK` keeps a uniform sample without replacement of at most `count` rows of blocks of rows
 (the frames or latents of one utterance each) that arrive one at a time: every row gets a
-random key drawn from its block's own seed (the sample's seed and the block's name), and the
+random key drawn from its block's own seed (the sample's seed and a 128-bit hash of the block's
+name), and the
 rows with the `count` smallest keys are kept (bottom-k sampling). Which rows are kept depends on
-the seed and the blocks alone, not on the order or grouping they arrive in (shard by shard,
-rank by rank); a stream of at most `count` rows is kept whole, in the order it came.
+the seed and the blocks alone, not on the order or grouping they arrive in (shard by shard, in
+any shard order); a stream of at most `count` rows is kept whole, in the order it came.
 """
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 
 import numpy as np
 
@@ -27,7 +28,8 @@ class BottomK:
 
     def add(self, name: str, rows: np.ndarray) -> None:
         """Offer the rows [n, ...] of block `name` (names must be unique in the stream)."""
-        rng = np.random.default_rng([self.seed, zlib.crc32(name.encode())])
+        digest = hashlib.blake2b(name.encode(), digest_size=16).digest()
+        rng = np.random.default_rng([self.seed, *np.frombuffer(digest, np.uint32).tolist()])
         self._rows.append(rows)
         self._keys.append(rng.random(len(rows)))
         self._pending += len(rows)

@@ -29,7 +29,8 @@ class CheckpointError(ValueError):
 
 def save_model(path: Path, model: UnitModel, extra: dict[str, object]) -> None:
     """The final model: plain state dict + config, loadable with weights_only=True."""
-    save(path, {"format": FORMAT, "config": model.config(), "state_dict": model.state_dict(),
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # whatever the device
+    save(path, {"format": FORMAT, "config": model.config(), "state_dict": weights,
                 **extra})  # fmt: skip
 
 

@@ -105,7 +105,8 @@ class VQCPC(nn.Module):
         z = self.encoder(x)
         with torch.autocast(z.device.type, enabled=False):
             vq = self.quantizer(z.float())
-        context, _ = self.context(vq.quantized)
+        with torch.autocast(z.device.type, enabled=False):  # autocast would run cuDNN's LSTM in
+            context, _ = self.context(vq.quantized)  # fp16 whatever its dtype: float32 here
         K, (B, L, E) = self.cfg.cpc.prediction_steps, vq.quantized.shape
         if L - K < 2:
             raise ValueError(f"{L} latents per crop cannot predict {K} steps ahead")

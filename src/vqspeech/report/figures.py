@@ -77,12 +77,12 @@ def utterance_panels(
             recon = None
             if model.cfg.family == "vqvae" and model.cfg.decoder == "deconv":
                 speaker = model.speaker_vectors(torch.tensor([-1]))
-                recon = model.decoder(vq.quantized, speaker)[0].numpy()
-        soft = torch.softmax(-vq.distances[0], dim=-1).numpy()[:, order]
+                recon = model.decoder(vq.quantized, speaker)[0].cpu().numpy()
+        soft = torch.softmax(-vq.distances[0], dim=-1).cpu().numpy()[:, order]
         phones = [(iv.start - u.start_s, iv.end - u.start_s, iv.label)
                   for iv in read_phones(textgrids[uid]).intervals]  # fmt: skip
         panels.append(P.UtterancePanels(
             uid, audio[: int(len(u.features) * 0.01 * sr) + 240], sr, x, soft,
-            position[vq.codes[0].numpy()], phones, recon,
+            position[vq.codes[0].cpu().numpy()], phones, recon,
         ))  # fmt: skip
     return panels

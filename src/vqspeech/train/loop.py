@@ -27,8 +27,8 @@ from vqspeech.model.checkpoint import save
 from vqspeech.model.quantizer import kmeans
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
-from vqspeech.train.crops import SplitData, crops, epoch_batches
-from vqspeech.train.stream import Crops, InMemory, Plan, Source, loader
+from vqspeech.train.crops import SplitData, crops
+from vqspeech.train.stream import Crops, InMemory, Plan, Source, gather, loader
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,15 @@ def setup(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
+        gpus = torch.cuda.device_count() if cuda else 0
+        if cuda and per_node > gpus:  # every local rank decides alike: one backend for all
+            if device == "cuda":
+                raise TrainingError(f"{per_node} ranks on this machine but {gpus} GPUs: lower "
+                                    "--nproc_per_node, or train.device: cpu")  # fmt: skip
+            log.warning("%d ranks on this machine but %d GPUs: training on the CPU (gloo)",
+                        per_node, gpus)  # fmt: skip
+            cuda = False
         if cuda:
             torch.cuda.set_device(local)
         if not dist.is_initialized():
@@ -76,10 +85,12 @@ def _grad_norms(model: UnitModel) -> dict[str, float]:
 
 @torch.no_grad()
 def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> None:
-    """Codebook <- k-means of the encoder's outputs on the first batches (rank 0's, broadcast)."""
+    """Codebook <- k-means of the encoder's outputs on crops of the first epoch's first window
+    (the whole split when it is one window; rank 0's, broadcast)."""
     rng = np.random.default_rng([cfg.seed, 10**6])
-    utt, start = crops(train.spans(), cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
-    x = train.take(utt, start, cfg.crop_frames).x
+    window = train.windows(cfg.seed, 0)[0]  # the first epoch's first window: read anyway
+    utt, start = crops(window, cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
+    x = gather(train.load(window), utt, start, cfg.crop_frames, audio=False).x
     z = model.encoder(torch.from_numpy(x).to(d.device)).reshape(-1, model.cfg.embedding_dim)
     g = torch.Generator().manual_seed(cfg.seed)
     centres = kmeans(z.float().cpu(), model.quantizer.codebook_size, generator=g).to(d.device)
@@ -201,10 +212,10 @@ class _Values:
 
     def __init__(
         self, stepper: Stepper, ckpt_path: Path, epoch: int, live: object | None,
-        model: UnitModel,
+        model: UnitModel, d: Dist,
     ) -> None:  # fmt: skip
-        self.stepper, self.ckpt_path, self.epoch, self.live, self.model = (
-            stepper, ckpt_path, epoch, live, model
+        self.stepper, self.ckpt_path, self.epoch, self.live, self.model, self.d = (
+            stepper, ckpt_path, epoch, live, model, d
         )  # fmt: skip
         self.pending: list[torch.Tensor] = []
         self.sums: dict[str, float] = {}
@@ -220,14 +231,21 @@ class _Values:
         rows = torch.stack(self.pending).cpu().tolist()
         names = self.stepper.names
         first = step - len(rows) + 1
-        for i, row in enumerate(rows):
-            if not math.isfinite(row[0]):
-                good = self.ckpt_path if self.ckpt_path.exists() else "none yet"
-                raise TrainingError(
-                    f"loss became {row[0]} at step {first + i} (epoch {self.epoch + 1}); "
-                    f"stopped. The last good checkpoint is {good}; lower train.lr or check the "
-                    "features"
-                )
+        bad = [i for i, row in enumerate(rows) if not math.isfinite(row[0])]
+        others = False
+        if self.d.world > 1:  # every rank stops together, or the others hang in a collective
+            flag = torch.tensor([1.0 if bad else 0.0], device=self.d.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            others = bool(flag.item()) and not bad
+        if bad or others:
+            good = self.ckpt_path if self.ckpt_path.exists() else "none yet"
+            what = (f"loss became {rows[bad[0]][0]} at step {first + bad[0]}" if bad
+                    else f"another rank's loss became non-finite by step {step}")  # fmt: skip
+            raise TrainingError(
+                f"{what} (epoch {self.epoch + 1}); stopped. The last good checkpoint is "
+                f"{good}; lower train.lr or check the features"
+            )
+        for row in rows:
             for k, v in zip(names, row, strict=True):
                 if k != "codes_used":
                     self.sums[k] = self.sums.get(k, 0.0) + v
@@ -323,9 +341,7 @@ def train(
     grouped = model_cfg.cpc.speakers_per_batch if model_cfg.family == "vqcpc" else 0
     plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed, grouped)
     try:  # what cannot be cut fails now, not epochs later
-        windows = source.windows(cfg.seed, 0)
-        for w in windows:
-            epoch_batches(w, cfg.crop_frames, cfg.batch_size, cfg.seed, 0, grouped, w.key)
+        plan.check(source, cfg.epochs)
     except ValueError as err:
         raise TrainingError(f"train split: {err}") from None
     val = None if val_source is None else val_batches(val_source, cfg)
@@ -346,7 +362,9 @@ def train(
         start_epoch, step, resumed = int(state["epoch"]), int(state["step"]), int(state["epoch"])
         last = dict(state.get("last", {}))
         log.info("resuming from %s: %d epochs, %d steps done", ckpt_path, start_epoch, step)
-    elif cfg.kmeans_init:
+    if d.world > 1:
+        _same_start(d, key, start_epoch)
+    if state is None and cfg.kmeans_init:
         _kmeans_init(model, source, cfg, d)
     if on_epoch is not None and d.main and state is None:
         on_epoch(0, model)
@@ -360,7 +378,7 @@ def train(
     stepper = Stepper(model, net, optimizer, d)
     started, frames = time.perf_counter(), 0
     for epoch in range(start_epoch, cfg.epochs):
-        window = _Values(stepper, ckpt_path, epoch, live if d.main else None, model)
+        window = _Values(stepper, ckpt_path, epoch, live if d.main else None, model, d)
         for c in loader(plan, source, epoch, d.rank, d.world, cfg.workers):
             window.add(stepper(c))
             step += 1
@@ -375,6 +393,13 @@ def train(
         if val is not None:
             last.update({f"val_{k}": v for k, v in validate(model, val, d, cfg.seed).items()})
         last["epoch"] = epoch + 1
+        broken = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if broken:  # a finite last loss can still leave non-finite weights behind it
+            good = ckpt_path if ckpt_path.exists() else "none yet"
+            raise TrainingError(
+                f"weights became non-finite in epoch {epoch + 1} ({broken[0]}, ...); stopped "
+                f"before its checkpoint. The last good checkpoint is {good}; lower train.lr"
+            )
         if d.world > 1:
             dist.barrier()
         if d.main:
@@ -407,6 +432,22 @@ def _source(data: SplitData | Source, audio: bool, name: str) -> Source:
     if audio and not data.audio:
         raise ValueError(f"the {name} split was loaded without audio")
     return data
+
+
+def _same_start(d: Dist, key: str, epoch: int) -> None:
+    """Every rank must start the same run at the same epoch: the collectives of a fresh start
+    (k-means broadcast) and of a resume differ, and so would the steps."""
+    mine = torch.tensor([float(int(key[:12], 16)), float(epoch)], dtype=torch.float64,
+                        device=d.device)  # fmt: skip
+    gathered = [torch.zeros_like(mine) for _ in range(d.world)]
+    dist.all_gather(gathered, mine)
+    starts = [(int(g[0]), int(g[1])) for g in gathered]
+    if len(set(starts)) > 1:
+        raise TrainingError(
+            f"the ranks do not start alike (run key prefix, epoch per rank: {starts}): every "
+            "machine needs the same params, data and code, and resuming needs every rank to see "
+            "rank 0's models/checkpoints (a shared filesystem; only rank 0 writes them)"
+        )
 
 
 def _check_same_codebook(model: UnitModel, d: Dist) -> None:

@@ -49,7 +49,7 @@ from vqspeech.train.crops import (
 )
 
 log = logging.getLogger(__name__)
-INDEX_COLUMNS = ["utterance_id", "speaker", "split", "n_frames"]
+INDEX_COLUMNS = ["speaker", "split", "n_frames"]
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class Streamed(Source):
         self.folder, self.split, self.norm, self.audio = Path(folder), split, norm, audio
         self.buffer_bytes = buffer_bytes
         self.paths: list[Path] = []
-        lengths, names, ids = [], [], []
+        lengths, names, n_utterances = [], [], 0
         for path in shards.files(folder):
             table = shards.read(path, columns=INDEX_COLUMNS)
             table = table.filter(pc.equal(table.column("split"), split))
@@ -166,7 +166,7 @@ class Streamed(Source):
                 self.paths.append(path)
                 lengths.append(table.column("n_frames").to_numpy().astype(np.int64))
                 names.append(table.column("speaker").to_pylist())
-                ids += table.column("utterance_id").to_pylist()
+                n_utterances += table.num_rows
         if not self.paths:
             raise ValueError(f"{folder}: no {split!r} utterances in the feature shards")
         self.speaker_names = sorted({s for chunk in names for s in chunk})
@@ -174,13 +174,12 @@ class Streamed(Source):
         self.speaker_index = index
         self._lengths = lengths
         self._speakers = [np.array([index.get(s, -1) for s in c], dtype=np.int64) for c in names]
-        self.utterance_ids = ids
         self._first = np.cumsum([0] + [len(c) for c in lengths])  # first utterance of each shard
         schema = pq.read_schema(self.paths[0])
         self.input_dim = schema.field("features").type.value_type.list_size
         self.output_dim = None
         self.n_speakers = len(index) if speaker_index is None else max(index.values()) + 1
-        self.utterances = len(ids)
+        self.utterances = n_utterances
         self.frames = int(sum(c.sum() for c in lengths))
         per_frame = 4 * self.input_dim + (2 * HOP if audio else 0)
         self._bytes = [per_frame * int(c.sum()) for c in lengths]
@@ -258,6 +257,35 @@ class Plan:
         windows = source.windows(self.seed, epoch)
         return windows, [batch_count(w, self.crop, self.batch_size) for w in windows]
 
+    def check(self, source: Source, epochs: int) -> None:
+        """Raise ValueError now for any window of epochs 0..epochs-1 that could not be cut
+        (no utterance as long as a crop; fewer speakers with one than a batch groups), rather
+        than in the middle of training. Needs the index only."""
+        seen: set[tuple[int, ...]] = set()
+        for epoch in range(epochs):
+            windows = source.windows(self.seed, epoch)
+            for w in windows:
+                if w.key != () and w.shards in seen:
+                    continue
+                seen.add(w.shards)
+                where = f" (a window of {len(w.lengths)} utterances in epoch {epoch + 1})"
+                self._check(w, "" if w.key == () else where)
+            if len(windows) == 1 and windows[0].key == ():  # the whole split, every epoch
+                return
+
+    def _check(self, w: Window, where: str) -> None:
+        usable = np.maximum(w.lengths - self.crop + 1, 0) > 0
+        if not usable.any():
+            raise ValueError(f"crop of {self.crop} frames is longer than every utterance{where} "
+                             f"(longest: {int(w.lengths.max())} frames)")  # fmt: skip
+        n = len(np.unique(w.speakers[usable]))
+        if self.speakers_per_batch and n < self.speakers_per_batch:
+            raise ValueError(
+                f"model.cpc.speakers_per_batch is {self.speakers_per_batch}, but only {n} train "
+                f"speakers have an utterance of at least train.crop_frames = {self.crop} "
+                f"frames{where}; raise train.buffer_mb to mix more shards"
+            )
+
     def steps(self, source: Source, epoch: int, world: int = 1) -> int:
         """Optimizer steps of one rank in `epoch`."""
         return sum(self.counts(source, epoch)[1]) // world
@@ -314,6 +342,9 @@ def loader(
     (the same batches, in the same order, either way)."""
     if workers == 0:
         return plan.batches(source, epoch, rank, world)
+    windows = source.windows(plan.seed, epoch)
+    if len(windows) == 1 and windows[0].key == ():  # read (once) here: the forked workers share it
+        source.load(windows[0])
     # its own generator: the workers' seeds are not drawn from torch's global RNG, which the
     # model's jitter and VQ-CPC's negatives draw from (the workers draw nothing themselves)
     return DataLoader(_Epoch(plan, source, epoch, rank, world), batch_size=None,
