@@ -45,7 +45,8 @@ def main(epochs: int = 1, write: bool = True) -> None:
             manifest.write(table_.cast(manifest.SCHEMA), work / "data/manifest.parquet")
             results[times] = {}
             for stage in STAGES:
-                results[times][stage] = run_stage(stage, work)
+                args = ("run",) if stage == "train" else ()
+                results[times][stage] = run_stage(stage, work, *args)
                 print(times, stage, results[times][stage], flush=True)
             dataset = json.loads((work / "metrics/dataset.json").read_text())
             report = json.loads((work / "data/align_report.json").read_text())

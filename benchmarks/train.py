@@ -174,10 +174,15 @@ def main(
             f"steps; loading the train split (Parquet + normalization) took "
             f"{results[0]['load_s']:.1f} s once. 'data path' is the time to gather one batch of "
             "crops and make tensors, timed alone over a whole epoch; 'windowed' the same with the "
-            f"split read in {WINDOWS} windows every epoch (Parquet read + normalization of every "
-            "frame once per epoch, as for any corpus larger than `train.buffer_mb`; in training "
-            "the next window is read in a thread while the current one trains); 'share' is that "
-            "over the step time without it (target: under 10 %).",
+            f"split read in {results[0]['windows']} windows of at most 1/{WINDOWS} of it every "
+            "epoch (Parquet read + normalization of every frame once per epoch, as for any corpus "
+            "larger than `train.buffer_mb`; in training the next window is read in a thread "
+            "while the current one trains); 'share' is that over the step time without it "
+            "(target: under 10 %). At GPU step rates: one reader sustains "
+            f"{1 / results[0]['windowed_s']:.0f} windowed batches/s of the default model "
+            f"({1 / results[0]['data_s']:.0f}/s from one window in memory), so a step faster "
+            f"than {results[0]['windowed_s'] * 1000 / 0.1:.0f} ms would see a data share over "
+            "10 % with `train.workers` = 0; each data-loader worker adds a reader.",
         ]
     )
     if write:
