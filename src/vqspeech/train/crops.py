@@ -56,19 +56,35 @@ def load_split(
     utterance must have the samples its frames cover (frame i = samples [hop i, hop i + win)).
     Raises ValueError on an empty split, non-finite features or missing audio.
     """
-    ids, spk, lengths, chunks, waves, audio_lengths = [], [], [], [], [], []
+    ids, spk, lengths, waves, audio_lengths = [], [], [], [], []
     columns = ["utterance_id", "speaker", "split", "n_frames", "features"]
-    for path in shards.files(folder) if paths is None else paths:
+    paths = shards.files(folder) if paths is None else paths
+    # the frames go straight into one array, normalized a shard at a time: memory is the
+    # split's frames and one shard's, not several copies of the split (float64 temporaries)
+    total = 0
+    for path in paths:
+        table = shards.read(path, columns=["split", "n_frames"])
+        total += int(pc.sum(table.filter(pc.equal(table.column("split"), split))
+                            .column("n_frames")).as_py() or 0)  # fmt: skip
+    dim = len(norm.mean)
+    out = np.empty((total, dim), dtype=np.float32)
+    filled = 0
+    for path in paths:
         table = shards.read(path, columns=columns + (["audio"] if audio else []))
         table = table.filter(pc.equal(table.column("split"), split))
         if table.num_rows == 0:
             continue
         feats = table.column("features").combine_chunks()
-        dim = feats.type.value_type.list_size
+        if feats.type.value_type.list_size != dim:
+            raise ValueError(f"features have {feats.type.value_type.list_size} dimensions but "
+                             f"the stats have {dim}")  # fmt: skip
         x = feats.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
         if not np.isfinite(x).all():
             raise ValueError(f"{path}: non-finite feature values in split {split!r}")
-        chunks.append(x)
+        if filled + len(x) > total:
+            raise ValueError(f"{path}: more {split!r} frames than its n_frames column says")
+        out[filled : filled + len(x)] = norm(x)
+        filled += len(x)
         ids += table.column("utterance_id").to_pylist()
         spk += table.column("speaker").to_pylist()
         lengths += table.column("n_frames").to_pylist()
@@ -88,14 +104,11 @@ def load_split(
             audio_lengths += have.tolist()
     if not ids:
         raise ValueError(f"{folder}: no {split!r} utterances in the feature shards")
+    if filled != total:
+        raise ValueError(f"{folder}: {filled} {split!r} frames, the n_frames columns say {total}")
     names = sorted(set(spk))
     index = speaker_index if speaker_index is not None else {s: i for i, s in enumerate(names)}
-    x = np.concatenate(chunks)
-    if x.shape[1] != len(norm.mean):
-        raise ValueError(
-            f"features have {x.shape[1]} dimensions but the stats have {len(norm.mean)}"
-        )
-    x = norm(x)
+    x = out
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     speakers = np.array([index.get(s, -1) for s in spk], dtype=np.int64)
     data = SplitData(x, offsets, speakers, ids)
