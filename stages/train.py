@@ -111,7 +111,7 @@ def run(
                          summary(build(model_cfg, **shape)), key, folder)  # fmt: skip
             atomic.remove_stale(model_path, metrics_path, snapshots_path,
                                 *ckpt.run_files(folder, cfg.epochs))  # fmt: skip
-        resume_at = ckpt.resume_step(checkpoints, key, cfg.epochs)
+        resume_at = ckpt.resume_step(checkpoints, key, cfg.epochs, d.world)
         live = livelog.open_live(live_dir, resume_at, folder) if d.main else None
         # each rank takes its share of every epoch's batches
         plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed)

@@ -353,3 +353,15 @@ def test_on_epoch_runs_before_the_checkpoint_it_belongs_to(tmp_path: Path):
 
     train(MODEL, CFG, toy(), None, tmp_path, "fp", on_epoch=on_epoch)
     assert seen == [(0, 0), (1, 0), (2, 1), (3, 2)]
+
+
+def test_a_checkpoint_of_another_number_of_ranks_is_not_resumed(tmp_path: Path, caplog):
+    train(MODEL, CFG.model_copy(update={"epochs": 1}), toy(), None, tmp_path, "fp")
+    key = run_key(MODEL, CFG, "fp")
+    path = run_dir(tmp_path, key) / CHECKPOINT
+    assert checkpoints.load_resumable(path, key, 3) is not None  # written by one rank
+    with caplog.at_level("WARNING"):
+        assert checkpoints.load_resumable(path, key, 3, world=2) is None
+    assert "written by a run of 1 rank(s), this one has 2" in caplog.text
+    assert checkpoints.resume_step(tmp_path, key, 3, world=2) is None
+    assert checkpoints.resume_step(tmp_path, key, 3) == len(epoch_batches(toy(), 8, 4, 0, 0))

@@ -66,18 +66,23 @@ def run_files(folder: Path, epochs: int) -> list[Path]:
     return [folder / CHECKPOINT, folder / livelog.CURVES, *snaps]
 
 
-def resume_step(checkpoint_dir: Path, key: str, epochs: int) -> int | None:
-    """The step a run with this key and number of epochs would resume from, or None when it
-    would start afresh."""
-    state = load_resumable(run_dir(checkpoint_dir, key) / CHECKPOINT, key, epochs, quiet=True)
+def resume_step(checkpoint_dir: Path, key: str, epochs: int, world: int = 1) -> int | None:
+    """The step a run with this key, number of epochs and of ranks would resume from, or None
+    when it would start afresh."""
+    state = load_resumable(run_dir(checkpoint_dir, key) / CHECKPOINT, key, epochs, quiet=True,
+                           world=world)  # fmt: skip
     return None if state is None else int(state["step"])
 
 
-def load_resumable(path: Path, key: str, epochs: int, quiet: bool = False) -> dict | None:
+def load_resumable(
+    path: Path, key: str, epochs: int, quiet: bool = False, world: int = 1
+) -> dict | None:
     """The checkpoint's state when this run can continue it; otherwise None (and why).
 
     A checkpoint of the same configuration with more epochs done than `epochs` is no start for
-    this run: resuming it would return the longer run's model under the shorter run's params."""
+    this run: resuming it would return the longer run's model under the shorter run's params.
+    Nor is one written by a run of another number of DDP ranks (`world`): each optimizer step
+    averaged world x batch_size crops there."""
     if not path.exists():
         return None
     try:
@@ -90,6 +95,12 @@ def load_resumable(path: Path, key: str, epochs: int, quiet: bool = False) -> di
         if not quiet:
             why = "other params, data or training code"
             log.warning("%s was written by %s; starting from scratch", path, why)
+        return None
+    written = int(state.get("world", 1))
+    if written != world:
+        if not quiet:
+            log.warning("%s was written by a run of %d rank(s), this one has %d; starting from "
+                        "scratch", path, written, world)  # fmt: skip
         return None
     done = int(state["epoch"])
     if done > epochs:

@@ -47,6 +47,7 @@ def load_split(
     hop: int = HOP,
     win: int = WIN,
     paths: list[Path] | None = None,
+    frames: int | None = None,
 ) -> tuple[SplitData, list[str]]:
     """Load every utterance of `split` (of the shards `paths`, default: every shard of `folder`,
     in that order); returns the data and the sorted speakers of what was loaded.
@@ -54,15 +55,17 @@ def load_split(
     Speakers are numbered by `speaker_index` (unknown ones get -1), or, when it is None, by
     their sorted order in this split. With `audio`, the int16 samples are loaded too and each
     utterance must have the samples its frames cover (frame i = samples [hop i, hop i + win)).
-    Raises ValueError on an empty split, non-finite features or missing audio.
+    `frames`, when the caller knows it (an index of the shards), is the split's frame count in
+    `paths`, which saves reading their n_frames first. Raises ValueError on an empty split,
+    non-finite features, missing audio, or frames other than expected.
     """
     ids, spk, lengths, waves, audio_lengths = [], [], [], [], []
     columns = ["utterance_id", "speaker", "split", "n_frames", "features"]
     paths = shards.files(folder) if paths is None else paths
     # the frames go straight into one array, normalized a shard at a time: memory is the
     # split's frames and one shard's, not several copies of the split (float64 temporaries)
-    total = 0
-    for path in paths:
+    total = 0 if frames is None else frames  # `frames`: the caller's index knows them already
+    for path in paths if frames is None else ():
         table = shards.read(path, columns=["split", "n_frames"])
         total += int(pc.sum(table.filter(pc.equal(table.column("split"), split))
                             .column("n_frames")).as_py() or 0)  # fmt: skip
@@ -81,8 +84,9 @@ def load_split(
         x = feats.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
         if not np.isfinite(x).all():
             raise ValueError(f"{path}: non-finite feature values in split {split!r}")
+        source = "the n_frames columns say" if frames is None else "the index has"
         if filled + len(x) > total:
-            raise ValueError(f"{path}: more {split!r} frames than its n_frames column says")
+            raise ValueError(f"{path}: more {split!r} frames than {source} ({total})")
         out[filled : filled + len(x)] = norm(x)
         filled += len(x)
         ids += table.column("utterance_id").to_pylist()
@@ -105,7 +109,9 @@ def load_split(
     if not ids:
         raise ValueError(f"{folder}: no {split!r} utterances in the feature shards")
     if filled != total:
-        raise ValueError(f"{folder}: {filled} {split!r} frames, the n_frames columns say {total}")
+        names = [Path(p).name for p in paths]
+        source = "the n_frames columns say" if frames is None else "the index has"
+        raise ValueError(f"{names}: {filled} {split!r} frames where {source} {total}")
     names = sorted(set(spk))
     index = speaker_index if speaker_index is not None else {s: i for i, s in enumerate(names)}
     x = out

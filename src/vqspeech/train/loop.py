@@ -349,7 +349,7 @@ def train(
     start_epoch, step, resumed, last = 0, 0, None, {}
     folder = run_dir(checkpoint_dir, key)
     ckpt_path = folder / CHECKPOINT
-    state = load_resumable(ckpt_path, key, cfg.epochs)
+    state = load_resumable(ckpt_path, key, cfg.epochs, world=d.world)
     if state is None and d.main and folder.exists():
         # nothing of this folder belongs to the run about to start (snapshots included)
         shutil.rmtree(folder)
@@ -414,7 +414,8 @@ def train(
             if on_epoch is not None:  # before the checkpoint: what it keeps is never older
                 on_epoch(epoch + 1, model)
             save(ckpt_path, {
-                "key": key, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
+                "key": key, "epoch": epoch + 1, "step": step, "world": d.world,
+                "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
                 "rng_cuda": torch.cuda.get_rng_state() if d.device.type == "cuda" else None,
                 "last": last,

@@ -216,8 +216,9 @@ class Streamed(Source):
 
     def _read(self, group: list[int]) -> SplitData:
         paths = [self.paths[s] for s in group]
+        frames = sum(int(self._lengths[s].sum()) for s in group)
         data, _ = load_split(self.folder, self.split, self.norm, self.speaker_index, self.audio,
-                             paths=paths)  # fmt: skip
+                             paths=paths, frames=frames)  # fmt: skip
         expected = sum(len(self._lengths[s]) for s in group)
         if len(data.utterance_ids) != expected:  # the shards changed under the stream
             names = [p.name for p in paths]
