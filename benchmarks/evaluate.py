@@ -20,7 +20,7 @@ import typer
 from benchlib import REPO, run_stage, stamp, table, update_section
 
 from vqspeech.evaluate import abx, baselines
-from vqspeech.evaluate.align import read_codes, read_intervals
+from vqspeech.evaluate.align import layout_of, read_codes, read_intervals
 
 LINKED = ("data/features", "data/stats.json", "data/manifest.parquet", "data/raw", "models")
 
@@ -40,7 +40,9 @@ def main() -> None:
             print(stage, f"{wall:.1f} s", f"{rss:.0f} MiB", flush=True)
         rows.append(["**total**", f"**{total:.1f} s**", ""])
         frames, latents, codebook = read_codes(work / "data/codes")
-        items = baselines.abx_items(read_intervals(work / "data/codes"), frames, 2, 10, 0)
+        layout = layout_of(frames)
+        items = baselines.abx_items(read_intervals(work / "data/codes"), layout.ids,
+                                    layout.counts, 2, 10, 0)  # fmt: skip
         abx_rows = []
         for name, distance in (("latents", abx.angular(latents)),
                                ("code vectors", abx.angular_codes(frames["code"].to_numpy(),

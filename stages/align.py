@@ -3,9 +3,12 @@
 Reads models/model.pt, data/stats.json, data/features (split `eval.split`) and the TextGrids
 named in data/manifest.parquet; writes data/codes/ (codes.parquet: one row per 20 ms latent with
 utterance_id, speaker, frame, code, phone, latent; codebook.parquet; phones.parquet: every
-phone interval of those utterances, which ABX takes its items from; train_latents.parquet: a
-seeded sample of `eval.train_latents` train latents, for k-means on latents) and
-data/align_report.json (frames present on one side of the join only, per utterance).
+phone interval of those utterances, in the same utterance order, which ABX takes its items from;
+train_latents.parquet: a seeded sample of `eval.train_latents` train latents, for k-means on
+latents) and data/align_report.json (frames present on one side of the join only, per
+utterance). The split is read, encoded and written a feature shard at a time: rows are grouped by
+utterance in the features' order (utterance_id order for the features stage's shards), frames in
+order.
 """
 
 from __future__ import annotations
@@ -35,53 +38,54 @@ def main(
     import torch
 
     from vqspeech.data import manifest
-    from vqspeech.evaluate import align
+    from vqspeech.evaluate import align, heldout
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
     from vqspeech.model.checkpoint import load_model
 
     with cli.stage("align", params_file, out_dir, report_path) as params:
-        split = params.eval.split
+        split, batch_size = params.eval.split, params.eval.batch_size
         cli.log.info("split %s", split)
         model, _ = load_model(model_path)
         norm = Normalizer.load(stats_path)
-        utts = list(shards.iter_utterances(features_dir, split))
-        if not utts:
+        index = heldout.index(features_dir, split)
+        if not index.num_rows:
             raise ValueError(f"{features_dir}: no {split!r} utterances")
+        lengths = zip(index.column("utterance_id").to_pylist(),
+                      index.column("n_frames").to_pylist(), strict=True)  # fmt: skip
+        alone = align.solo(lengths, batch_size)
         grids = manifest.by_id(manifest.read(manifest_path), "textgrid")
         cuda = torch.cuda.is_available() and params.train.device != "cpu"
         device = torch.device("cuda" if cuda else "cpu")  # as training: train.device
-
-        def bar(it, total):
-            return cli.progress(it, total=total, desc="encode", unit="utt")
-
-        aligned = align.align(model, utts, grids, norm, device, params.eval.batch_size, bar)
-        table, report = aligned.table, aligned.report
-        for what, missing in (
-            ("codes", report.only_codes),
-            ("labels", report.only_labels),
-        ):
-            for utt, count in missing.items():
-                cli.log.warning("%s: %d frames with %s only (not joined)", utt, count, what)
-        train_latents = None
-        if params.eval.train_latents:
-            with cli.timed("train latents"):
-                train_latents, n_train = align.train_latent_sample(
-                    model, shards.iter_shards(features_dir, "train"), norm, device,
-                    params.eval.batch_size, params.eval.train_latents, params.train.seed,
-                )  # fmt: skip
-            cli.log.info("kept %d latents of %d train utterances (read a shard at a time)",
-                         len(train_latents), n_train)  # fmt: skip
+        codebook = model.quantizer.codebook.detach().float().cpu().numpy()
+        bar = cli.progress(total=index.num_rows, desc="encode", unit="utt")
         with atomic.atomic_dir(out_dir) as tmp:
-            codebook = model.quantizer.codebook.detach().float().cpu().numpy()
-            align.write_codes(tmp, table, codebook, aligned.intervals)
-            if train_latents is not None:
+            writer = align.CodesWriter(tmp, codebook)
+            for shard in shards.iter_shards(features_dir, split):  # one shard in memory
+                aligned = align.align(model, shard, grids, norm, device, batch_size,
+                                      alone=alone)  # fmt: skip
+                writer.add(aligned, len(shard))
+                bar.update(len(shard))
+            writer.close()
+            bar.close()
+            report = writer.report
+            for what, missing in (("codes", report.only_codes), ("labels", report.only_labels)):
+                for utt, count in missing.items():
+                    cli.log.warning("%s: %d frames with %s only (not joined)", utt, count, what)
+            if params.eval.train_latents:
+                with cli.timed("train latents"):
+                    train_latents, n_train = align.train_latent_sample(
+                        model, shards.iter_shards(features_dir, "train"), norm, device,
+                        batch_size, params.eval.train_latents, params.train.seed,
+                    )  # fmt: skip
+                cli.log.info("kept %d latents of %d train utterances (read a shard at a time)",
+                             len(train_latents), n_train)  # fmt: skip
                 align.write_train_latents(tmp, train_latents)
-        summary = align.summary(split, len(utts), table, report)
+        summary = align.summary(split, writer.utterances, len(writer.used), report)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
-        cli.log.info("read %d %s utterances; wrote %s (%d frames of 20 ms), %s",
-                     len(utts), split, out_dir, report.frames, report_path)  # fmt: skip
+        cli.log.info("read %d %s utterances a shard at a time; wrote %s (%d frames of 20 ms), %s",
+                     writer.utterances, split, out_dir, report.frames, report_path)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -34,14 +34,21 @@ def main(
 ) -> None:
     """Score the VQ-VAE codes and the baselines."""
     from vqspeech.evaluate import baselines
-    from vqspeech.evaluate.align import read_codes, read_intervals, read_train_latents
+    from vqspeech.evaluate.align import (
+        read_codebook,
+        read_frames,
+        read_intervals,
+        read_train_latents,
+    )
+    from vqspeech.evaluate.heldout import HeldOut
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
 
     with cli.stage("evaluate", params_file, metrics_path, report_path) as params:
         ev = params.eval
-        frames, latents, codebook = read_codes(codes_dir)
+        layout = read_frames(codes_dir)  # the frame table; vectors are read a shard at a time
+        codebook = read_codebook(codes_dir)
         intervals = read_intervals(codes_dir)
         train_latents = read_train_latents(codes_dir)
         if ev.train_latents and train_latents is None:
@@ -53,20 +60,18 @@ def main(
             train_mfcc = baselines.train_frames(shards.iter_utterances(features_dir, "train"),
                                                 norm, seed)  # fmt: skip
             km = baselines.kmeans(train_mfcc, k, seed)
-        held_out = set(frames["utterance_id"])
-        utts = [u for u in shards.iter_utterances(features_dir) if u.utterance_id in held_out]
-        mfcc = baselines.paired_like(frames, utts, norm, str(features_dir))
+        held = HeldOut(layout, codes_dir, features_dir, ev.split, norm)
         result = baselines.evaluate(
-            frames, latents, codebook, km, mfcc, native=baselines.native_features(utts, norm),
-            intervals=intervals, symbols_per_second=baselines.symbol_rate(len(frames), utts),
-            seed=seed, tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
+            held, codebook, km, intervals=intervals, seed=seed,
+            tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
             max_x_across=ev.abx.max_x_across, train_latents=train_latents,
             dpdp_mean=ev.dpdp.mean_latents, dpdp_max=ev.dpdp.max_latents, train_mfcc=train_mfcc,
         )  # fmt: skip
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")
         atomic.write_text(metrics_path, json.dumps(baselines.headline(result), indent=2) + "\n")
-        cli.log.info("read %s (%d frames); wrote %s, %s", codes_dir, len(frames), metrics_path,
-                     report_path)  # fmt: skip
+        cli.log.info("read %s (%d frames, %d utterances) and the %s split of %s a shard at a "
+                     "time; wrote %s, %s", codes_dir, len(layout.frames), len(layout.ids),
+                     ev.split, features_dir, metrics_path, report_path)  # fmt: skip
 
 
 if __name__ == "__main__":

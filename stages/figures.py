@@ -28,7 +28,7 @@ def main(
 ) -> None:
     """Draw the evaluation figures."""
     from vqspeech.data import manifest
-    from vqspeech.evaluate.align import read_codes
+    from vqspeech.evaluate.align import Latents, read_codebook, read_frames
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
@@ -37,7 +37,14 @@ def main(
 
     with cli.stage("figures", params_file, out_dir) as params:
         cfg = params.eval.plots
-        frames, latents, codebook = read_codes(codes_dir)
+        layout = read_frames(codes_dir)  # the frame table; latents read a batch at a time
+        frames, codebook = layout.frames, read_codebook(codes_dir)
+
+        def latents(rows: int = 65_536):
+            reader = Latents(codes_dir, rows)
+            for start in range(0, len(frames), rows):
+                yield reader.next(min(rows, len(frames) - start))
+
         model, _ = load_model(model_path)
         norm = Normalizer.load(stats_path)
         table = manifest.read(manifest_path)
@@ -45,7 +52,8 @@ def main(
 
         def panels_of(ids: list[str], order: list[int]) -> list:
             wanted = set(ids)
-            utts = {u.utterance_id: u for u in shards.iter_utterances(features_dir)
+            utts = {u.utterance_id: u for u in shards.iter_utterances(features_dir,
+                                                                     params.eval.split)
                     if u.utterance_id in wanted}  # fmt: skip
             return figures.utterance_panels(model, utts, norm, paths, grids,
                                             ids, order)  # fmt: skip

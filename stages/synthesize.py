@@ -45,8 +45,8 @@ def main(
     import numpy as np
     import soundfile as sf
 
+    from vqspeech.evaluate import heldout
     from vqspeech.evaluate import synthesis as S
-    from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
     from vqspeech.model.checkpoint import load_model
@@ -57,9 +57,12 @@ def main(
         model, payload = load_model(model_path)
         model.to(setup(params.train.device).device).eval()
         speakers: list[str] = list(payload["speakers"])
-        held_out = list(shards.iter_utterances(features_dir, split, audio=True))
+        held_out = heldout.index(features_dir, split).column("utterance_id").to_pylist()
         rng = np.random.default_rng([seed, 7])
-        chosen, starts, n_lat = S.choose(held_out, p.utterances, p.seconds, rng)
+        ids = S.choose_ids(held_out, p.utterances, rng)  # only these are read, and the picks
+        loaded = heldout.read_utterances(features_dir, ids, split, audio=True)
+        chosen = [loaded[i] for i in ids]
+        starts, n_lat = S.excerpts(chosen, p.seconds)
         n = n_lat * S.SAMPLES_PER_LATENT
         decoder = model.cfg.decoder
         cli.log.info("read %s: %d %s utterances; synthesizing %.2f s of %s with the %s decoder",
@@ -79,9 +82,19 @@ def main(
             cli.log.info("model.decoder is 'deconv' (features, not audio) or the model a "
                          "VQ-CPC (no decoder): writing the originals only; synthesis metrics "
                          "are null")  # fmt: skip
-        train_utts = list(shards.iter_utterances(features_dir, "train", audio=True))
-        fit, test = S.classifier_data(train_utts, p.classifier_utterances, p.classifier_holdout,
-                                       n, rng)  # fmt: skip
+        train = heldout.index(features_dir, "train")
+        speaker_of = dict(zip(train.column("utterance_id").to_pylist(),
+                              train.column("speaker").to_pylist(), strict=True))  # fmt: skip
+        fit, test = [], []
+        if S.classifier_viable(speaker_of.values()):
+            picks = S.classifier_picks(speaker_of, p.classifier_utterances,
+                                       p.classifier_holdout, rng)  # fmt: skip
+            audio = heldout.read_utterances(features_dir, [uid for _, uid, _ in picks], "train",
+                                           audio=True)  # fmt: skip
+            fit, test = S.classifier_audio(picks, audio, n)
+            cli.log.info("speaker classifier: %d + %d excerpts of %d training speakers (read "
+                         "those utterances alone)", len(fit), len(test),
+                         len(set(speaker_of.values())))  # fmt: skip
         speech = S.speech_masks(chosen, starts)
         metrics = S.score(versions, speech, goals, fit, test, seed, decoder, n, speed)
         with atomic.atomic_dir(wav_dir) as tmp:

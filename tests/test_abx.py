@@ -98,8 +98,22 @@ def test_items_are_libri_light_frames_of_speech_intervals_with_two_neighbours():
     short = abx.items_from_intervals(INTERVALS, frame_table({"u1": 12, "u2": 18}),
                                      abx.FrameGrid.of(1))  # fmt: skip
     assert short.length.tolist()[:2] == [5, 2]
-    with pytest.raises(ValueError, match="sorted"):
-        abx.items_from_intervals(INTERVALS, frame_table({"u2": 3, "u1": 3}), abx.FrameGrid.of(1))
+    # utterances in another row order (a shard's): rows and items follow the table's order
+    swapped = abx.items_from_intervals(INTERVALS, frame_table({"u2": 18, "u1": 28}),
+                                       abx.FrameGrid.of(1))  # fmt: skip
+    assert swapped.phone.tolist() == ["AE", "D", "AH", "T"]
+    assert swapped.start.tolist() == [3, 5, 18 + 4, 18 + 10]
+    assert swapped.length.tolist() == [1, 3, 5, 8]
+    # the same items from the layout alone (utterances and frame counts: no frame table)
+    layout = abx.items_from_layout(INTERVALS, np.array(["u2", "u1"]), np.array([18, 28]),
+                                   abx.FrameGrid.of(1))  # fmt: skip
+    assert layout.start.tolist() == swapped.start.tolist()
+    split = pd.concat([frame_table({"u1": 2}), frame_table({"u2": 3}), frame_table({"u1": 2})])
+    with pytest.raises(ValueError, match="grouped by utterance"):
+        abx.items_from_intervals(INTERVALS, split, abx.FrameGrid.of(1))
+    with pytest.raises(ValueError, match=r"0, 1, \.\.\. in order"):
+        abx.items_from_intervals(INTERVALS, frame_table({"u1": 3}).iloc[[1, 0, 2]],
+                                 abx.FrameGrid.of(1))  # fmt: skip
 
 
 def test_frame_grid_centres_and_boundaries_on_a_centre():

@@ -89,11 +89,32 @@ def test_batched_encoding_equals_one_at_a_time():
         np.testing.assert_allclose(got.latents, single.latents, rtol=1e-5, atol=1e-6)
 
 
-def test_codes_folder_round_trip_and_unsorted_rows_are_refused(tmp_path):
+def test_encoding_shard_by_shard_equals_the_whole_split_bit_for_bit():
+    from vqspeech.evaluate.align import solo
+
+    # the last of a length whose count leaves a batch of one runs alone, as in the whole split
+    lengths = [("a", 10), ("b", 13), ("c", 10), ("d", 10), ("e", 12), ("f", 12)]
+    assert solo(lengths, 2) == {"d", "b"} and solo(lengths, 1) == {i for i, _ in lengths}
+    assert solo(lengths, 3) == {"b"}
+    torch.manual_seed(0)
+    model = vqvae(model_params(channels=8, embedding_dim=4, quantizer={"codebook_size": 6}), 5)
+    rng = np.random.default_rng(1)
+    utts = [Utterance(uid, "s", "test", rng.standard_normal((n, 5)).astype(np.float32),
+                      ["sil"] * n) for uid, n in lengths]  # fmt: skip
+    norm = Normalizer(np.zeros(5), np.ones(5))
+    whole = {e.utterance.utterance_id: e for e in encode(model, utts, norm, "cpu", 2)}
+    alone = solo(((u.utterance_id, len(u.features)) for u in utts), 2)
+    for shard in (utts[:2], utts[2:5], utts[5:]):  # "c" and "e" now each alone in their shard
+        for e in encode(model, shard, norm, "cpu", 2, alone):
+            np.testing.assert_array_equal(e.latents, whole[e.utterance.utterance_id].latents)
+            np.testing.assert_array_equal(e.codes, whole[e.utterance.utterance_id].codes)
+
+
+def test_codes_folder_round_trip_and_ungrouped_rows_are_refused(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vqspeech.evaluate.align import codebook_table, read_codes
+    from vqspeech.evaluate.align import Latents, codebook_table, read_codes, read_frames
 
     latents = np.arange(12, dtype=np.float32).reshape(4, 3)
     table = pa.table({
@@ -108,6 +129,18 @@ def test_codes_folder_round_trip_and_unsorted_rows_are_refused(tmp_path):
     assert frames["code"].tolist() == [1, 0, 1, 1]
     np.testing.assert_array_equal(lat, latents)
     np.testing.assert_array_equal(book, codebook)
-    pq.write_table(table.take([1, 0, 2, 3]), tmp_path / "codes.parquet")
-    with pytest.raises(ValueError, match=r"codes\.parquet: rows not sorted"):
-        read_codes(tmp_path)
+    # read forward in parts of any size, batch boundaries of the file included
+    reader = Latents(tmp_path, batch_rows=3)
+    np.testing.assert_array_equal(np.concatenate([reader.next(1), reader.next(0),
+                                                  reader.next(3)]), latents)  # fmt: skip
+    with pytest.raises(ValueError, match="past the end"):
+        reader.next(1)
+    layout = read_frames(tmp_path)
+    assert layout.ids.tolist() == ["u1", "u2"] and layout.offsets.tolist() == [0, 2, 4]
+    # utterances in any order (the features'), each one's frames together and in order
+    pq.write_table(table.take([2, 3, 0, 1]), tmp_path / "codes.parquet")
+    assert read_frames(tmp_path).ids.tolist() == ["u2", "u1"]
+    for rows in ([1, 0, 2, 3], [0, 2, 3, 1]):
+        pq.write_table(table.take(rows), tmp_path / "codes.parquet")
+        with pytest.raises(ValueError, match=r"codes\.parquet: rows not grouped by utterance"):
+            read_codes(tmp_path)

@@ -87,12 +87,20 @@ def test_matched_kmeans_finds_the_k_of_the_target_perplexity():
     km8 = baselines.kmeans(train, 8, seed=0)
     p8 = baselines.code_perplexity(km8.predict(held))
     # a target the 8-code fit already meets: no refit, the same fit
-    same, tried = baselines.matched_kmeans(km8, train, held, p8, seed=0)
-    assert same is km8 and tried == {8: p8}
+    calls = []
+
+    def predict(fit):
+        calls.append(fit.n_clusters)
+        return fit.predict(held)
+
+    same, tried, codes = baselines.matched_kmeans(km8, train, predict, p8, seed=0)
+    assert same is km8 and tried == {8: p8} and calls == [8]
+    np.testing.assert_array_equal(codes, km8.predict(held))
     # a target of about 16 codes' perplexity: K' moves up and lands closer than K = 8
     target = baselines.code_perplexity(baselines.kmeans(train, 16, seed=0).predict(held))
-    fit, tried = baselines.matched_kmeans(km8, train, held, target, seed=0)
+    fit, tried, codes = baselines.matched_kmeans(km8, train, predict, target, seed=0)
     assert 8 in tried and len(tried) >= 2 and fit.n_clusters > 8
     assert abs(tried[fit.n_clusters] - target) == min(abs(p - target) for p in tried.values())
     assert abs(tried[fit.n_clusters] - target) < 0.1 * target
+    np.testing.assert_array_equal(codes, fit.predict(held))  # the codes of the fit returned
     assert baselines.code_perplexity(fit.predict(held)) == pytest.approx(tried[fit.n_clusters])

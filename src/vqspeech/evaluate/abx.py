@@ -81,27 +81,36 @@ class FrameGrid:
 
 
 def items_from_intervals(phones: pd.DataFrame, frames: pd.DataFrame, grid: FrameGrid) -> Items:
-    """Items of the phone intervals `phones` (utterance_id, speaker, start, end, phone: every
-    interval of each utterance, in time order, seconds from the features' first sample) over the
-    frame table `frames` (utterance_id, frame; sorted, frames 0..n-1 of each utterance), whose
-    frames sit on `grid`; item rows index `frames`."""
+    """Items of the phone intervals `phones` over the frame table `frames` (utterance_id, frame;
+    rows grouped by utterance, frames 0..n-1 of each in order): `items_from_layout` of its
+    utterances and their frame counts."""
     utt = frames["utterance_id"].to_numpy()
     frame = frames["frame"].to_numpy()
-    if (
-        len(frames)
-        and not (
-            (utt[1:] > utt[:-1]) | ((utt[1:] == utt[:-1]) & (frame[1:] == frame[:-1] + 1))
-        ).all()
-    ):
-        raise ValueError("frames must be sorted by (utterance_id, frame) with no gaps")
-    first_row = pd.Series(np.arange(len(frames)), index=utt).groupby(level=0).min()
-    if len(frames) and (frame[first_row.to_numpy()] != 0).any():
-        raise ValueError("each utterance's frames must start at frame 0")
-    n_frames = pd.Series(utt).value_counts()
-    pu = phones["utterance_id"].to_numpy()
-    if len(phones) and not (pu[1:] >= pu[:-1]).all():
-        phones = phones.sort_values("utterance_id", kind="stable")
-        pu = phones["utterance_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, utt[1:] != utt[:-1]]) if len(utt) else np.zeros(0, int)
+    counts = np.diff(np.r_[starts, len(utt)])
+    ids = utt[starts].astype(str)
+    if len(set(ids)) != len(ids):
+        raise ValueError("frames must be grouped by utterance")
+    if (frame != np.arange(len(utt)) - np.repeat(starts, counts)).any():
+        raise ValueError("each utterance's frames must be 0, 1, ... in order, with no gaps")
+    return items_from_layout(phones, ids, counts, grid)
+
+
+def items_from_layout(
+    phones: pd.DataFrame, ids: np.ndarray, counts: np.ndarray, grid: FrameGrid
+) -> Items:
+    """Items of the phone intervals `phones` (utterance_id, speaker, start, end, phone: every
+    interval of each utterance, in time order, seconds from the features' first sample) over a
+    frame table of utterances `ids` in row order with `counts` frames each, whose frames sit
+    on `grid`; item rows index that table. Items come in the utterances' row order."""
+    ids, counts = np.asarray(ids).astype(str), np.asarray(counts, dtype=np.int64)
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    first_row = pd.Series(np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64), index=ids)
+    pu = phones["utterance_id"].to_numpy().astype(str)
+    where = position.reindex(pu).fillna(-1).to_numpy()  # intervals of no frame table: first
+    if len(phones) and not (where[1:] >= where[:-1]).all():
+        phones = phones.iloc[np.argsort(where, kind="stable")]
+        pu = phones["utterance_id"].to_numpy().astype(str)
     label = phones["phone"].to_numpy().astype(str)
     onset, offset = phones["start"].to_numpy(float), phones["end"].to_numpy(float)
     same_prev = np.zeros(len(phones), dtype=bool)
@@ -109,7 +118,7 @@ def items_from_intervals(phones: pd.DataFrame, frames: pd.DataFrame, grid: Frame
     same_next = np.zeros(len(phones), dtype=bool)
     same_next[:-1] = pu[:-1] == pu[1:]
     first, end = grid.span(onset, offset)
-    n = n_frames.reindex(pu).fillna(0).to_numpy(np.int64)
+    n = pd.Series(counts, index=ids).reindex(pu).fillna(0).to_numpy(np.int64)
     first, end = np.maximum(first, 0), np.minimum(end, n)
     keep = same_prev & same_next & ~np.isin(label, SILENCES) & (first < n) & (end > first)
     idx = np.flatnonzero(keep)
@@ -121,6 +130,16 @@ def items_from_intervals(phones: pd.DataFrame, frames: pd.DataFrame, grid: Frame
         context=context,
         speaker=phones["speaker"].to_numpy()[idx].astype(str),
     )
+
+
+def compact(items: Items) -> tuple[Items, np.ndarray]:
+    """The frame-table rows the items use (sorted) and the items re-indexed into those rows:
+    a representation gathered at the rows scores them as the whole table would."""
+    rows = np.unique(np.concatenate([np.arange(s, s + n) for s, n in
+                                     zip(items.start, items.length, strict=True)]
+                                    or [np.zeros(0, np.int64)]))  # fmt: skip
+    start = np.searchsorted(rows, items.start).astype(np.int64)
+    return Items(start, items.length, items.phone, items.context, items.speaker), rows
 
 
 def cap_groups(items: Items, max_group: int, seed: int) -> Items:

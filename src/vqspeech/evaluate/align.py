@@ -69,22 +69,44 @@ class Encoded:
     codes: np.ndarray  # int64 [L]
 
 
+def solo(lengths: Iterable[tuple[str, int]], batch_size: int) -> set[str]:
+    """The utterances `encode` runs alone (a batch of one) when given all of (id, length) in this
+    order: the last of an exact length whose count leaves a batch of one. torch's batch-of-one
+    kernels give latents a few 1e-7 away from any larger batch's, while batches of two or more
+    agree bit for bit whatever else is in them; so the held-out codes do not depend on how the
+    utterances fall into shards, each shard is encoded with the split's own `solo` set."""
+    by_length: dict[int, list[str]] = defaultdict(list)
+    for uid, n in lengths:
+        by_length[n].append(uid)
+    if batch_size == 1:
+        return {uid for group in by_length.values() for uid in group}
+    return {group[-1] for group in by_length.values() if len(group) % batch_size == 1}
+
+
 @torch.no_grad()
 def encode(
     model: UnitModel, utterances: list[Utterance], norm: Normalizer, device: torch.device,
-    batch_size: int,
+    batch_size: int, alone: set[str] | None = None,
 ) -> Iterator[Encoded]:  # fmt: skip
     """Latents and codes of whole utterances, batched by exact length (no padding, which would
-    change the latents near the end through the convolutions' context)."""
+    change the latents near the end through the convolutions' context). `alone`: the ids run in
+    a batch of one (default: `solo` of `utterances`); every other batch has two or more (one
+    left over is run beside a copy of itself), so results are those of `utterances` encoded
+    together however they are split across calls."""
     model.eval().to(device)
+    if alone is None:
+        alone = solo(((u.utterance_id, len(u.features)) for u in utterances), batch_size)
     by_length: dict[int, list[Utterance]] = defaultdict(list)
     for u in utterances:
         by_length[len(u.features)].append(u)
     for length in sorted(by_length):
-        group = by_length[length]
-        for i in range(0, len(group), batch_size):
-            chunk = group[i : i + batch_size]
+        group = [u for u in by_length[length] if u.utterance_id not in alone]
+        chunks = [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+        chunks += [[u] for u in by_length[length] if u.utterance_id in alone]
+        for chunk in chunks:
             x = np.stack([norm(u.features) for u in chunk])
+            if len(chunk) == 1 and chunk[0].utterance_id not in alone:
+                x = np.concatenate([x, x])
             z, vq = model.encode(torch.from_numpy(x).to(device))
             for j, u in enumerate(chunk):
                 yield Encoded(u, z[j].float().cpu().numpy(), vq.codes[j].cpu().numpy())
@@ -126,13 +148,15 @@ class Aligned:
 
 def align(
     model: UnitModel, utterances: list[Utterance], textgrids: dict[str, str], norm: Normalizer,
-    device: torch.device, batch_size: int, wrap=lambda it, n: it,
+    device: torch.device, batch_size: int, wrap=lambda it, n: it, alone: set[str] | None = None,
 ) -> Aligned:  # fmt: skip
     """Encode `utterances`, label each latent from its TextGrid, join; one row per 20 ms latent:
-    utterance_id, speaker, frame, code, phone, latent; and the TextGrids' intervals.
-    `wrap(iterator, total)` adds progress."""
-    code_rows, label_rows, latents, intervals = [], [], [], []
-    for enc in wrap(encode(model, utterances, norm, device, batch_size), len(utterances)):
+    utterance_id, speaker, frame, code, phone, latent, utterances in the order given, frames in
+    order; and the TextGrids' intervals, in the same utterance order. `wrap(iterator, total)`
+    adds progress; `alone` as for `encode`."""
+    code_rows, label_rows, latents, intervals = [], [], [], {}
+    encoded = encode(model, utterances, norm, device, batch_size, alone)
+    for enc in wrap(encoded, len(utterances)):
         u = enc.utterance
         base = len(latents)
         latents.extend(enc.latents)
@@ -140,12 +164,16 @@ def align(
             (u.utterance_id, u.speaker, k, int(c), base + k) for k, c in enumerate(enc.codes)
         ]
         alignment = read_phones(textgrids[u.utterance_id])
-        intervals.append(intervals_of(alignment, u.utterance_id, u.speaker, u.start_s))
+        intervals[u.utterance_id] = intervals_of(alignment, u.utterance_id, u.speaker, u.start_s)
         labels = latent_labels(alignment, len(enc.codes), u.start_s)
         label_rows += [(u.utterance_id, k, p) for k, p in enumerate(labels)]
     codes = pd.DataFrame(code_rows, columns=["utterance_id", "speaker", "frame", "code", "row"])
     labels = pd.DataFrame(label_rows, columns=["utterance_id", "frame", "phone"])
     joined, report = join(codes, labels)
+    position = {u.utterance_id: i for i, u in enumerate(utterances)}
+    joined = joined.iloc[
+        np.lexsort((joined["frame"].to_numpy(), joined["utterance_id"].map(position).to_numpy()))
+    ]
     vectors = np.stack(latents)[joined["row"].to_numpy()].astype(np.float32)
     dim = vectors.shape[1]
     table = pa.table({
@@ -156,30 +184,57 @@ def align(
         "phone": pa.array(joined["phone"], pa.string()),
         "latent": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
     })  # fmt: skip
-    phones = pd.concat(intervals, ignore_index=True).sort_values("utterance_id", kind="stable")
-    return Aligned(table, phones.reset_index(drop=True), report)
+    phones = pd.concat([intervals[u.utterance_id] for u in utterances], ignore_index=True)
+    return Aligned(table, phones, report)
 
 
-def summary(split: str, utterances: int, table: pa.Table, report: JoinReport) -> dict:
+class CodesWriter:
+    """data/codes/ written a shard of utterances at a time (`add`), in the order added:
+    codes.parquet (one row group per `add`), phones.parquet, and at `close` codebook.parquet;
+    what it holds is the codes used and the join report, not the rows."""
+
+    def __init__(self, folder: Path, codebook: np.ndarray) -> None:
+        self.folder, self.codebook = folder, codebook
+        self._codes: pq.ParquetWriter | None = None
+        self._phones: pq.ParquetWriter | None = None
+        self.used: set[int] = set()
+        self.report = JoinReport(0, {}, {})
+        self.utterances = 0
+
+    def add(self, aligned: Aligned, utterances: int) -> None:
+        table = aligned.table
+        phones = pa.Table.from_pandas(aligned.intervals[INTERVAL_COLUMNS], preserve_index=False)
+        if self._codes is None:
+            self._codes = pq.ParquetWriter(self.folder / "codes.parquet", table.schema,
+                                           compression="zstd")  # fmt: skip
+            self._phones = pq.ParquetWriter(self.folder / "phones.parquet", phones.schema,
+                                            compression="zstd")  # fmt: skip
+        self._codes.write_table(table)
+        self._phones.write_table(phones)
+        self.used.update(np.unique(table.column("code").to_numpy()).tolist())
+        r = aligned.report
+        self.report = JoinReport(self.report.frames + r.frames,
+                                 {**self.report.only_codes, **r.only_codes},
+                                 {**self.report.only_labels, **r.only_labels})  # fmt: skip
+        self.utterances += utterances
+
+    def close(self) -> None:
+        if self._codes is None:
+            raise ValueError("no utterances were coded")
+        self._codes.close()
+        self._phones.close()
+        pq.write_table(codebook_table(self.codebook), self.folder / "codebook.parquet")
+
+
+def summary(split: str, utterances: int, codes_used: int, report: JoinReport) -> dict:
     """data/align_report.json: what was joined, and every frame left out on either side."""
     return {
         "split": split, "utterances": utterances, "frames": report.frames,
-        "codes_used": len(set(table.column("code").to_pylist())),
+        "codes_used": codes_used,
         "frames_only_codes": sum(report.only_codes.values()),
         "frames_only_labels": sum(report.only_labels.values()),
         "only_codes": report.only_codes, "only_labels": report.only_labels,
     }  # fmt: skip
-
-
-def write_codes(
-    folder: Path, table: pa.Table, codebook: np.ndarray, intervals: pd.DataFrame
-) -> None:
-    """data/codes/: codes.parquet (one row per latent), codebook.parquet and phones.parquet (the
-    utterances' phone intervals)."""
-    pq.write_table(table, folder / "codes.parquet", compression="zstd")
-    pq.write_table(codebook_table(codebook), folder / "codebook.parquet")
-    pq.write_table(pa.Table.from_pandas(intervals[INTERVAL_COLUMNS], preserve_index=False),
-                   folder / "phones.parquet", compression="zstd")  # fmt: skip
 
 
 def train_latent_sample(
@@ -236,22 +291,98 @@ def codebook_table(codebook: np.ndarray) -> pa.Table:
 
 
 def read_codes(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """data/codes back: the frame table (sorted by utterance_id, frame), its latents [N, E] in
-    the same row order, and the codebook [K, E]."""
-    folder = Path(folder)
-    table = pq.read_table(folder / "codes.parquet")
-    frames = table.drop(["latent"]).to_pandas()
-    latents = _matrix(table.column("latent"))
-    key = frames[["utterance_id", "frame"]]
-    if not (key.sort_values(["utterance_id", "frame"]).index == key.index).all():
-        raise ValueError(f"{folder / 'codes.parquet'}: rows not sorted by (utterance_id, frame)")
-    book = pq.read_table(folder / "codebook.parquet")
+    """data/codes back, whole: the frame table (`read_frames`), its latents [N, E] in the same
+    row order, and the codebook [K, E]. The stages read the latents a shard at a time instead
+    (`Latents`)."""
+    frames = read_frames(folder).frames
+    latents = _matrix(pq.read_table(Path(folder) / "codes.parquet", columns=["latent"])
+                      .column("latent"))  # fmt: skip
+    return frames, latents, read_codebook(folder)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The frame table of data/codes and where each utterance's rows are."""
+
+    frames: pd.DataFrame  # utterance_id, speaker, frame, code, phone (categorical strings)
+    ids: np.ndarray  # str [U]: the utterances in row order
+    offsets: np.ndarray  # int64 [U + 1]: utterance i is rows offsets[i]:offsets[i + 1]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def layout_of(frames: pd.DataFrame, source: str = "frames") -> Layout:
+    """The layout of a frame table whose rows are grouped by utterance with frames 0..n-1 in
+    order; anything else is a ValueError naming `source`."""
+    utt = frames["utterance_id"].to_numpy()
+    frame = frames["frame"].to_numpy()
+    change = np.flatnonzero(utt[1:] != utt[:-1]) + 1 if len(utt) else np.zeros(0, np.int64)
+    starts = np.r_[0, change].astype(np.int64) if len(utt) else change
+    offsets = np.r_[starts, len(utt)].astype(np.int64)
+    ids = utt[starts].astype(str)
+    expected = np.arange(len(utt)) - np.repeat(starts, np.diff(offsets))
+    if len(set(ids)) != len(ids) or (frame != expected).any():
+        raise ValueError(f"{source}: rows not grouped by utterance with frames 0, 1, ... in "
+                         "order")  # fmt: skip
+    return Layout(frames, ids, offsets)
+
+
+FRAME_COLUMNS = ["utterance_id", "speaker", "frame", "code", "phone"]
+
+
+def read_frames(folder: str | os.PathLike[str]) -> Layout:
+    """data/codes/codes.parquet without its latents: one row per latent, in the file's order
+    (grouped by utterance, utterances in the features' order, frames 0, 1, ...), strings as
+    categoricals; a few bytes per latent, whatever their dimension."""
+    path = Path(folder) / "codes.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: missing; it is written by the align stage "
+                                "(run `dvc repro align`)")  # fmt: skip
+    strings = ["utterance_id", "speaker", "phone"]
+    table = pq.read_table(path, columns=FRAME_COLUMNS, read_dictionary=strings)
+    return layout_of(table.to_pandas(), str(path))
+
+
+def read_codebook(folder: str | os.PathLike[str]) -> np.ndarray:
+    """data/codes/codebook.parquet: the code vectors [K, E]."""
+    path = Path(folder) / "codebook.parquet"
+    book = pq.read_table(path)
     codebook = _matrix(book.column("vector"))
     if (book.column("code").to_numpy() != np.arange(len(codebook))).any():
-        raise ValueError(f"{folder / 'codebook.parquet'}: codes are not 0..K-1 in order")
-    return frames, latents, codebook
+        raise ValueError(f"{path}: codes are not 0..K-1 in order")
+    return codebook
 
 
-def _matrix(column: pa.ChunkedArray) -> np.ndarray:
-    flat = column.combine_chunks()
+class Latents:
+    """The latents of data/codes/codes.parquet read forward a batch at a time: `next(n)` is the
+    next n rows [n, E]; one batch of the file is in memory beside what was asked for."""
+
+    def __init__(self, folder: str | os.PathLike[str], batch_rows: int = 65_536) -> None:
+        self.path = Path(folder) / "codes.parquet"
+        self._batches = pq.ParquetFile(self.path).iter_batches(batch_rows, columns=["latent"])
+        self._held = np.zeros((0, 0), np.float32)
+        self.row = 0
+
+    def next(self, n: int) -> np.ndarray:
+        parts, need = [], n
+        while need > 0:
+            if len(self._held) == 0:
+                batch = next(self._batches, None)
+                if batch is None:
+                    raise ValueError(f"{self.path}: {n} more latents asked for at row "
+                                     f"{self.row}, past the end")  # fmt: skip
+                self._held = _matrix(batch.column("latent"))
+            take, self._held = self._held[:need], self._held[need:]
+            parts.append(take)
+            need -= len(take)
+        self.row += n
+        if not parts:
+            return np.zeros((0, self._held.shape[1]), np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    flat = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     return flat.values.to_numpy(zero_copy_only=False).reshape(len(flat), flat.type.list_size)

@@ -23,37 +23,33 @@ full grid (reports/eval.json); `headline` the few numbers `dvc metrics show` put
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
 from vqspeech.evaluate import abx, dpdp
+from vqspeech.evaluate.heldout import HeldOut, Rows, pair_frames
 from vqspeech.evaluate.metrics import (
     boundary_scores,
     entropy_bits,
     mean_run_length,
     scores,
-    speech_mask,
 )
 from vqspeech.evaluate.sampling import BottomK
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
+from vqspeech.phones import SILENCES
 
 log = logging.getLogger(__name__)
 # all frames; the rest (speech frames, AMI, ARI, ..., ABX cell counts) is in reports/eval.json
 HEADLINE = ("pnmi", "nmi", "ami", "phone_purity", "one_to_one", "boundary_f1", "code_perplexity",
             "codes_used", "bitrate", "mean_run_length")  # fmt: skip
-
-
-def pair_frames(features: np.ndarray) -> np.ndarray:
-    """[T, D] -> [T // 2, D]: the mean of frames 2k and 2k+1 (a trailing odd frame is dropped)."""
-    n = len(features) // 2
-    return features[: 2 * n].reshape(n, 2, -1).mean(axis=1)
 
 
 def train_frames(
@@ -80,25 +76,26 @@ def code_perplexity(codes: np.ndarray) -> float:
 
 
 def matched_kmeans(
-    km: MiniBatchKMeans, train: np.ndarray, held_out: np.ndarray, target: float, seed: int,
-    refits: int = 2,
-) -> tuple[MiniBatchKMeans, dict[int, float]]:  # fmt: skip
-    """k-means on the same train frames at the K' whose codes' perplexity on `held_out` comes
-    closest to `target` (the learned codes'): the comparison at equal used codes. Starting
-    from `km` (K codes), K' is scaled by target / perplexity (which grows about linearly with
-    K') up to `refits` times, stopping when it repeats. Returns the closest fit and every
-    (K', perplexity) tried."""
-    fits = {km.n_clusters: km}
-    tried = {km.n_clusters: code_perplexity(km.predict(held_out))}
+    km: MiniBatchKMeans, train: np.ndarray, predict: Callable[[MiniBatchKMeans], np.ndarray],
+    target: float, seed: int, refits: int = 2,
+) -> tuple[MiniBatchKMeans, dict[int, float], np.ndarray]:  # fmt: skip
+    """k-means on the same train frames at the K' whose codes' perplexity on the held-out frames
+    (`predict(fit)`: a fit's codes of them) comes closest to `target` (the learned codes'): the
+    comparison at equal used codes. Starting from `km` (K codes), K' is scaled by
+    target / perplexity (which grows about linearly with K') up to `refits` times, stopping
+    when it repeats. Returns the closest fit, every (K', perplexity) tried and its codes."""
+    fits, codes = {km.n_clusters: km}, {km.n_clusters: predict(km)}
+    tried = {km.n_clusters: code_perplexity(codes[km.n_clusters])}
     k = km.n_clusters
     for _ in range(refits):
         k = max(2, round(k * target / tried[k]))
         if k in tried:
             break
         fits[k] = kmeans(train, k, seed)
-        tried[k] = code_perplexity(fits[k].predict(held_out))
+        codes[k] = predict(fits[k])
+        tried[k] = code_perplexity(codes[k])
     best = min(tried, key=lambda c: (abs(tried[c] - target), c))
-    return fits[best], tried
+    return fits[best], tried, codes[best]
 
 
 def kmeans(x: np.ndarray, k: int, seed: int) -> MiniBatchKMeans:
@@ -132,15 +129,42 @@ def score_system(
     """Metrics of one system; `frames` has utterance_id, frame, phone, code (one row a latent);
     `symbols_per_second` is the code rate for the bitrate (see `symbol_rate`)."""
     frames = frames.sort_values(["utterance_id", "frame"])
-    phones, codes = frames["phone"].to_numpy(), frames["code"].to_numpy()
-    groups = [g for _, g in frames.groupby("utterance_id", sort=True)]
-    phone_seqs = [g["phone"].to_numpy() for g in groups]
-    code_seqs = [g["code"].to_numpy() for g in groups]
-    all_frames = scores(phones, codes, symbols_per_second)
+    ids, names = phone_labels(frames["phone"])
+    utt = frames["utterance_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, utt[1:] != utt[:-1]]) if len(utt) else np.zeros(0, int)
+    offsets = np.r_[starts, len(utt)].astype(np.int64)
+    return score_codes(ids, names, frames["code"].to_numpy(), offsets, tolerance,
+                       symbols_per_second)  # fmt: skip
+
+
+def phone_labels(phones: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Phone labels as (ids [N], names): ids number the names in sorted order, as np.unique
+    would, so every metric of the ids is the metric of the labels, to the last bit."""
+    if isinstance(phones, pd.Series) and isinstance(phones.dtype, pd.CategoricalDtype):
+        cats = np.asarray(phones.cat.categories).astype(str)
+        order = np.argsort(cats, kind="stable")
+        names = cats[order]
+        rank = np.empty(len(cats), dtype=np.int64)
+        rank[order] = np.arange(len(cats))
+        return rank[phones.cat.codes.to_numpy()], names
+    names, ids = np.unique(np.asarray(phones).astype(str), return_inverse=True)
+    return ids.astype(np.int64), names
+
+
+def score_codes(
+    phone_ids: np.ndarray, phone_names: np.ndarray, codes: np.ndarray, offsets: np.ndarray,
+    tolerance: int, symbols_per_second: float,
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """`score_system` of label arrays: phone ids (into `phone_names`) and codes per latent,
+    utterance u the rows offsets[u]:offsets[u + 1]."""
+    bounds = list(itertools.pairwise(offsets))
+    phone_seqs = [phone_names[phone_ids[a:b]] for a, b in bounds]
+    code_seqs = [codes[a:b] for a, b in bounds]
+    all_frames = scores(phone_ids, codes, symbols_per_second)
     all_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance))
     all_frames["mean_run_length"] = mean_run_length(code_seqs)
-    speech = speech_mask(phones)
-    speech_frames = scores(phones[speech], codes[speech], symbols_per_second)
+    speech = ~np.isin(phone_names, SILENCES)[phone_ids]
+    speech_frames = scores(phone_ids[speech], codes[speech], symbols_per_second)
     speech_frames.update(boundary_scores(phone_seqs, code_seqs, tolerance, speech_only=True))
     return {"all": all_frames, "speech": speech_frames}
 
@@ -151,7 +175,14 @@ def symbol_rate(
     """Symbols per second of real audio, as ZeroSpeech 2019's bitrate counts them: the number
     of code frames over the total duration the utterances' features cover ((frames - 1) hops
     plus one window each: the audio the codes describe, within one 10 ms hop of the file)."""
-    seconds = sum((len(u.features) - 1) * hop_s + win_s for u in utterances if len(u.features))
+    return symbol_rate_of(symbols, [len(u.features) for u in utterances], hop_s, win_s)
+
+
+def symbol_rate_of(
+    symbols: int, frames: Sequence[int] | np.ndarray, hop_s: float = 0.01, win_s: float = 0.025
+) -> float:
+    """`symbol_rate` of the utterances' feature frame counts."""
+    seconds = sum((int(n) - 1) * hop_s + win_s for n in frames if n)
     if seconds <= 0:
         raise ValueError("no audio to divide the symbols by")
     return symbols / seconds
@@ -182,27 +213,13 @@ def rounded(d: dict, digits: int = 4) -> dict:
     return out
 
 
-def paired_like(
-    frames: pd.DataFrame, utts: Iterable[Utterance], norm: Normalizer, source: str
-) -> np.ndarray:
-    """The paired MFCC vector of each row of `frames` (same order); a coded frame without MFCC
-    is a ValueError naming `source`."""
-    keys, mfcc = paired_features(utts, norm)
-    rows = frames[["utterance_id", "frame"]].merge(
-        keys.reset_index(), on=["utterance_id", "frame"], how="left", validate="1:1"
-    )["index"]
-    if rows.isna().any():
-        raise ValueError(f"{source}: no MFCC frames for {int(rows.isna().sum())} "
-                         f"of {len(frames)} coded frames")  # fmt: skip
-    return mfcc[rows.to_numpy(dtype=np.int64)]
-
-
 def abx_items(
-    intervals: pd.DataFrame, frames: pd.DataFrame, stride: int, max_group: int, seed: int
-) -> abx.Items:
-    """ABX items of the phone intervals over a frame table at `stride` 10 ms frames per frame,
-    capped per group (see vqspeech.evaluate.abx)."""
-    items = abx.items_from_intervals(intervals, frames, abx.FrameGrid.of(stride))
+    intervals: pd.DataFrame, ids: np.ndarray, counts: np.ndarray, stride: int, max_group: int,
+    seed: int,
+) -> abx.Items:  # fmt: skip
+    """ABX items of the phone intervals over a frame table of utterances `ids` with `counts`
+    frames each, at `stride` 10 ms frames per frame, capped per group (vqspeech.evaluate.abx)."""
+    items = abx.items_from_layout(intervals, ids, counts, abx.FrameGrid.of(stride))
     cut, groups = abx.over_cap(items, max_group)
     log.info("ABX at %d ms: %d items of %d intervals; %d of %d (context, speaker, phone) groups "
              "over %d items, cut", 10 * stride, len(items), len(intervals), cut, groups,
@@ -210,55 +227,106 @@ def abx_items(
     return abx.cap_groups(items, max_group, seed)
 
 
+def _ranges(offsets: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """The rows of utterances `which` (sorted), utterance u being rows offsets[u]:offsets[u+1]."""
+    parts = [np.arange(offsets[u], offsets[u + 1]) for u in which]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
 def evaluate(
-    frames: pd.DataFrame, latents: np.ndarray, codebook: np.ndarray, km: MiniBatchKMeans,
-    mfcc: np.ndarray, *, native: tuple[pd.DataFrame, np.ndarray], intervals: pd.DataFrame,
-    symbols_per_second: float, seed: int, tolerance: int, max_group: int, max_x_across: int,
+    held: HeldOut, codebook: np.ndarray, km: MiniBatchKMeans, *, intervals: pd.DataFrame,
+    seed: int, tolerance: int, max_group: int, max_x_across: int,
     train_latents: np.ndarray | None = None, dpdp_mean: float = 0.0, dpdp_max: int = 20,
     train_mfcc: np.ndarray | None = None,
 ) -> dict[str, dict]:  # fmt: skip
     """Every system's scores on the same frames (see the module docstring), the full grid.
 
-    frames: one row per 20 ms latent (utterance_id, frame, speaker, phone, code); latents [N, E]
-    and mfcc [N, D] (paired) in the same order; native: the 10 ms frame table and its MFCC
-    vectors (`native_features`); intervals: the utterances' phone intervals (ABX items);
+    held: the coded frames (`held.layout`: one row per 20 ms latent, utterance_id, frame,
+    speaker, phone, code) and their latents and MFCC, read a shard at a time in passes (one for
+    every system's codes and what ABX and DPDP calibration need, one for DPDP, one per extra
+    k-means of `kmeans_mfcc_matched`); intervals: the utterances' phone intervals (ABX items);
     km fitted with K = len(codebook); train_latents: the sample `kmeans_latent` is fitted on
     (None: no such system); dpdp_mean > 0 adds each system re-segmented by DPDP to segments of
     that mean length in latents (`<system>_dpdp`, vqspeech.evaluate.dpdp); train_mfcc: the
     frames km was fitted on (`train_frames`), which adds `kmeans_mfcc_matched`, k-means on MFCC
-    at the learned codes' perplexity (`matched_kmeans`; None: no such system)."""
-    k = len(codebook)
-    # system -> (codes, the vectors its codes quantize, its code vectors)
-    systems: dict[str, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {
-        "vqvae": (frames["code"].to_numpy(), latents, codebook),
-        "kmeans_mfcc": (km.predict(mfcc).astype(np.int64), mfcc, km.cluster_centers_),
-    }
+    at the learned codes' perplexity (`matched_kmeans`; None: no such system). In memory: one
+    integer per latent per system, the ABX items' frames, the calibration utterances."""
+    layout, k = held.layout, len(codebook)
+    n, offsets = len(layout.frames), layout.offsets
+    with_latents = None
     if train_latents is not None:
         with_latents = kmeans(train_latents.astype(np.float64), k, seed)
-        codes = with_latents.predict(latents.astype(np.float64)).astype(np.int64)
-        systems["kmeans_latent"] = (codes, latents, with_latents.cluster_centers_)
+    # what ABX and the DPDP calibration need of the vectors, known from the frame table
+    items_20, rows_20 = abx.compact(abx_items(intervals, layout.ids, layout.counts, 2,
+                                              max_group, seed))  # fmt: skip
+    items_10, rows_10 = abx.compact(abx_items(intervals, layout.ids, held.n_frames, 1,
+                                              max_group, seed))  # fmt: skip
+    pick = dpdp.calibration_pick(len(layout.ids), seed) if dpdp_mean > 0 else np.zeros(0, int)
+    cal_rows = _ranges(offsets, pick)
+    want = {"latent": Rows(rows_20), "mfcc": Rows(rows_20), "native": Rows(rows_10),
+            "cal_latent": Rows(cal_rows), "cal_mfcc": Rows(cal_rows)}  # fmt: skip
+    mfcc_codes, latent_codes = [], []
+    for c in held.chunks(native=True):
+        mfcc_codes.append(km.predict(c.paired).astype(np.int64))
+        if with_latents is not None:
+            latent_codes.append(with_latents.predict(c.latents.astype(np.float64))
+                                .astype(np.int64))  # fmt: skip
+        for name, part, rows in (("latent", c.latents, c.rows), ("mfcc", c.paired, c.rows),
+                                 ("native", c.native, c.native_rows),
+                                 ("cal_latent", c.latents, c.rows),
+                                 ("cal_mfcc", c.paired, c.rows)):  # fmt: skip
+            want[name].add(part, rows)
+    got = {name: rows.result() for name, rows in want.items()}
+    # system -> (codes, which vectors its codes quantize, its code vectors)
+    systems: dict[str, tuple[np.ndarray, str | None, np.ndarray | None]] = {
+        "vqvae": (layout.frames["code"].to_numpy().astype(np.int64), "latent", codebook),
+        "kmeans_mfcc": (np.concatenate(mfcc_codes), "mfcc", km.cluster_centers_),
+    }
+    if with_latents is not None:
+        systems["kmeans_latent"] = (np.concatenate(latent_codes), "latent",
+                                    with_latents.cluster_centers_)  # fmt: skip
     penalties = {}
     if dpdp_mean > 0:
-        ids = frames["utterance_id"].to_numpy()
-        for name in list(systems):
-            _, vectors, book = systems[name]
-            codes, penalties[name] = dpdp.resegment(ids, vectors, book, dpdp_mean, dpdp_max, seed)
-            systems[f"{name}_dpdp"] = (codes, vectors, book)
+        cal_offsets = np.r_[0, np.cumsum(np.diff(offsets)[pick])].astype(np.int64)
+        raw = list(systems)
+        for name in raw:
+            _, kind, book = systems[name]
+            d = dpdp.squared_distances(got[f"cal_{kind}"], book)
+            costs = [d[a:b] for a, b in itertools.pairwise(cal_offsets)]
+            penalties[name] = dpdp.calibrate(costs, dpdp_mean, dpdp_max)
+        segmented: dict[str, list[np.ndarray]] = {name: [] for name in raw}
+        for c in held.chunks():
+            for name in raw:
+                _, kind, book = systems[name]
+                d = dpdp.squared_distances(c.latents if kind == "latent" else c.paired, book)
+                segmented[name] += [dpdp.segment(d[a:b], penalties[name], dpdp_max)
+                                    for a, b in itertools.pairwise(c.offsets)]  # fmt: skip
+        for name in raw:
+            _, kind, book = systems[name]
+            systems[f"{name}_dpdp"] = (np.concatenate(segmented[name]), kind, book)
             log.info("DPDP %s: penalty %.4g per segment (segments of %.1f latents on average)",
                      name, penalties[name], dpdp_mean)  # fmt: skip
     matched: dict[int, float] = {}
     if train_mfcc is not None:
         target = code_perplexity(systems["vqvae"][0])
-        fit, matched = matched_kmeans(km, train_mfcc, mfcc, target, seed)
-        systems["kmeans_mfcc_matched"] = (fit.predict(mfcc).astype(np.int64), mfcc,
-                                          fit.cluster_centers_)  # fmt: skip
+
+        def predict(fit: MiniBatchKMeans) -> np.ndarray:
+            if fit is km:
+                return systems["kmeans_mfcc"][0]
+            return np.concatenate([fit.predict(c.paired).astype(np.int64)
+                                   for c in held.chunks(latents=False)])  # fmt: skip
+
+        fit, matched, codes = matched_kmeans(km, train_mfcc, predict, target, seed)
+        systems["kmeans_mfcc_matched"] = (codes, "mfcc", fit.cluster_centers_)
         log.info("k-means on MFCC at the learned codes' perplexity %.2f: K' = %d (tried %s)",
                  target, fit.n_clusters,
                  ", ".join(f"{c}: {p:.2f}" for c, p in matched.items()))  # fmt: skip
-    systems["random"] = (np.random.default_rng(seed).integers(0, k, len(frames)), None, None)
+    systems["random"] = (np.random.default_rng(seed).integers(0, k, n), None, None)
+    phone_ids, phone_names = phone_labels(layout.frames["phone"])
+    rate = symbol_rate_of(n, held.n_frames)
     result: dict[str, dict] = {}
     for name, (codes, _, _) in systems.items():
-        result[name] = score_system(frames.assign(code=codes), tolerance, symbols_per_second)
+        result[name] = score_codes(phone_ids, phone_names, codes, offsets, tolerance, rate)
         if name.endswith("_dpdp"):
             result[name]["dpdp_penalty"] = penalties[name.removesuffix("_dpdp")]
         if name == "kmeans_mfcc_matched":
@@ -268,14 +336,13 @@ def evaluate(
         log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f, mean run %.2f",
                  name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"],
                  r["mean_run_length"])  # fmt: skip
-    items_20 = abx_items(intervals, frames, 2, max_group, seed)
-    items_10 = abx_items(intervals, native[0], 1, max_group, seed)
-    representations = {("vqvae", "latent"): (items_20, abx.angular(latents))}
+    # ABX over the items' frames alone (abx.compact): the same scores as over every frame
+    representations = {("vqvae", "latent"): (items_20, abx.angular(got["latent"]))}
     for name, (codes, _, book) in systems.items():
         if book is not None:
-            representations[(name, "code")] = (items_20, abx.angular_codes(codes, book))
-    representations[("mfcc", "frames_20ms")] = (items_20, abx.angular(mfcc))
-    representations[("mfcc", "frames_10ms")] = (items_10, abx.angular(native[1]))
+            representations[(name, "code")] = (items_20, abx.angular_codes(codes[rows_20], book))
+    representations[("mfcc", "frames_20ms")] = (items_20, abx.angular(got["mfcc"]))
+    representations[("mfcc", "frames_10ms")] = (items_10, abx.angular(got["native"]))
     for (system, rep), (items, distance) in representations.items():
         started = time.perf_counter()
         res = abx.abx(items, distance, max_x_across, seed)

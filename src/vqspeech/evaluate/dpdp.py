@@ -88,20 +88,25 @@ def calibrate(
     return float(np.exp((lo + hi) / 2))
 
 
+def calibration_pick(utterances: int, seed: int, count: int = 60) -> np.ndarray:
+    """The utterances (indices, sorted) `calibrate` is run on: a seeded subset of `count`."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(utterances, min(count, utterances), replace=False))
+
+
 def resegment(
     utterance_ids: np.ndarray, vectors: np.ndarray, codebook: np.ndarray, mean_latents: float,
     max_len: int, seed: int, calibration_utterances: int = 60,
 ) -> tuple[np.ndarray, float]:  # fmt: skip
     """DPDP codes for frames sorted by utterance (`utterance_ids` [N], one per row of vectors),
     with the penalty `calibrate` finds on a seeded subset of `calibration_utterances`; returns
-    the codes and that penalty."""
+    the codes and that penalty. (The evaluate stage does the same a shard at a time.)"""
     if len(utterance_ids) != len(vectors):
         raise ValueError(f"{len(utterance_ids)} utterance ids for {len(vectors)} frames")
     utts = _utterances(utterance_ids)
     d = squared_distances(vectors, codebook)
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(utts), min(calibration_utterances, len(utts)), replace=False)
-    penalty = calibrate([d[utts[i]] for i in np.sort(pick)], mean_latents, max_len)
+    pick = calibration_pick(len(utts), seed, calibration_utterances)
+    penalty = calibrate([d[utts[i]] for i in pick], mean_latents, max_len)
     out = np.empty(len(d), dtype=np.int64)
     for u in utts:
         out[u] = segment(d[u], penalty, max_len)

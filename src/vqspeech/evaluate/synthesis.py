@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,16 +116,28 @@ def choose(
     utterances: Sequence[Utterance], count: int, seconds: float, rng: np.random.Generator,
     lead_latents: int = 5,
 ) -> tuple[list[Utterance], list[int], int]:  # fmt: skip
-    """`count` utterances (seeded, in id order), the latent each excerpt starts at
-    (`lead_latents`, at most a quarter of the excerpt, before the first speech frame, so
-    excerpts are not mostly leading silence)
-    and the excerpts' common length in latents: `seconds` worth (50 per second), or as much as
-    the shortest chosen utterance has. Raises ValueError when there are fewer utterances than
-    `count` or one lacks its audio."""
-    pool = sorted(utterances, key=lambda u: u.utterance_id)
+    """`count` utterances (seeded, in id order: `choose_ids`) and their `excerpts`."""
+    by_id = {u.utterance_id: u for u in utterances}
+    chosen = [by_id[i] for i in choose_ids(list(by_id), count, rng)]
+    return (chosen, *excerpts(chosen, seconds, lead_latents))
+
+
+def choose_ids(ids: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:
+    """`count` of the held-out utterance ids (seeded, in id order); ValueError when there are
+    fewer than `count`."""
+    pool = sorted(ids)
     if len(pool) < count:
         raise ValueError(f"{count} utterances to synthesize but only {len(pool)} held out")
-    chosen = [pool[i] for i in sorted(rng.choice(len(pool), size=count, replace=False))]
+    return [pool[i] for i in sorted(rng.choice(len(pool), size=count, replace=False))]
+
+
+def excerpts(
+    chosen: Sequence[Utterance], seconds: float, lead_latents: int = 5
+) -> tuple[list[int], int]:
+    """The latent each excerpt starts at (`lead_latents`, at most a quarter of the excerpt,
+    before the first speech frame, so excerpts are not mostly leading silence) and the
+    excerpts' common length in latents: `seconds` worth (50 per second), or as much as the
+    shortest chosen utterance has. ValueError when one lacks its audio."""
     wanted = round(seconds * 50)
     lead = min(lead_latents, wanted // 4)  # a short excerpt still gets mostly speech
     starts = []
@@ -137,7 +149,7 @@ def choose(
         starts.append(max(0, (speech[0] if speech else 0) // 2 - lead))
     n_latents = min(wanted, *(len(u.features) // 2 - s for u, s in
                                            zip(chosen, starts, strict=True)))  # fmt: skip
-    return chosen, starts, n_latents
+    return starts, n_latents
 
 
 def targets(speakers: Sequence[str], count: int, per_utterance: int, rng: np.random.Generator
@@ -149,42 +161,70 @@ def targets(speakers: Sequence[str], count: int, per_utterance: int, rng: np.ran
             for _ in range(count)]  # fmt: skip
 
 
-def classifier_split(
-    utterances: Sequence[Utterance], per_speaker: int, holdout: float, samples: int,
-    rng: np.random.Generator,
-) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
-    """(fit, test) lists of (speaker, float audio): up to `per_speaker` utterances of each
-    speaker, each cut to its first `samples` samples (the length of what is synthesized), the
-    last `holdout` share of each speaker's pick kept for testing (at least one)."""
-    by_speaker: dict[str, list[Utterance]] = {}
-    for u in utterances:
-        if u.audio is not None:
-            by_speaker.setdefault(u.speaker, []).append(u)
-    fit, test = [], []
+def classifier_picks(
+    speakers: Mapping[str, str], per_speaker: int, holdout: float, rng: np.random.Generator
+) -> list[tuple[str, str, bool]]:
+    """(speaker, utterance_id, held out) of up to `per_speaker` utterances of each speaker of
+    `speakers` (utterance_id -> speaker, seeded, by speaker), the last `holdout` share of each
+    speaker's pick held out (at least one); ValueError for a speaker with fewer than 2."""
+    by_speaker: dict[str, list[str]] = {}
+    for uid, speaker in speakers.items():
+        by_speaker.setdefault(speaker, []).append(uid)
+    out = []
     for speaker in sorted(by_speaker):
-        pool = sorted(by_speaker[speaker], key=lambda u: u.utterance_id)
+        pool = sorted(by_speaker[speaker])
         pick = [pool[i] for i in rng.choice(len(pool), min(per_speaker, len(pool)), False)]
         if len(pick) < 2:
             raise ValueError(f"speaker {speaker}: {len(pick)} utterance(s) with audio, need 2")
         n_test = max(1, round(holdout * len(pick)))
-        for i, u in enumerate(pick):
-            audio = u.audio[:samples].astype(np.float32) / 32768
-            (test if i >= len(pick) - n_test else fit).append((speaker, audio))
+        out += [(speaker, uid, i >= len(pick) - n_test) for i, uid in enumerate(pick)]
+    return out
+
+
+def classifier_split(
+    utterances: Sequence[Utterance], per_speaker: int, holdout: float, samples: int,
+    rng: np.random.Generator,
+) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
+    """(fit, test) lists of (speaker, float audio) of the utterances with audio that
+    `classifier_picks` picks, each cut to its first `samples` samples (the length of what is
+    synthesized)."""
+    by_id = {u.utterance_id: u for u in utterances if u.audio is not None}
+    picks = classifier_picks({i: u.speaker for i, u in by_id.items()}, per_speaker, holdout, rng)
+    return classifier_audio(picks, by_id, samples)
+
+
+def classifier_audio(
+    picks: Sequence[tuple[str, str, bool]], utterances: Mapping[str, Utterance], samples: int
+) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
+    """(fit, test) of `classifier_picks`: each utterance's first `samples` samples, as float."""
+    fit, test = [], []
+    for speaker, uid, held in picks:
+        u = utterances[uid]
+        if u.audio is None:
+            raise ValueError(f"{uid}: no audio in the feature shards (features.audio: false)")
+        (test if held else fit).append((speaker, u.audio[:samples].astype(np.float32) / 32768))
     return fit, test
+
+
+def classifier_viable(speakers: Iterable[str]) -> bool:
+    """Whether there are 2 or more speakers with 2 or more utterances each (warns if not: the
+    classifier's metrics are then null)."""
+    counts = Counter(speakers)
+    if len(counts) < 2 or min(counts.values()) < 2:
+        log.warning(
+            "speaker classifier skipped (its metrics are null): it needs 2 or more training "
+            "speakers with 2 or more utterances each, found %s", dict(counts),
+        )  # fmt: skip
+        return False
+    return True
 
 
 def classifier_data(
     utterances: Sequence[Utterance], per_speaker: int, holdout: float, samples: int,
     rng: np.random.Generator,
 ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
-    """`classifier_split`, or ([], []) with a warning (the classifier's metrics are then null)
-    where there are not 2 or more speakers with 2 or more utterances each."""
-    counts = Counter(u.speaker for u in utterances)
-    if len(counts) < 2 or min(counts.values()) < 2:
-        log.warning(
-            "speaker classifier skipped (its metrics are null): it needs 2 or more training "
-            "speakers with 2 or more utterances each, found %s", dict(counts),
-        )  # fmt: skip
+    """`classifier_split`, or ([], []) when not `classifier_viable`."""
+    if not classifier_viable(u.speaker for u in utterances):
         return [], []
     return classifier_split(utterances, per_speaker, holdout, samples, rng)
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vqspeech.evaluate.heldout import Rows
 from vqspeech.evaluate.metrics import Contingency
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
@@ -21,11 +22,14 @@ log = logging.getLogger(__name__)
 
 
 def draw(
-    folder: Path, frames: pd.DataFrame, latents: np.ndarray, codebook: np.ndarray,
-    panels_of, *, utterances: int, umap_points: int, seconds: float, seed: int,
+    folder: Path, frames: pd.DataFrame, latents: Callable[[], Iterable[np.ndarray]],
+    codebook: np.ndarray, panels_of, *, utterances: int, umap_points: int, seconds: float,
+    seed: int,
 ) -> None:  # fmt: skip
-    """Every figure into `folder`. `panels_of(ids, order)` returns the UtterancePanels of
-    held-out utterances `ids`, codes shown in `order`."""
+    """Every figure into `folder`. `frames`: the frame table (grouped by utterance);
+    `latents()`: a pass over its latents in row order, a part at a time (called three times);
+    `panels_of(ids, order)` returns the UtterancePanels of held-out utterances `ids`, codes
+    shown in `order`."""
     phones, codes = frames["phone"].to_numpy(), frames["code"].to_numpy()
     table = Contingency.of(phones, codes)
     order = P.code_order(table, P.phone_rank(table.phones))
@@ -36,14 +40,26 @@ def draw(
     phone_rows, code_rows = P.frequencies(table)
     P.write_rows(folder / "phone_frequency.json", phone_rows)
     P.write_rows(folder / "code_frequency.json", code_rows)
-    P.write_rows(folder / "distances.json", P.distance_histograms(latents, codes, codebook))
+
+    def with_codes() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        at = 0
+        for part in latents():
+            yield part, codes[at : at + len(part)]
+            at += len(part)
+
+    P.write_rows(folder / "distances.json", P.streamed_distance_histograms(with_codes, codebook))
     if umap_points:
         rng = np.random.default_rng(seed)
         pick = np.sort(rng.choice(len(frames), min(umap_points, len(frames)), replace=False))
+        picked = Rows(pick)
+        at = 0
+        for part in latents():
+            picked.add(part, slice(at, at + len(part)))
+            at += len(part)
         started = time.perf_counter()
         speakers = frames["speaker"].to_numpy()[pick]
-        P.umap(latents[pick], codes[pick], phones[pick], speakers, codebook, folder / "umap.png",
-               seed)  # fmt: skip
+        P.umap(picked.result(), codes[pick], phones[pick], speakers, codebook,
+               folder / "umap.png", seed)  # fmt: skip
         log.info("UMAP of %d latents + %d codes in %.1f s", len(pick), len(codebook),
                  time.perf_counter() - started)  # fmt: skip
     else:

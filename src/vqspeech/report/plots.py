@@ -15,7 +15,7 @@ for what `dvc plots diff` should overlay across experiments:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,18 +138,40 @@ def distance_histograms(latents: np.ndarray, codes: np.ndarray, codebook: np.nda
                         bins: int = 60) -> list[dict]:  # fmt: skip
     """Densities of Euclidean distances: latent to its chosen code, latent to every other code,
     and between codes (each pair once), on shared bins; one row per bin."""
-    d = np.sqrt(np.maximum(
-        (latents**2).sum(1)[:, None] - 2 * latents @ codebook.T + (codebook**2).sum(1)[None],
-        0.0))  # fmt: skip
-    chosen = d[np.arange(len(d)), codes]
-    others = d[np.arange(codebook.shape[0])[None, :] != codes[:, None]]
+    return streamed_distance_histograms(lambda: [(latents, codes)], codebook, bins)
+
+
+def streamed_distance_histograms(
+    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], codebook: np.ndarray,
+    bins: int = 60,
+) -> list[dict]:  # fmt: skip
+    """`distance_histograms` of latents and their codes that `chunks()` yields a part at a time
+    (called twice: the largest distance, then the counts)."""
+
+    def distances(latents: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = np.sqrt(np.maximum(
+            (latents**2).sum(1)[:, None] - 2 * latents @ codebook.T
+            + (codebook**2).sum(1)[None], 0.0))  # fmt: skip
+        chosen = d[np.arange(len(d)), codes]
+        return chosen, d[np.arange(codebook.shape[0])[None, :] != codes[:, None]]
+
     iu = np.triu_indices(len(codebook), 1)
     between = np.sqrt(((codebook[:, None] - codebook[None]) ** 2).sum(-1))[iu]
-    top = float(max(chosen.max(), others.max(), between.max() if len(between) else 0.0))
+    top = float(between.max()) if len(between) else 0.0
+    for part in chunks():
+        chosen, others = distances(*part)
+        top = max(top, float(chosen.max(initial=0.0)), float(others.max(initial=0.0)))
     edges = np.linspace(0.0, top * 1.0001, bins + 1)
-    dens = {name: np.histogram(x, edges, density=True)[0] if len(x) else np.zeros(bins)
-            for name, x in (("latent_to_chosen", chosen), ("latent_to_others", others),
-                            ("between_codes", between))}  # fmt: skip
+    counts = {"latent_to_chosen": np.zeros(bins, np.int64),
+              "latent_to_others": np.zeros(bins, np.int64)}  # fmt: skip
+    for part in chunks():
+        for name, x in zip(counts, distances(*part), strict=True):
+            counts[name] += np.histogram(x, edges)[0]
+    counts["between_codes"] = np.histogram(between, edges)[0]
+    width = np.diff(edges)
+    dens = {
+        name: c / width / c.sum() if c.sum() else np.zeros(bins) for name, c in counts.items()
+    }  # as np.histogram's density=True
     centres = (edges[:-1] + edges[1:]) / 2
     return [{"distance": round(float(c), 4), **{k: round(float(v[i]), 5) for k, v in dens.items()}}
             for i, c in enumerate(centres)]  # fmt: skip
@@ -286,5 +308,7 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def sequences(frames: pd.DataFrame, column: str) -> list[np.ndarray]:
-    """Per-utterance arrays of one column of a frame table sorted by (utterance_id, frame)."""
-    return [g[column].to_numpy() for _, g in frames.groupby("utterance_id", sort=True)]
+    """Per-utterance arrays of one column of a frame table grouped by utterance, in its order."""
+    utt = frames["utterance_id"].to_numpy()
+    cut = np.flatnonzero(utt[1:] != utt[:-1]) + 1 if len(utt) else []
+    return np.split(frames[column].to_numpy(), cut)
