@@ -1,4 +1,4 @@
-"""Benchmark peak memory of the stages past features at 1x and 10x the default corpus.
+"""Benchmark peak memory of every stage from features on at 1x and 10x the default corpus.
 
 The 10x corpus is the default manifest repeated ten times (new utterance ids, the same audio and
 TextGrids, as in benchmarks/features.py), run through the features and stats stages: ten times
@@ -23,7 +23,7 @@ from features import repeat
 
 from vqspeech.data import manifest
 
-STAGES = ("features", "stats", "train", "align", "evaluate")
+STAGES = ("features", "stats", "train", "align", "evaluate", "figures", "synthesize")
 
 
 def main(epochs: int = 1, write: bool = True) -> None:
@@ -61,7 +61,7 @@ def main(epochs: int = 1, write: bool = True) -> None:
                      f"{m10 / m1:.2f}x"])  # fmt: skip
     header = ["stage", "1x wall", "1x peak RSS", "10x wall", "10x peak RSS", "10x / 1x memory"]
     body = "\n".join([
-        "## memory at 1x and 10x the corpus (features through evaluate)",
+        "## memory at 1x and 10x the corpus (features through synthesize)",
         "",
         table(header, rows),
         "",
