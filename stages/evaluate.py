@@ -61,12 +61,14 @@ def main(
                                                 norm, seed)  # fmt: skip
             km = baselines.kmeans(train_mfcc, k, seed)
         held = HeldOut(layout, codes_dir, features_dir, ev.split, norm)
-        result = baselines.evaluate(
-            held, codebook, km, intervals=intervals, seed=seed,
-            tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
-            max_x_across=ev.abx.max_x_across, train_latents=train_latents,
-            dpdp_mean=ev.dpdp.mean_latents, dpdp_max=ev.dpdp.max_latents, train_mfcc=train_mfcc,
-        )  # fmt: skip
+        with atomic.scratch_dir(report_path) as scratch:  # the ABX items' frames, on disk
+            result = baselines.evaluate(
+                held, codebook, km, intervals=intervals, seed=seed,
+                tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
+                max_x_across=ev.abx.max_x_across, scratch=scratch, block_mb=ev.abx.block_mb,
+                train_latents=train_latents, dpdp_mean=ev.dpdp.mean_latents,
+                dpdp_max=ev.dpdp.max_latents, train_mfcc=train_mfcc,
+            )  # fmt: skip
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")
         atomic.write_text(metrics_path, json.dumps(baselines.headline(result), indent=2) + "\n")
         cli.log.info("read %s (%d frames, %d utterances) and the %s split of %s a shard at a "

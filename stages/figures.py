@@ -40,7 +40,7 @@ def main(
         layout = read_frames(codes_dir)  # the frame table; latents read a batch at a time
         frames, codebook = layout.frames, read_codebook(codes_dir)
 
-        def latents(rows: int = 65_536):
+        def latents(rows: int = 16_384):
             reader = Latents(codes_dir, rows)
             for start in range(0, len(frames), rows):
                 yield reader.next(min(rows, len(frames) - start))

@@ -232,3 +232,55 @@ def test_code_distances_are_the_code_vectors_angular_distances():
     np.testing.assert_allclose(got, want, atol=1e-3)
     same = codes[rows_a][:, :, None] == codes[rows_b][:, None, :]
     assert (got[same] == 0).all()  # equal codes: exactly zero, so ties stay ties
+
+
+def random_items(rng: np.random.Generator, n: int = 400, contexts: int = 12, speakers: int = 9):
+    """Items of 1-6 frames over a frame table of random vectors, in random contexts, phones and
+    speakers (enough speakers that max_x_across draws X speakers)."""
+    length = rng.integers(1, 7, n)
+    start = np.r_[0, np.cumsum(length)[:-1]]
+    items = abx.Items(start, length, rng.choice(["a", "b", "c"], n),
+                      rng.choice([f"c{i:02d}" for i in range(contexts)], n),
+                      rng.choice([f"s{i}" for i in range(speakers)], n))  # fmt: skip
+    return items, rng.standard_normal((int(length.sum()), 4))
+
+
+@pytest.mark.parametrize("max_bytes", [1, 2_000, 40_000, 1e12])
+def test_abx_a_block_of_contexts_at_a_time_is_abx_of_all_items(max_bytes):
+    rng = np.random.default_rng(3)
+    items, vectors = random_items(rng)
+    whole = abx.abx(items, abx.angular(vectors), max_x_across=3, seed=5)
+    assert whole.across_cells > 0 and whole.within_cells > 0
+    blocks = abx.blocks(items, 16, max_bytes)
+    # whole contexts, in sorted order, every item once, each block's items re-indexed into its
+    # own rows, and no block over the budget unless it is one context
+    contexts = [sorted(set(part.context)) for part, _ in blocks]
+    assert [c for cs in contexts for c in cs] == sorted(set(items.context))
+    assert sum(len(part) for part, _ in blocks) == len(items)
+    for part, rows in blocks:
+        frames = part.length.sum()
+        pairs = sum(n * (n - 1) / 2 for n in pd.Series(part.context).value_counts())
+        assert frames * 16 + pairs * abx.PAIR_BYTES <= max_bytes or len(set(part.context)) == 1
+        for s, n, global_start in zip(part.start, part.length,
+                                      items.start[np.isin(items.context, part.context)],
+                                      strict=True):  # fmt: skip
+            assert (rows[s : s + n] == np.arange(global_start, global_start + n)).all()
+    if max_bytes == 1:
+        assert len(blocks) == 12  # a context a block
+    elif max_bytes == 1e12:
+        assert len(blocks) == 1
+    unit = abx.unit(vectors)
+    parts = ((part, abx.angular_unit(unit[rows])) for part, rows in blocks)
+    assert abx.abx_of_blocks(parts, max_x_across=3, seed=5) == whole
+
+
+def test_pair_distances_do_not_depend_on_how_pairs_are_chunked():
+    rng = np.random.default_rng(4)
+    items, vectors = random_items(rng, n=60, contexts=1)
+    pairs = np.stack(np.triu_indices(60, 1), 1)
+    distance = abx.angular(vectors)
+    whole = abx.pair_distances(items, pairs, distance)
+    for chunk, cells in ((7, 2**21), (20_000, 40), (20_000, 1)):  # by pairs, by cells, one by one
+        np.testing.assert_array_equal(
+            abx.pair_distances(items, pairs, distance, chunk, cells), whole
+        )

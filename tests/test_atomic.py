@@ -1,3 +1,4 @@
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -93,3 +94,18 @@ def test_failed_swap_puts_the_old_dir_back(tmp_path: Path, monkeypatch: pytest.M
         (tmp / "b").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == ["a"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_scratch_dir_is_removed_on_exit_and_a_killed_runs_by_remove_stale(tmp_path: Path):
+    target = tmp_path / "reports/eval.json"
+    for fail in (False, True):
+        with pytest.raises(RuntimeError) if fail else contextlib.nullcontext():  # noqa: SIM117
+            with atomic.scratch_dir(target) as scratch:
+                assert scratch.parent == target.parent and scratch.name.startswith(".eval.json.")
+                (scratch / "block.0.bin").write_bytes(b"x")
+                if fail:
+                    raise RuntimeError("interrupted")
+        assert not scratch.exists()
+    left = target.parent / ".eval.json.k1l2m3n4.tmp"  # what a killed run leaves
+    (left / "sub").mkdir(parents=True)
+    assert atomic.remove_stale(target) == [left] and not left.exists()

@@ -92,3 +92,20 @@ def test_index_and_reading_a_few_utterances(split):
     assert got["c"].audio is not None and got["c"].features.base is None  # copied out
     with pytest.raises(shards.ShardError, match="1 utterances not found in split 'test'"):
         heldout.read_utterances(features, ["b", "t1"], "test")
+
+
+def test_spilled_rows_come_back_a_block_at_a_time(split, tmp_path):
+    features, codes, _, latents = split
+    norm = Normalizer(np.zeros(DIM), np.ones(DIM))
+    held = heldout.HeldOut(read_frames(codes), codes, features, "test", norm)
+    wanted = [np.array([0, 3, 4, 12]), np.array([], dtype=np.int64), np.array([5, 6, 7, 8])]
+    spill = heldout.Spill(wanted, tmp_path, "latent")
+    for c in held.chunks():
+        spill.add(c.latents.astype(np.float64), c.rows)
+    for b, rows in enumerate(wanted):
+        got = spill.block(b)
+        assert got.dtype == np.float32 and got.shape == (len(rows), 2)
+        np.testing.assert_array_equal(got, latents[rows])
+    spill.paths[0].write_bytes(spill.paths[0].read_bytes()[:-4])  # one value short
+    with pytest.raises(ValueError, match=r"latent\.0\.bin: gathered 7 values, not 4 rows of 2"):
+        spill.block(0)

@@ -463,6 +463,19 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     assert set(result["kmeans_mfcc"]["abx"]) == {"code"}
     # MFCC at 10 ms has items of its own: short phones that have no 20 ms frame are items there
     assert result["mfcc"]["abx"]["frames_10ms"]["items"] >= abx["items"]
+    # ABX a context at a time (eval.abx.block_mb tiny) scores exactly as all items at once,
+    # and its scratch folder beside the report is gone afterwards
+    assert "ABX items in 1 blocks at 20 ms, 1 at 10 ms" in proc.stderr  # the default here
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params.setdefault("eval", {}).setdefault("abx", {})["block_mb"] = 1e-6
+    (work / "blocks.yaml").write_text(yaml.safe_dump(params))
+    proc = run_stage_in(work, "evaluate", "--params", "blocks.yaml", "--report",
+                        "reports/blocks.json", "--metrics", "metrics/blocks.json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    blocks = re.search(r"ABX items in (\d+) blocks at 20 ms, (\d+) at 10 ms", proc.stderr)
+    assert blocks and min(map(int, blocks.groups())) > 1
+    assert json.loads((work / "reports/blocks.json").read_text()) == result
+    assert not [p for p in (work / "reports").iterdir() if p.name.startswith(".")]
 
 
 def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(

@@ -316,6 +316,9 @@ class TrainParams(_Strict):
 class ABXParams(_Strict):
     max_group: int = Field(10, ge=2)  # items per (context, speaker, phone), as libri-light
     max_x_across: int = Field(5, gt=0)  # X speakers per (context, speaker, phone), libri-light
+    # the items' frames wait on disk; a block of whole contexts at a time is in memory: its
+    # vectors and its same-context DTW distances within this many MiB (vqspeech.evaluate.abx)
+    block_mb: float = Field(64, gt=0)
 
 
 class PlotParams(_Strict):

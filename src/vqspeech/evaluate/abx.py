@@ -30,7 +30,8 @@ once. The expected error is the same; `over_cap` counts the groups that are cut.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +143,34 @@ def compact(items: Items) -> tuple[Items, np.ndarray]:
     return Items(start, items.length, items.phone, items.context, items.speaker), rows
 
 
+PAIR_BYTES = 40  # a same-context pair's DTW distance (8 B) and its two cells of the matrices
+
+
+def blocks(items: Items, frame_bytes: int, max_bytes: float) -> list[tuple[Items, np.ndarray]]:
+    """The items cut into blocks of whole contexts, contexts in sorted order (the order `abx`
+    scores them in), each `compact`: (its items, re-indexed into its rows; those frame-table
+    rows). A block holds contexts while its frames (`frame_bytes` each) and its same-context
+    pairs (`PAIR_BYTES` each) stay within `max_bytes`; a context over that alone is a block of
+    its own. Items keep their order within a block, so `abx_of_blocks` over the blocks gives
+    `abx` of all the items."""
+    names, ctx = np.unique(items.context, return_inverse=True)
+    frames = np.bincount(ctx, weights=items.length, minlength=len(names))
+    sizes = np.bincount(ctx, minlength=len(names))
+    cost = frames * frame_bytes + sizes * (sizes - 1) / 2 * PAIR_BYTES
+    cuts, total = [0], 0.0
+    for c in range(len(names)):
+        if total and total + cost[c] > max_bytes:
+            cuts.append(c)
+            total = 0.0
+        total += cost[c]
+    cuts.append(len(names))
+    out = []
+    for lo, hi in itertools.pairwise(cuts):
+        if hi > lo:
+            out.append(compact(items.subset((ctx >= lo) & (ctx < hi))))
+    return out
+
+
 def cap_groups(items: Items, max_group: int, seed: int) -> Items:
     """At most `max_group` items per (context, speaker, phone), a seeded random subset."""
     key = pd.Series(items.context) + "|" + items.speaker + "|" + items.phone
@@ -164,10 +193,20 @@ FrameDistance = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(rows_a [P, La], rows_b [P, Lb]) frame-table rows -> frame distances [P, La, Lb]."""
 
 
+def unit(vectors: np.ndarray) -> np.ndarray:
+    """float32 unit vectors of frames [N, D], each row on its own (so rows unit-normed a part at
+    a time are those of the whole): what `angular` compares."""
+    out = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32, copy=False)
+
+
 def angular(vectors: np.ndarray) -> FrameDistance:
     """arccos(cosine) / pi between frames, from their vectors [N, D]."""
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    unit = unit.astype(np.float32)
+    return angular_unit(unit(vectors))
+
+
+def angular_unit(unit: np.ndarray) -> FrameDistance:
+    """`angular` of vectors already made `unit`."""
 
     def dist(rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
         cos = np.einsum("pid,pjd->pij", unit[rows_a], unit[rows_b])
@@ -220,14 +259,21 @@ def dtw(d: np.ndarray, len_a: np.ndarray, len_b: np.ndarray) -> np.ndarray:
 
 
 def pair_distances(
-    items: Items, pairs: np.ndarray, frame_distance: FrameDistance, chunk: int = 20_000
-) -> np.ndarray:
-    """DTW distance of item pairs [P, 2], in chunks of pairs with similar lengths."""
+    items: Items, pairs: np.ndarray, frame_distance: FrameDistance, chunk: int = 20_000,
+    max_cells: int = 2**21,
+) -> np.ndarray:  # fmt: skip
+    """DTW distance of item pairs [P, 2], in chunks of pairs with similar lengths: at most
+    `chunk` pairs and `max_cells` DTW cells (pairs x longest A x longest B) a chunk, so long
+    items come in smaller chunks and memory stays bounded whatever the lengths."""
     out = np.empty(len(pairs))
     la, lb = items.length[pairs[:, 0]], items.length[pairs[:, 1]]
     order = np.lexsort((lb, la))
-    for s in range(0, len(order), chunk):
-        sel = order[s : s + chunk]
+    s = 0
+    while s < len(order):
+        window = order[s : s + chunk]
+        cells = np.arange(1, len(window) + 1) * la[window] * np.maximum.accumulate(lb[window])
+        sel = window[: max(1, int(np.searchsorted(cells, max_cells, side="right")))]
+        s += len(sel)
         a, b = pairs[sel, 0], pairs[sel, 1]
         ma, mb = int(la[sel].max()), int(lb[sel].max())
         rows_a = items.start[a][:, None] + np.minimum(np.arange(ma), items.length[a][:, None] - 1)
@@ -283,7 +329,40 @@ def abx(
     items: Items, frame_distance: FrameDistance, max_x_across: int, seed: int,
 ) -> ABXResult:  # fmt: skip
     """Within- and across-speaker ABX error of `items` (already capped per group)."""
-    _, ctx = np.unique(items.context, return_inverse=True)
+    return abx_of_blocks([(items, frame_distance)], max_x_across, seed)
+
+
+def abx_of_blocks(
+    parts: Iterable[tuple[Items, FrameDistance]], max_x_across: int, seed: int
+) -> ABXResult:
+    """`abx` of items given a block at a time (`blocks`: whole contexts, in sorted context order
+    across the blocks, each with the frame distance of its own rows): the same result as `abx`
+    of all of them, with one block's DTW distances in memory."""
+    rng = np.random.default_rng(seed)
+    within_rows: list[tuple] = []
+    across_rows: list[tuple] = []
+    count = 0
+    for items, frame_distance in parts:
+        _cells(items, frame_distance, max_x_across, rng, within_rows, across_rows)
+        count += len(items)
+    within = pd.DataFrame(within_rows, columns=["ctx", "spk", "a", "b", "error"])
+    across = pd.DataFrame(across_rows, columns=["ctx", "spk", "spk_x", "a", "b", "error"])
+    return ABXResult(
+        within=_average(within, "spk"),
+        across=_average(across, "spk"),
+        items=count,
+        within_cells=len(within),
+        across_cells=len(across),
+    )
+
+
+def _cells(
+    items: Items, frame_distance: FrameDistance, max_x_across: int, rng: np.random.Generator,
+    within_rows: list[tuple], across_rows: list[tuple],
+) -> None:  # fmt: skip
+    """Append the within and across cells of `items` (whole contexts), contexts in sorted order,
+    X speakers drawn from `rng`."""
+    contexts, ctx = np.unique(items.context, return_inverse=True)
     # DTW of every pair of items sharing a context, computed once, kept as one matrix per context
     order = np.argsort(ctx, kind="stable")
     sizes = np.bincount(ctx)
@@ -306,9 +385,7 @@ def abx(
     def matrix(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
         return mats[ctx[xs[0]]][np.ix_(pos[xs], pos[ys])]
 
-    rng = np.random.default_rng(seed)
     groups = pd.DataFrame({"ctx": ctx, "spk": items.speaker, "phone": items.phone})
-    within_rows, across_rows = [], []
     for c, g in groups.groupby("ctx", sort=True):
         by_sp = {k: v.index.to_numpy() for k, v in g.groupby(["spk", "phone"], sort=True)}
         speakers_of: dict[str, list[str]] = {}
@@ -323,17 +400,8 @@ def abx(
                     continue
                 if len(ia) >= 2:  # within: X and A both from ia
                     err = _triplet_error(matrix(ia, ia), matrix(ia, ib), exclude_diag=True)
-                    within_rows.append((c, s, a, b, err))
+                    within_rows.append((contexts[c], s, a, b, err))
                 for sx in others:  # across: A, B from s; X from sx
                     ix = by_sp[(sx, a)]
                     err = _triplet_error(matrix(ix, ia), matrix(ix, ib), exclude_diag=False)
-                    across_rows.append((c, s, sx, a, b, err))
-    within = pd.DataFrame(within_rows, columns=["ctx", "spk", "a", "b", "error"])
-    across = pd.DataFrame(across_rows, columns=["ctx", "spk", "spk_x", "a", "b", "error"])
-    return ABXResult(
-        within=_average(within, "spk"),
-        across=_average(across, "spk"),
-        items=len(items),
-        within_cells=len(within),
-        across_cells=len(across),
-    )
+                    across_rows.append((contexts[c], s, sx, a, b, err))

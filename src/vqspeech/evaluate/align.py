@@ -359,9 +359,12 @@ class Latents:
     """The latents of data/codes/codes.parquet read forward a batch at a time: `next(n)` is the
     next n rows [n, E]; one batch of the file is in memory beside what was asked for."""
 
-    def __init__(self, folder: str | os.PathLike[str], batch_rows: int = 65_536) -> None:
+    def __init__(self, folder: str | os.PathLike[str], batch_rows: int = 16_384) -> None:
         self.path = Path(folder) / "codes.parquet"
-        self._batches = pq.ParquetFile(self.path).iter_batches(batch_rows, columns=["latent"])
+        # pre_buffer (pyarrow's default, for object stores) reads every row group's column
+        # chunks ahead: the whole column in memory. Off, a row group at a time.
+        file = pq.ParquetFile(self.path, pre_buffer=False)
+        self._batches = file.iter_batches(batch_rows, columns=["latent"])
         self._held = np.zeros((0, 0), np.float32)
         self.row = 0
 

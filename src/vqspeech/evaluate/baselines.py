@@ -28,13 +28,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
 from vqspeech.evaluate import abx, dpdp
-from vqspeech.evaluate.heldout import HeldOut, Rows, pair_frames
+from vqspeech.evaluate.heldout import HeldOut, Rows, Spill, pair_frames
 from vqspeech.evaluate.metrics import (
     boundary_scores,
     entropy_bits,
@@ -236,8 +237,8 @@ def _ranges(offsets: np.ndarray, which: np.ndarray) -> np.ndarray:
 def evaluate(
     held: HeldOut, codebook: np.ndarray, km: MiniBatchKMeans, *, intervals: pd.DataFrame,
     seed: int, tolerance: int, max_group: int, max_x_across: int,
-    train_latents: np.ndarray | None = None, dpdp_mean: float = 0.0, dpdp_max: int = 20,
-    train_mfcc: np.ndarray | None = None,
+    scratch: Path, block_mb: float = 64.0, train_latents: np.ndarray | None = None,
+    dpdp_mean: float = 0.0, dpdp_max: int = 20, train_mfcc: np.ndarray | None = None,
 ) -> dict[str, dict]:  # fmt: skip
     """Every system's scores on the same frames (see the module docstring), the full grid.
 
@@ -250,21 +251,30 @@ def evaluate(
     that mean length in latents (`<system>_dpdp`, vqspeech.evaluate.dpdp); train_mfcc: the
     frames km was fitted on (`train_frames`), which adds `kmeans_mfcc_matched`, k-means on MFCC
     at the learned codes' perplexity (`matched_kmeans`; None: no such system). In memory: one
-    integer per latent per system, the ABX items' frames, the calibration utterances."""
+    integer per latent per system, the calibration utterances, and one block of the ABX items
+    (`abx.blocks`: whole contexts, at most `block_mb` MiB of frames and DTW distances); the
+    items' unit vectors wait in `scratch` (a folder of the caller's, emptied by it)."""
     layout, k = held.layout, len(codebook)
     n, offsets = len(layout.frames), layout.offsets
     with_latents = None
     if train_latents is not None:
         with_latents = kmeans(train_latents.astype(np.float64), k, seed)
-    # what ABX and the DPDP calibration need of the vectors, known from the frame table
-    items_20, rows_20 = abx.compact(abx_items(intervals, layout.ids, layout.counts, 2,
-                                              max_group, seed))  # fmt: skip
-    items_10, rows_10 = abx.compact(abx_items(intervals, layout.ids, held.n_frames, 1,
-                                              max_group, seed))  # fmt: skip
+    # what ABX and the DPDP calibration need of the vectors, known from the frame table: the
+    # ABX items' frames, unit vectors in blocks of whole contexts on disk, a block in memory
+    budget = block_mb * 2**20
+    width = max(codebook.shape[1], len(held.norm.mean))  # the widest representation at 20 ms
+    blocks_20 = abx.blocks(abx_items(intervals, layout.ids, layout.counts, 2, max_group, seed),
+                           4 * width, budget)  # fmt: skip
+    blocks_10 = abx.blocks(abx_items(intervals, layout.ids, held.n_frames, 1, max_group, seed),
+                           4 * len(held.norm.mean), budget)  # fmt: skip
+    log.info("ABX items in %d blocks at 20 ms, %d at 10 ms (eval.abx.block_mb %g)",
+             len(blocks_20), len(blocks_10), block_mb)  # fmt: skip
+    spills = {name: Spill([rows for _, rows in blocks], scratch, name)
+              for name, blocks in (("latent", blocks_20), ("mfcc", blocks_20),
+                                   ("native", blocks_10))}  # fmt: skip
     pick = dpdp.calibration_pick(len(layout.ids), seed) if dpdp_mean > 0 else np.zeros(0, int)
     cal_rows = _ranges(offsets, pick)
-    want = {"latent": Rows(rows_20), "mfcc": Rows(rows_20), "native": Rows(rows_10),
-            "cal_latent": Rows(cal_rows), "cal_mfcc": Rows(cal_rows)}  # fmt: skip
+    want = {"latent": Rows(cal_rows), "mfcc": Rows(cal_rows)}
     mfcc_codes, latent_codes = [], []
     for c in held.chunks(native=True):
         mfcc_codes.append(km.predict(c.paired).astype(np.int64))
@@ -272,11 +282,11 @@ def evaluate(
             latent_codes.append(with_latents.predict(c.latents.astype(np.float64))
                                 .astype(np.int64))  # fmt: skip
         for name, part, rows in (("latent", c.latents, c.rows), ("mfcc", c.paired, c.rows),
-                                 ("native", c.native, c.native_rows),
-                                 ("cal_latent", c.latents, c.rows),
-                                 ("cal_mfcc", c.paired, c.rows)):  # fmt: skip
-            want[name].add(part, rows)
-    got = {name: rows.result() for name, rows in want.items()}
+                                 ("native", c.native, c.native_rows)):  # fmt: skip
+            spills[name].add(abx.unit(part), rows)
+        want["latent"].add(c.latents, c.rows)
+        want["mfcc"].add(c.paired, c.rows)
+    got = {f"cal_{name}": rows.result() for name, rows in want.items()}
     # system -> (codes, which vectors its codes quantize, its code vectors)
     systems: dict[str, tuple[np.ndarray, str | None, np.ndarray | None]] = {
         "vqvae": (layout.frames["code"].to_numpy().astype(np.int64), "latent", codebook),
@@ -336,16 +346,25 @@ def evaluate(
         log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f, mean run %.2f",
                  name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"],
                  r["mean_run_length"])  # fmt: skip
-    # ABX over the items' frames alone (abx.compact): the same scores as over every frame
-    representations = {("vqvae", "latent"): (items_20, abx.angular(got["latent"]))}
+
+    # ABX a block of the items' frames at a time (abx.blocks): the same scores as over every
+    # frame at once; a representation is (its blocks, the frame distance of block b)
+    def spilled(name: str) -> Callable[[int], abx.FrameDistance]:
+        return lambda b: abx.angular_unit(spills[name].block(b))
+
+    def coded(codes: np.ndarray, book: np.ndarray) -> Callable[[int], abx.FrameDistance]:
+        return lambda b: abx.angular_codes(codes[blocks_20[b][1]], book)
+
+    representations = {("vqvae", "latent"): (blocks_20, spilled("latent"))}
     for name, (codes, _, book) in systems.items():
         if book is not None:
-            representations[(name, "code")] = (items_20, abx.angular_codes(codes[rows_20], book))
-    representations[("mfcc", "frames_20ms")] = (items_20, abx.angular(got["mfcc"]))
-    representations[("mfcc", "frames_10ms")] = (items_10, abx.angular(got["native"]))
-    for (system, rep), (items, distance) in representations.items():
+            representations[(name, "code")] = (blocks_20, coded(codes, book))
+    representations[("mfcc", "frames_20ms")] = (blocks_20, spilled("mfcc"))
+    representations[("mfcc", "frames_10ms")] = (blocks_10, spilled("native"))
+    for (system, rep), (blocks, distance) in representations.items():
         started = time.perf_counter()
-        res = abx.abx(items, distance, max_x_across, seed)
+        parts = ((items, distance(b)) for b, (items, _) in enumerate(blocks))
+        res = abx.abx_of_blocks(parts, max_x_across, seed)
         result.setdefault(system, {}).setdefault("abx", {})[rep] = res.as_percent()
         log.info("ABX %s %s: within %.2f %%, across %.2f %% (%.1f s)", system, rep,
                  100 * res.within, 100 * res.across, time.perf_counter() - started)  # fmt: skip

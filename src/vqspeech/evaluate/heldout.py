@@ -160,3 +160,35 @@ class Rows:
         if len(out) != len(self.wanted):
             raise ValueError(f"gathered {len(out)} rows of {len(self.wanted)}")
         return out
+
+
+class Spill:
+    """Rows of a frame table gathered from a pass of chunks into files in `folder`, one per
+    block of wanted rows, so that a block at a time is read back into memory: `add(part, rows)`
+    as `Rows.add`; `block(b)` the rows `wanted[b]` (sorted) [len(wanted[b]), D] in order. Stored
+    as raw `dtype` values (the process's own scratch, never an output)."""
+
+    def __init__(
+        self, wanted: list[np.ndarray], folder: str | os.PathLike[str], name: str,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:  # fmt: skip
+        self.wanted = [np.asarray(w, dtype=np.int64) for w in wanted]
+        self.paths = [Path(folder) / f"{name}.{b}.bin" for b in range(len(wanted))]
+        self.dtype, self.dim = np.dtype(dtype), None
+        for path in self.paths:
+            path.write_bytes(b"")
+
+    def add(self, part: np.ndarray, rows: slice) -> None:
+        self.dim = part.shape[1]
+        for wanted, path in zip(self.wanted, self.paths, strict=True):
+            lo, hi = np.searchsorted(wanted, [rows.start, rows.stop])
+            if hi > lo:
+                with path.open("ab") as f:
+                    part[wanted[lo:hi] - rows.start].astype(self.dtype, copy=False).tofile(f)
+
+    def block(self, b: int) -> np.ndarray:
+        out = np.fromfile(self.paths[b], dtype=self.dtype)
+        if self.dim is None or len(out) != len(self.wanted[b]) * self.dim:
+            raise ValueError(f"{self.paths[b]}: gathered {len(out)} values, not "
+                             f"{len(self.wanted[b])} rows of {self.dim}")  # fmt: skip
+        return out.reshape(len(self.wanted[b]), self.dim)

@@ -86,6 +86,19 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def scratch_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary directory next to `target` for a stage's intermediate files,
+    removed on exit whatever happens; a killed run's is removed by `remove_stale(target)`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def remove_stale(*targets: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporaries that killed runs of atomic_path/atomic_dir left beside `targets`.
 
