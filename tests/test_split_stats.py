@@ -6,7 +6,7 @@ import pytest
 from vqspeech.data import builtin
 from vqspeech.features.shards import Utterance
 from vqspeech.features.split import SplitError, assign, held_out
-from vqspeech.features.stats import DatasetSummary, Moments
+from vqspeech.features.stats import NORM_BLOCK, DatasetSummary, Moments, Normalizer
 from vqspeech.params import DataParams, SplitParams
 
 SPEAKERS = ["awb", "awb_high", "rms", "rms_high", "slt", "kal16"]
@@ -83,3 +83,16 @@ def test_dataset_summary_counts():
     assert d["total"]["frames"] == 12 and d["total"]["speakers"] == 2
     assert d["frames_per_phone"] == {"AH": 4, "S": 1, "T": 3, "sil": 4}
     assert {"phone": "T", "split": "train", "frames": 3} in s.phone_rows()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normalizer_standardizes_a_block_at_a_time_to_the_same_bits(dtype):
+    rng = np.random.default_rng(1)
+    norm = Normalizer(rng.standard_normal(5) * 3, rng.uniform(0.5, 2.0, 5))
+    x = (rng.standard_normal((2 * NORM_BLOCK + 7, 5)) * 4 + 1).astype(np.float32)
+    got = norm(x, dtype)
+    assert got.dtype == dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got, ((x - norm.mean) / norm.std).astype(dtype))
+    np.testing.assert_array_equal(norm(x[:3], dtype), got[:3])  # small arrays: one block
+    with pytest.raises(ValueError, match="features of 4 dims, statistics of 5"):
+        norm(x[:, :4])
