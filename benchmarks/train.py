@@ -131,12 +131,17 @@ def main(
     peak_tflops: float = 989.0,
     one_size: str = "",
     write: bool = True,
+    audio: bool = True,
 ) -> None:
+    """`--no-audio`: leave out the sizes that train on audio (the WaveNet decoder), for feature
+    shards without it (benchmarks/gpu_pack.py)."""
     if one_size:
         print("RESULT " + json.dumps(one(one_size, steps, device, batch_size, peak_tflops)))
         return
     results = []
     for size in SIZES:
+        if not audio and SIZES[size].get("decoder") == "wavenet":
+            continue
         cmd = [
             sys.executable, __file__, "--one-size", size, "--steps", str(steps), "--device",
             device, "--batch-size", str(batch_size), "--peak-tflops", str(peak_tflops),
