@@ -54,7 +54,8 @@ def pack(python_version: str = "3.12") -> None:
         dim = feats.type.value_type.list_size
         flat = feats.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float16)
         half = pa.FixedSizeListArray.from_arrays(pa.array(flat), dim)
-        half = pa.ListArray.from_arrays(feats.offsets, half)
+        offsets = feats.offsets.to_numpy()  # flatten() honours a slice's offsets; rebase them
+        half = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), half)
         table = table.set_column(table.schema.get_field_index("features"), "features", half)
         pq.write_table(table, PACK / "features" / f"part-{i:05d}.parquet", compression="zstd")
     shutil.copy(REPO / "data/stats.json", PACK / "stats.json")
@@ -84,7 +85,7 @@ def unpack() -> None:
         dim = feats.type.value_type.list_size
         frames = feats.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
         frames = frames.reshape(-1, dim)
-        offsets = feats.offsets.to_numpy()
+        offsets = feats.offsets.to_numpy() - feats.offsets[0].as_py()  # as flatten() gives
         utts = [
             shards.Utterance(uid, spk, split, frames[a:b], phones, start)
             for uid, spk, split, phones, start, a, b in zip(

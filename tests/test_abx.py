@@ -280,7 +280,18 @@ def test_pair_distances_do_not_depend_on_how_pairs_are_chunked():
     pairs = np.stack(np.triu_indices(60, 1), 1)
     distance = abx.angular(vectors)
     whole = abx.pair_distances(items, pairs, distance)
-    for chunk, cells in ((7, 2**21), (20_000, 40), (20_000, 1)):  # by pairs, by cells, one by one
-        np.testing.assert_array_equal(
-            abx.pair_distances(items, pairs, distance, chunk, cells), whole
-        )
+    seen: list[tuple[int, int, int]] = []
+
+    def recorded(rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
+        seen.append((len(rows_a), rows_a.shape[1], rows_b.shape[1]))
+        return distance(rows_a, rows_b)
+
+    # by pairs, by cells, by gathered frames, one pair at a time
+    for chunk, cells, frames in ((7, 2**21, 2**17), (20_000, 40, 2**17), (20_000, 2**21, 30),
+                                 (20_000, 1, 1)):  # fmt: skip
+        seen.clear()
+        got = abx.pair_distances(items, pairs, recorded, chunk, cells, frames)
+        np.testing.assert_array_equal(got, whole)
+        assert sum(p for p, _, _ in seen) == len(pairs)
+        for p, la, lb in seen:  # every chunk within every cap, or a single pair
+            assert p == 1 or (p <= chunk and p * la * lb <= cells and p * (la + lb) <= frames)

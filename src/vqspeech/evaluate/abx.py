@@ -143,7 +143,10 @@ def compact(items: Items) -> tuple[Items, np.ndarray]:
     return Items(start, items.length, items.phone, items.context, items.speaker), rows
 
 
-PAIR_BYTES = 40  # a same-context pair's DTW distance (8 B) and its two cells of the matrices
+# what a same-context pair holds while its block is scored (measured about 74 B): its DTW
+# distance (8 B), the pair's indices (16 B) and upper-triangle indices (16 B), lengths and sort
+# order (24 B), its two cells of the context's matrix and of the symmetrizing temporary
+PAIR_BYTES = 80
 
 
 def blocks(items: Items, frame_bytes: int, max_bytes: float) -> list[tuple[Items, np.ndarray]]:
@@ -195,7 +198,8 @@ FrameDistance = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 def unit(vectors: np.ndarray) -> np.ndarray:
     """float32 unit vectors of frames [N, D], each row on its own (so rows unit-normed a part at
-    a time are those of the whole): what `angular` compares."""
+    a time are those of the whole, for C-ordered arrays as the chunks are: numpy's row norms of
+    a Fortran-ordered array may round differently): what `angular` compares."""
     out = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     return out.astype(np.float32, copy=False)
 
@@ -260,19 +264,24 @@ def dtw(d: np.ndarray, len_a: np.ndarray, len_b: np.ndarray) -> np.ndarray:
 
 def pair_distances(
     items: Items, pairs: np.ndarray, frame_distance: FrameDistance, chunk: int = 20_000,
-    max_cells: int = 2**21,
+    max_cells: int = 2**21, max_frames: int = 2**17,
 ) -> np.ndarray:  # fmt: skip
     """DTW distance of item pairs [P, 2], in chunks of pairs with similar lengths: at most
-    `chunk` pairs and `max_cells` DTW cells (pairs x longest A x longest B) a chunk, so long
-    items come in smaller chunks and memory stays bounded whatever the lengths."""
+    `chunk` pairs, `max_cells` DTW cells (pairs x longest A x longest B) and `max_frames`
+    gathered frames (pairs x (longest A + longest B)) a chunk, so long items come in smaller
+    chunks and memory stays bounded whatever the lengths."""
     out = np.empty(len(pairs))
     la, lb = items.length[pairs[:, 0]], items.length[pairs[:, 1]]
     order = np.lexsort((lb, la))
     s = 0
     while s < len(order):
         window = order[s : s + chunk]
-        cells = np.arange(1, len(window) + 1) * la[window] * np.maximum.accumulate(lb[window])
-        sel = window[: max(1, int(np.searchsorted(cells, max_cells, side="right")))]
+        count, longest_b = np.arange(1, len(window) + 1), np.maximum.accumulate(lb[window])
+        fits = min(
+            np.searchsorted(count * la[window] * longest_b, max_cells, side="right"),
+            np.searchsorted(count * (la[window] + longest_b), max_frames, side="right"),
+        )
+        sel = window[: max(1, int(fits))]
         s += len(sel)
         a, b = pairs[sel, 0], pairs[sel, 1]
         ma, mb = int(la[sel].max()), int(lb[sel].max())
@@ -345,6 +354,7 @@ def abx_of_blocks(
     for items, frame_distance in parts:
         _cells(items, frame_distance, max_x_across, rng, within_rows, across_rows)
         count += len(items)
+        del items, frame_distance  # else this block's vectors live on beside the next one's
     within = pd.DataFrame(within_rows, columns=["ctx", "spk", "a", "b", "error"])
     across = pd.DataFrame(across_rows, columns=["ctx", "spk", "spk_x", "a", "b", "error"])
     return ABXResult(
