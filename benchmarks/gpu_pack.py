@@ -18,7 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -50,13 +49,10 @@ def pack(python_version: str = "3.12") -> None:
         table = table.filter(pc.is_in(table.column("split"), pa.array(SPLITS)))
         if not table.num_rows:
             continue
-        feats = table.column("features").combine_chunks()
-        dim = feats.type.value_type.list_size
-        flat = feats.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float16)
-        half = pa.FixedSizeListArray.from_arrays(pa.array(flat), dim)
-        offsets = feats.offsets.to_numpy()  # flatten() honours a slice's offsets; rebase them
-        half = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), half)
-        table = table.set_column(table.schema.get_field_index("features"), "features", half)
+        feats = table.column("features")
+        half = pa.list_(pa.list_(pa.float16(), feats.type.value_type.list_size))
+        table = table.set_column(table.schema.get_field_index("features"), "features",
+                                 feats.cast(half))  # fmt: skip
         pq.write_table(table, PACK / "features" / f"part-{i:05d}.parquet", compression="zstd")
     shutil.copy(REPO / "data/stats.json", PACK / "stats.json")
     lock = (REPO / "requirements.lock").read_text().splitlines()
@@ -81,19 +77,11 @@ def unpack() -> None:
     out.mkdir(parents=True)
     for path in sorted((PACK / "features").glob("*.parquet")):
         table = pq.read_table(path)
-        feats = table.column("features").combine_chunks()
-        dim = feats.type.value_type.list_size
-        frames = feats.flatten().flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-        frames = frames.reshape(-1, dim)
-        offsets = feats.offsets.to_numpy() - feats.offsets[0].as_py()  # as flatten() gives
-        utts = [
-            shards.Utterance(uid, spk, split, frames[a:b], phones, start)
-            for uid, spk, split, phones, start, a, b in zip(
-                table.column("utterance_id").to_pylist(), table.column("speaker").to_pylist(),
-                table.column("split").to_pylist(), table.column("phones").to_pylist(),
-                table.column("start_s").to_pylist(), offsets[:-1], offsets[1:], strict=True,
-            )
-        ]  # fmt: skip
+        dim = table.schema.field("features").type.value_type.list_size
+        single = shards.schema(dim).field("features").type  # float32, as the features stage
+        table = table.set_column(table.schema.get_field_index("features"), "features",
+                                 table.column("features").cast(single))  # fmt: skip
+        utts = list(shards.utterances_of(table))
         shards.write(out / path.name, utts, dim)
     shutil.copy(PACK / "stats.json", REPO / "data/stats.json")
     print(f"wrote {out} ({len(shards.files(out))} shards) and data/stats.json")

@@ -55,6 +55,12 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
     write_bytes(target, text.encode("utf-8"))
 
 
+def _sibling_dir(target: Path) -> Path:
+    """A new empty `.{name}.XXXXXXXX.tmp` directory beside `target` (what `remove_stale` knows)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+
+
 @contextlib.contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary directory next to `target`; on success it replaces `target`.
@@ -63,8 +69,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     temporary directory is removed and `target` is left as it was.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _sibling_dir(target)
     old = None
     try:
         yield tmp
@@ -90,9 +95,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
 def scratch_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary directory next to `target` for a stage's intermediate files,
     removed on exit whatever happens; a killed run's is removed by `remove_stale(target)`."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = _sibling_dir(Path(target))
     try:
         yield tmp
     finally:
@@ -100,7 +103,8 @@ def scratch_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def remove_stale(*targets: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporaries that killed runs of atomic_path/atomic_dir left beside `targets`.
+    """Remove the temporaries that killed runs of atomic_path/atomic_dir/scratch_dir left beside
+    `targets`.
 
     Only `.{name}.XXXXXXXX.tmp` (tempfile's 8 random characters) and `.{name}.old-<pid>` match.
     Call it before writing a target, when no other process writes it (a stage's start: DVC locks
