@@ -79,6 +79,9 @@ bench: setup
 	python benchmarks/evaluate.py
 	python benchmarks/memory.py
 	python benchmarks/wavenet.py
+	python benchmarks/long_utterance.py
+	python benchmarks/long_evaluate.py
+	python benchmarks/shared.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

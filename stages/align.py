@@ -47,7 +47,7 @@ def main(
     with cli.stage("align", params_file, out_dir, report_path) as params:
         split, batch_size = params.eval.split, params.eval.batch_size
         cli.log.info("split %s", split)
-        model, _ = load_model(model_path)
+        model, _ = load_model(model_path, input_dim=shards.dim(features_dir))
         norm = Normalizer.load(stats_path)
         index = heldout.index(features_dir, split)
         if not index.num_rows:

@@ -2,7 +2,7 @@
 
 Writes data/features/part-*.parquet (schema in vqspeech.features.shards) and
 data/features_report.json (feature config, counts, the speaker -> split map, every skipped
-utterance and why).
+utterance and why, every file whose float samples went beyond full scale and were scaled down).
 """
 
 from __future__ import annotations
@@ -50,6 +50,13 @@ def main(
             for s in report.skipped:
                 cli.log.warning("%s %s: %s", verb, s.utterance_id, s.reason)
             enforce(report.skipped, f.on_error, "features.on_error")
+            for r in report.rescaled:
+                cli.log.warning(
+                    "%s: float samples reach %.3g, beyond full scale: scaled down to "
+                    "it, not clipped",
+                    r["path"],
+                    r["peak"],
+                )
             if report.utterances == 0:
                 raise ValueError("no utterance produced features")
         summary = report.as_dict(cfg, f.audio, split_of)

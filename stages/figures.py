@@ -45,7 +45,7 @@ def main(
             for start in range(0, len(frames), rows):
                 yield reader.next(min(rows, len(frames) - start))
 
-        model, _ = load_model(model_path)
+        model, _ = load_model(model_path, input_dim=shards.dim(features_dir))
         norm = Normalizer.load(stats_path)
         table = manifest.read(manifest_path)
         paths, grids = manifest.by_id(table, "path"), manifest.by_id(table, "textgrid")

@@ -43,11 +43,7 @@ def main(
     with cli.stage("stats", params_file, *outputs) as params:
         files = shards.files(features_dir)
         summary = DatasetSummary(shards.HOP_S, params.stats.window_frames)
-        utterances = (
-            utt
-            for path in cli.progress(files, desc="shards", unit="shard")
-            for utt in shards.utterances_of(shards.read(path, shards.FRAME_COLUMNS))
-        )
+        utterances = shards.checked(cli.progress(files, desc="shards", unit="shard"))
         moments = accumulate(utterances, summary)
         if "train" not in moments:
             raise ValueError(f"{features_dir}: no train utterances")

@@ -47,6 +47,7 @@ def main(
 
     from vqspeech.evaluate import heldout
     from vqspeech.evaluate import synthesis as S
+    from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
     from vqspeech.model.checkpoint import load_model
@@ -54,7 +55,7 @@ def main(
 
     with cli.stage("synthesize", params_file, wav_dir, plot_dir, metrics_path) as params:
         p, seed, split = params.synthesize, params.train.seed, params.eval.split
-        model, payload = load_model(model_path)
+        model, payload = load_model(model_path, input_dim=shards.dim(features_dir))
         model.to(setup(params.train.device).device).eval()
         speakers: list[str] = list(payload["speakers"])
         held_out = heldout.index(features_dir, split).column("utterance_id").to_pylist()

@@ -58,6 +58,12 @@ def run(
     with cli.stage("train", params_file) as params:
         cfg, model_cfg = params.train, params.model
         if cfg.threads:
+            cores = cli.jobs(0)
+            if cfg.threads > cores:  # oversubscribed OpenMP threads wait on each other (~10x)
+                raise ValueError(
+                    f"train.threads: {cfg.threads} is more than the {cores} cores "
+                    "this process may use; set at most that, or 0 for all"
+                )
             torch.set_num_threads(cfg.threads)
         d = setup(cfg.device)
         norm = Normalizer.load(stats_path)

@@ -109,3 +109,58 @@ def test_scratch_dir_is_removed_on_exit_and_a_killed_runs_by_remove_stale(tmp_pa
     left = target.parent / ".eval.json.k1l2m3n4.tmp"  # what a killed run leaves
     (left / "sub").mkdir(parents=True)
     assert atomic.remove_stale(target) == [left] and not left.exists()
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_a_long_target_name_gets_a_temporary_that_fits(tmp_path: Path, kind: str):
+    """A 250-character name (the file system's limit is 255): the temporary beside it is cut."""
+    target = tmp_path / ("x" * 241 + ".TextGrid")
+    if kind == "file":
+        atomic.write_text(target, "ok")
+        assert target.read_text() == "ok"
+    else:
+        for _ in range(2):  # the second run moves the first aside under a cut name too
+            with atomic.atomic_dir(target) as tmp:
+                (tmp / "f").write_text("ok")
+        assert (target / "f").read_text() == "ok"
+    stale = tmp_path / f".{target.name[:200]}.abcd1234.tmp"
+    stale.write_text("left by a killed run")
+    assert atomic.remove_stale(target) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+
+
+def test_a_full_disk_names_the_output_and_the_space_left(tmp_path: Path):
+    """/dev/full fails every write with ENOSPC, as a full disk does: the error names the output."""
+    target = tmp_path / "model.pt"
+    with (
+        pytest.raises(atomic.WriteError) as err,
+        atomic.atomic_path(target),
+        open("/dev/full", "wb") as f,
+    ):
+        f.write(b"weights")
+    assert str(err.value).startswith(f"{target}: No space left on device while writing it (")
+    assert "MiB free there" in str(err.value) and err.value.errno == 28
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_numpy_short_write_in_a_scratch_folder_names_it(tmp_path: Path):
+    """numpy's "N requested and M written" (no errno, no file) becomes a message naming where."""
+    import numpy as np
+
+    with (
+        pytest.raises(
+            atomic.WriteError,
+            match=r"\.report\.json\.\w{8}\.tmp: write failed "
+            r"\(1000 requested and 0 written\): the disk is likely full",
+        ),
+        atomic.scratch_dir(tmp_path / "report.json"),
+        open("/dev/full", "wb") as f,
+    ):
+        np.ones(1000).tofile(f)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_that_name_a_file_pass_unchanged(tmp_path: Path):
+    with pytest.raises(FileNotFoundError) as err, atomic.atomic_path(tmp_path / "out.txt"):
+        (tmp_path / "missing.txt").read_text()
+    assert err.value.filename == str(tmp_path / "missing.txt")

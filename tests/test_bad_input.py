@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from vqspeech.data import folder, manifest, vctk
+from vqspeech.data.textgrid import write_phones
 from vqspeech.io.skips import BadInputError
 
 from .conftest import write_grid, write_wav
@@ -62,7 +63,13 @@ def break_missing_textgrid(root: Path) -> str:
 
 def break_missing_audio(root: Path) -> str:
     write_grid(root / "spk1" / "bad.TextGrid", 1.0)
-    return r"bad\.wav: audio file not found"
+    return r"bad\.TextGrid: no audio file for this TextGrid \(looked for .*spk1/bad\{\.wav,\.flac,"
+
+
+def break_empty_phone_tier(root: Path) -> str:
+    write_wav(root / "spk1" / "bad.wav", 1.0)
+    write_phones(root / "spk1" / "bad.TextGrid", [], 1.0)
+    return r"bad\.TextGrid: tier 'phones' has no labelled intervals"
 
 
 def break_transcript_encoding(root: Path) -> str:
@@ -88,6 +95,7 @@ BREAKS = [
     break_missing_audio,
     break_transcript_encoding,
     break_textgrid_empty,
+    break_empty_phone_tier,
 ]
 
 
@@ -205,3 +213,79 @@ def test_vctk_undecodable_transcript_is_a_listed_skip(tmp_path: Path):
 def test_missing_folder(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match=r"data\.folder\.audio_dir"):
         folder.prepare(tmp_path / "nope", None)
+
+
+@pytest.mark.parametrize("fmt", ["OGG", "MP3"])
+def test_every_format_libsndfile_reads_is_audio(tmp_path: Path, fmt: str):
+    """An .ogg with its TextGrid and an .mp3 with its .lab transcript are utterances."""
+    good_corpus(tmp_path)
+    suffix = fmt.lower()
+    write_wav(tmp_path / "spk1" / f"new.{suffix}", 1.0, fmt=fmt)
+    write_grid(tmp_path / "spk1" / "new.TextGrid", 1.0)
+    table, _, skipped = manifest.build(folder.prepare(tmp_path, None), STORED, "fail", 0.1, 1)
+    assert skipped == []
+    row = next(r for r in table.to_pylist() if r["utterance_id"] == "spk1_new")
+    assert row["path"] == f"data/raw/folder/audio/spk1/new.{suffix}"
+    assert row["duration_s"] == pytest.approx(1.0, abs=0.06)
+
+
+def test_files_that_are_not_read_are_named(tmp_path: Path, caplog):
+    good_corpus(tmp_path)
+    (tmp_path / "spk1" / "notes.docx").write_bytes(b"PK")
+    with caplog.at_level("WARNING"):
+        candidates = folder.prepare(tmp_path, None)
+    assert len(candidates) == 4
+    assert "1 files are neither audio" in caplog.text and "notes.docx" in caplog.text
+
+
+def test_symlinked_speaker_folder_is_followed(tmp_path: Path):
+    corpus = tmp_path / "corpus"
+    good_corpus(corpus)
+    (corpus / "store" / "spk3").mkdir(parents=True)
+    (corpus / "spk2").rename(corpus / "store" / "spk3" / "real")
+    (corpus / "spk2").symlink_to(corpus / "store" / "spk3" / "real", target_is_directory=True)
+    table, _, skipped = manifest.build(folder.prepare(corpus, None), STORED, "fail", 0.1, 1)
+    assert skipped == []
+    # the files the link reaches are listed once, under the first path that reaches them
+    assert table.column("utterance_id").to_pylist() == ["spk1_0", "spk1_1", "spk2_0", "spk2_1"]
+
+
+def test_symlink_leaving_the_corpus_is_refused(tmp_path: Path):
+    corpus, outside = tmp_path / "corpus", tmp_path / "outside"
+    good_corpus(corpus)
+    good_corpus(outside)
+    (corpus / "spk3").symlink_to(outside / "spk1", target_is_directory=True)
+    with pytest.raises(folder.FolderError, match=r"spk3: a symbolic link to .*outside the corpus"):
+        folder.prepare(corpus, None)
+
+
+def test_unreadable_speaker_folder_is_an_error(tmp_path: Path, monkeypatch):
+    """A folder that cannot be listed (as a user without read permission finds it: the tests run
+    as root, whom permissions do not stop, so listing it is made to fail as it would)."""
+    import os
+
+    good_corpus(tmp_path)
+    locked = tmp_path / "spk2"
+    scandir = os.scandir
+
+    def denied(path=".", *args):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path, *args)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(folder.FolderError, match=r"spk2: cannot list this folder"):
+        folder.prepare(tmp_path, None)
+
+
+def test_names_are_read_in_nfc(tmp_path: Path):
+    """A speaker folder written in NFD (as macOS stores names) is the NFC name of params.yaml."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "José")
+    write_wav(tmp_path / nfd / f"{nfd}_1.wav", 0.5)
+    write_grid(tmp_path / nfd / f"{nfd}_1.TextGrid", 0.5)
+    table, _, _ = manifest.build(folder.prepare(tmp_path, None), STORED, "fail", 0.1, 1)
+    row = table.to_pylist()[0]
+    assert row["speaker"] == "José" == unicodedata.normalize("NFC", "José")
+    assert row["utterance_id"] == "José_1"

@@ -11,9 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from vqspeech.data.pcm import to_int16
 from vqspeech.features import shards
 from vqspeech.features.acoustic import extract
-from vqspeech.features.extract import Done, Row, export, process, to_int16
+from vqspeech.features.extract import Done, Row, export, process
 from vqspeech.io.skips import Skip
 
 from .conftest import audio_options, features, write_grid
@@ -116,6 +117,50 @@ def test_int16_audio_is_kept_exactly_or_not_at_all(tmp_path: Path):
     dropped = process(row, CFG, audio_options(audio=False))
     assert isinstance(dropped, Done) and dropped.utterance.audio is None
     np.testing.assert_array_equal(dropped.utterance.features, kept.utterance.features)
+
+
+def test_float_audio_beyond_full_scale_is_scaled_not_clipped(tmp_path: Path):
+    """A float file peaking at 4.0 keeps its waveform (scaled to full scale) and says so."""
+    loud = noise(1.0) * 40  # peaks near 4.0: a quarter of its samples beyond +-1
+    assert np.abs(loud).max() > 1.0
+    result = process(make(tmp_path, loud), CFG, OPTS)
+    assert isinstance(result, Done) and result.peak == pytest.approx(np.abs(loud).max(), rel=1e-6)
+    pcm = result.utterance.audio
+    at_limits = np.mean((pcm == 32767) | (pcm == -32768))
+    assert at_limits < 0.001  # the peak alone, not 17.9 % of the samples
+    scale = 32767 / 32768 / np.abs(loud).max()
+    np.testing.assert_allclose(pcm / 32768, loud * scale, atol=1 / 32768)
+    quiet = process(make(tmp_path, noise(1.0), name="q"), CFG, OPTS)
+    assert isinstance(quiet, Done) and quiet.peak <= 1.0
+    report = export(
+        [make(tmp_path, loud, name="l"), make(tmp_path, noise(1.0), name="q")],
+        tmp_path / "out",
+        CFG,
+        OPTS,
+        16.0,
+        1,
+    )
+    listed = report.as_dict(CFG, True, {"spk": "train"})
+    assert listed["rescaled"] == 1
+    assert listed["rescaled_utterances"][0]["utterance_id"] == "l"
+    assert listed["rescaled_utterances"][0]["path"].endswith("l.wav")
+
+
+def test_features_that_are_not_finite_are_bad_input(tmp_path: Path, monkeypatch):
+    """A feature computation that yields NaN names the file; it never reaches a shard."""
+    from vqspeech.features import extract as module
+
+    def with_nan(y: np.ndarray, cfg) -> np.ndarray:
+        out = extract(y, cfg)
+        out[10, 3] = np.nan
+        return out
+
+    monkeypatch.setattr(module, "extract", with_nan)
+    result = process(make(tmp_path, noise(1.0)), CFG, OPTS)
+    assert isinstance(result, Skip)
+    assert re.search(
+        r"u\.wav: 1 feature frames are not finite \(the first at 0\.10 s\)", result.reason
+    )
 
 
 def test_48k_is_resampled_to_the_same_features(tmp_path: Path):

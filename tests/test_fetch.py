@@ -38,6 +38,47 @@ def test_connection_cut_then_resumed_with_range(http_server: Server, tmp_path: P
     assert http_server.requests[1]["Range"] == "bytes=300000-"
 
 
+def test_stream_cut_short_of_the_pinned_size_is_resumed(http_server: Server, tmp_path: Path):
+    """Without a Content-Length an early close looks like the end of the body; the pinned size says
+    it is not, so the `.part` is resumed with a Range request instead of deleted."""
+    http_server.payload = PAYLOAD
+    http_server.send_length = False
+    http_server.cut_after = 600_000
+    out = fetch(http_server, tmp_path / "c.zip", retries=1)
+    assert out.read_bytes() == PAYLOAD
+    assert [r.get("Range") for r in http_server.requests] == [None, "bytes=600000-"]
+    assert not (tmp_path / "c.zip.part").exists()
+
+
+def test_stream_cut_after_the_last_retry_keeps_the_part(http_server: Server, tmp_path: Path):
+    """Once the retries are spent the partial file stays (for VCTK it can be gigabytes) and the
+    next run resumes it."""
+    http_server.payload = PAYLOAD
+    http_server.send_length = False
+    http_server.cut_after = 600_000
+    part = tmp_path / "c.zip.part"
+    with pytest.raises(
+        DownloadError, match=rf"giving up after 0 retries: .*600000 of {len(PAYLOAD)} bytes"
+    ) as err:
+        fetch(http_server, tmp_path / "c.zip", retries=0)
+    assert f"kept the partial file at {part}, run again to resume it" in str(err.value)
+    assert part.read_bytes() == PAYLOAD[:600_000]
+    out = fetch(http_server, tmp_path / "c.zip", retries=0)  # cut_after applied once: a good server
+    assert out.read_bytes() == PAYLOAD and not part.exists()
+    assert [r.get("Range") for r in http_server.requests] == [None, "bytes=600000-"]
+
+
+def test_part_short_of_a_file_the_server_ends_early_is_kept(http_server: Server, tmp_path: Path):
+    """A server whose file ends before the pinned size (416 on the resume) leaves the `.part` as
+    it is: shorter than the pin is incomplete, not garbage."""
+    http_server.payload = PAYLOAD[:600_000]
+    part = tmp_path / "c.zip.part"
+    part.write_bytes(PAYLOAD[:600_000])
+    with pytest.raises(DownloadError, match=r"c\.zip\.part: 600000 bytes, expected \d+; kept it"):
+        fetch(http_server, tmp_path / "c.zip")
+    assert part.read_bytes() == PAYLOAD[:600_000]
+
+
 def test_interrupted_run_resumes_next_run(http_server: Server, tmp_path: Path):
     """A partial file left by a killed process is resumed, not downloaded again."""
     http_server.payload = PAYLOAD

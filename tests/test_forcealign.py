@@ -46,6 +46,15 @@ def test_words_of_a_transcript():
         "the", "zebra's", "quiet", "foggy", "ish", "day"]  # fmt: skip
 
 
+def test_typographic_punctuation_keeps_words_whole():
+    """Curly apostrophes do not split words (no phantom S or T phones), quotes and dashes go."""
+    assert forcealign.words(
+        "It\u2019s \u201cfine\u201d \u2013 can\u2019t we\u2014\u2018go\u2019?"
+    ) == ["it's", "fine", "can't", "we", "go"]
+    aligner = forcealign.Aligner()
+    assert aligner.missing_words(forcealign.words("It\u2019s what they can\u2019t say")) == []
+
+
 def test_real_recordings_align(tmp_path: Path):
     aligner = forcealign.Aligner()
     for speaker, utts in recordings().items():
@@ -131,6 +140,9 @@ def test_transcript_only_folder_runs_end_to_end(tmp_path: Path):
     (audio / "austen/extra.wav").write_bytes((audio / "austen").glob("*.wav").__next__()
                                              .read_bytes())  # fmt: skip
     (audio / "austen/extra.lab").write_text("the quux frobnicates\n")  # words not in CMUdict
+    first = next(p for p in sorted((audio / "austen").glob("*.lab")) if p.stem != "extra")
+    (audio / "austen" / f"{'l' * 240}.wav").write_bytes(first.with_suffix(".wav").read_bytes())
+    (audio / "austen" / f"{'l' * 240}.lab").write_bytes(first.read_bytes())
     params = {
         "data": {"corpus": "folder", "on_error": "skip", "folder": {"audio_dir": str(audio)}},
         "features": {"split": {"val_speakers": [], "test_speakers": ["cards"]}},
@@ -142,13 +154,15 @@ def test_transcript_only_folder_runs_end_to_end(tmp_path: Path):
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run(work, "download")
     assert proc.returncode == 0, proc.stderr
-    assert "aligning 11 utterances that have a transcript but no TextGrid" in proc.stderr
+    assert "aligning 12 utterances that have a transcript but no TextGrid" in proc.stderr
     report = json.loads((work / "data/download_report.json").read_text())
     (skip,) = report["skipped_utterances"]
     assert skip["utterance_id"] == "austen_extra" and skip["file"].endswith("extra.lab")
     assert "not in the pronunciation dictionary: quux, frobnicates" in skip["reason"]
     table = manifest.read(work / "data/manifest.parquet")
-    assert table.num_rows == 10
+    assert (
+        table.num_rows == 11 and f"austen_{'l' * 240}" in table.column("utterance_id").to_pylist()
+    )
     for grid in table.column("textgrid").to_pylist():
         assert (work / grid).is_file() and read_phones(work / grid).labels
     for stage in ("features", "stats", "train", "align", "evaluate"):

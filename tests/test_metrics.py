@@ -7,6 +7,7 @@ import pytest
 
 from vqspeech.evaluate.metrics import (
     Contingency,
+    boundary_hits,
     boundary_scores,
     mean_run_length,
     scores,
@@ -132,3 +133,106 @@ def test_speech_only_boundaries_leave_out_the_edges_of_silence():
     assert speech["boundary_recall"] == 0.0 and speech["boundary_precision"] == 0.0
     perfect = boundary_scores([phones], [phones], tolerance=0, speech_only=True)
     assert perfect["boundary_f1"] == 1.0
+
+
+def reference_boundary_scores(
+    phone_seqs: list[np.ndarray],
+    code_seqs: list[np.ndarray],
+    tolerance: int,
+    speech_only: bool = False,
+) -> dict[str, float]:
+    """The definition `boundary_scores` had before it was made linear: every (pred, true) pair
+    within the tolerance, sorted by (distance, pred index, true index), matched greedily."""
+    hits = n_pred = n_true = 0
+    for phones, codes in zip(phone_seqs, code_seqs, strict=True):
+        true = np.flatnonzero(phones[1:] != phones[:-1]) + 1
+        pred = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+        if speech_only:
+            speech = speech_mask(phones)
+            true = true[speech[true - 1] & speech[true]]
+            pred = pred[speech[pred - 1] & speech[pred]]
+        n_true += len(true)
+        n_pred += len(pred)
+        if len(true) == 0 or len(pred) == 0:
+            continue
+        pairs = sorted(
+            (abs(int(p) - int(t)), i, j)
+            for i, p in enumerate(pred)
+            for j, t in enumerate(true)
+            if abs(int(p) - int(t)) <= tolerance
+        )
+        used_p, used_t = set(), set()
+        for _, i, j in pairs:
+            if i not in used_p and j not in used_t:
+                used_p.add(i)
+                used_t.add(j)
+        hits += len(used_p)
+    precision = hits / n_pred if n_pred else 0.0
+    recall = hits / n_true if n_true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"boundary_precision": precision, "boundary_recall": recall, "boundary_f1": f1}
+
+
+def random_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A phone sequence (silences included) and a code sequence of one random utterance: runs
+    as short as a frame, dense or sparse, codes independent of the phones or a jittered copy."""
+    inventory = np.array(["sil", "sp", "spn", "AA", "B", "K", "S"])
+    n = int(rng.integers(1, 60))
+    phones = inventory[np.repeat(rng.integers(0, len(inventory), n), rng.integers(1, 5, n))]
+    frames = len(phones)
+    style = rng.integers(3)
+    if style == 0:  # independent runs of 1-3 frames
+        m = frames
+        codes = np.repeat(rng.integers(0, 3, m), rng.integers(1, 4, m))[:frames]
+    elif style == 1:  # every frame its own random code (boundaries almost everywhere)
+        codes = rng.integers(0, 2, frames)
+    else:  # the phones' own boundaries, each moved by up to 3 frames, some dropped or added
+        codes = np.zeros(frames, dtype=np.int64)
+        change = np.flatnonzero(phones[1:] != phones[:-1]) + 1
+        moved = change + rng.integers(-3, 4, len(change))
+        extra = rng.integers(1, max(frames, 2), rng.integers(0, 4))
+        cuts = np.concatenate([moved[rng.random(len(moved)) > 0.2], extra])
+        cuts = np.unique(cuts[(cuts > 0) & (cuts < frames)])
+        codes[cuts] = 1
+        codes = np.cumsum(codes)
+    return phones, np.asarray(codes[:frames])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_boundary_scores_equal_the_quadratic_definition(seed: int):
+    rng = np.random.default_rng(seed)
+    pairs = [random_pair(rng) for _ in range(60)]
+    phone_seqs, code_seqs = [p for p, _ in pairs], [c for _, c in pairs]
+    for tolerance in range(4):
+        for speech_only in (False, True):
+            want = reference_boundary_scores(phone_seqs, code_seqs, tolerance, speech_only)
+            assert boundary_scores(phone_seqs, code_seqs, tolerance, speech_only) == want
+            for p, c in pairs[:20]:  # one utterance at a time too: its hits alone
+                want = reference_boundary_scores([p], [c], tolerance, speech_only)
+                assert boundary_scores([p], [c], tolerance, speech_only) == want
+
+
+def test_boundary_hits_follow_the_greedy_order_on_chains():
+    # d = 1 chains: pred 5 takes true 4 (before it) over true 6, so pred 7 takes true 6
+    assert boundary_hits(np.array([5, 7]), np.array([4, 6]), 1) == 2
+    # pred 5 first: true 4 is taken by it, pred 3 then has only true 2 at distance 1
+    assert boundary_hits(np.array([3, 5]), np.array([2, 4]), 1) == 2
+    # a chain true-pred-true-pred-true (2, 3, 4, 5, 6) pairs (2, 3), (4, 5) and leaves 6; with
+    # tolerance 2 nothing else is in reach of it: 2 hits
+    assert boundary_hits(np.array([3, 5]), np.array([2, 4, 6]), 2) == 2
+    # pred-true-pred at d = 1 (10, 11, 12): pred 10 takes 11; pred 12 then takes 14 at d = 2
+    assert boundary_hits(np.array([10, 12]), np.array([11, 14]), 1) == 1
+    assert boundary_hits(np.array([10, 12]), np.array([11, 14]), 2) == 2
+    assert boundary_hits(np.array([1, 2]), np.array([1, 2]), -1) == 0  # as the definition
+    assert boundary_hits(np.array([], dtype=np.int64), np.array([3]), 2) == 0
+
+
+def test_boundary_scores_of_one_long_utterance_equal_the_definition():
+    rng = np.random.default_rng(7)
+    phones, codes = zip(*(random_pair(rng) for _ in range(30)), strict=True)
+    long_phones, long_codes = np.concatenate(phones), np.concatenate(codes)  # ~ 3000 frames
+    for tolerance in (0, 1, 2):
+        for speech_only in (False, True):
+            want = reference_boundary_scores([long_phones], [long_codes], tolerance, speech_only)
+            got = boundary_scores([long_phones], [long_codes], tolerance, speech_only)
+            assert got == want

@@ -126,3 +126,57 @@ def test_umap_points_is_0_for_no_umap_or_at_least_10(points: int, ok: bool):
     else:
         with pytest.raises(ParamsError, match=r"eval\.plots\.umap_points: .*or 0: no UMAP"):
             parse_params(raw)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "pattern"),
+    [
+        ("synthesize", "seconds", float("inf"), r"synthesize\.seconds: Input should be a finite"),
+        ("train", "lr", float("nan"), r"train\.lr: Input should be a finite"),
+        ("data", "duration_tolerance_s", float("inf"), r"data\.duration_tolerance_s: .*finite"),
+    ],
+)
+def test_inf_and_nan_are_no_values(section: str, key: str, value: float, pattern: str):
+    raw = default_raw()
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=pattern):
+        parse_params(raw)
+
+
+def test_mfcc39_needs_13_mel_bands():
+    raw = default_raw()
+    raw["features"]["n_mels"] = 12
+    with pytest.raises(
+        ParamsError, match=r"features\.n_mels \(12\) must be at least 13 for mfcc39"
+    ):
+        parse_params(raw)
+    raw["features"]["n_mels"] = 13
+    assert parse_params(raw).features.n_mels == 13
+    raw["features"].update(kind="fbank", n_mels=8)  # a filterbank of 8 bands is fine
+    assert parse_params(raw).features.n_mels == 8
+
+
+def test_params_file_that_is_not_utf8_says_where(tmp_path: Path):
+    text = (REPO / "params.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "params.yaml"
+    path.write_bytes(text.replace("seed: 0", "seed: 0  # Jos\xe9", 1).encode("latin-1"))
+    line = text[: text.index("seed: 0")].count("\n") + 1
+    with pytest.raises(
+        ParamsError,
+        match=rf"params\.yaml: not UTF-8 text \(byte 0xe9 at offset "
+        rf"\d+, line {line}\); save it as UTF-8",
+    ):
+        load_params(path)
+
+
+def test_speaker_names_are_compared_in_nfc():
+    """Held-out names typed in NFD (as copied from a macOS folder name) match the NFC corpus."""
+    import unicodedata
+
+    raw = default_raw()
+    raw["features"]["split"] = {
+        "val_speakers": [],
+        "test_speakers": [unicodedata.normalize("NFD", "José")],
+    }
+    assert parse_params(raw).features.split.test_speakers == ["José"]
+    assert unicodedata.is_normalized("NFC", parse_params(raw).features.split.test_speakers[0])

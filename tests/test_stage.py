@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,8 @@ from vqspeech.data import manifest
 from vqspeech.evaluate import baselines
 from vqspeech.evaluate.align import read_intervals
 from vqspeech.features import shards
-from vqspeech.model.checkpoint import load_model
+from vqspeech.model.build import build
+from vqspeech.model.checkpoint import load_model, save_model
 
 from .conftest import REPO, Server, write_grid
 
@@ -402,6 +404,36 @@ def test_stages_name_a_bad_model_file_in_one_line(tiny_pipeline: Path, tmp_path:
     errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and "models/model.pt: not a plain state-dict model file" in errors[0]
     assert "Traceback" not in proc.stderr and "weights_only=False" not in proc.stderr
+
+
+def test_more_threads_than_cores_is_refused(tiny_pipeline: Path, tmp_path: Path):
+    work = tmp_path / "w"
+    proc = train_in(tiny_pipeline, work, {"epochs": 1, "threads": 64})
+    assert proc.returncode == 1
+    cores = len(os.sched_getaffinity(0))
+    assert f"train.threads: 64 is more than the {cores} cores this process may use" in proc.stderr
+    assert not (work / "models/model.pt").exists()
+
+
+def test_a_model_for_other_features_is_named_in_one_line(tiny_pipeline: Path, tmp_path: Path):
+    """A model trained on 80 log-mel bands, asked to encode the 39-dim MFCCs here."""
+    work = tmp_path / "w"
+    assert train_in(tiny_pipeline, work, {"epochs": 1}).returncode == 0
+    model, payload = load_model(work / "models/model.pt")
+    other = build(model.cfg, input_dim=80, n_speakers=len(payload["speakers"]))
+    save_model(work / "models/model.pt", other, {"speakers": payload["speakers"]})
+    proc = run_stage_in(work, "align")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+    assert (
+        len(errors) == 1
+        and (
+            "models/model.pt: trained on 80-dimensional features, but the "
+            "features to encode have 39 dimensions"
+        )
+        in errors[0]
+    )
+    assert "Traceback" not in proc.stderr
 
 
 def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path):

@@ -172,3 +172,21 @@ def test_unreadable_file_is_a_textgrid_error(tmp_path: Path, monkeypatch: pytest
         TextGridError, match=r"a\.TextGrid: unreadable TextGrid \(Permission denied\)"
     ):
         read_phones(path)
+
+
+def test_grid_starting_after_zero_is_silence_before_its_start(tmp_path: Path):
+    """A TextGrid whose xmin is after 0 s: the audio before it is silence, not its first phone."""
+    path = tmp_path / "late.TextGrid"
+    path.write_text(MFA_TEXTGRID.replace("xmin = 0\n", "xmin = 0.2\n"))
+    alignment = read_phones(path)
+    assert alignment.intervals[0] == Interval(0.0, 0.2, "sil")
+    assert alignment.labels == ["sil", "DH", "AH", "spn", "sil"]
+
+
+@pytest.mark.parametrize("labels", [[], ["", ""]], ids=["no intervals", "blank intervals"])
+def test_phone_tier_without_a_label_is_an_error(tmp_path: Path, labels: list[str]):
+    """Not 100 % silence: a phones tier with nothing in it says so."""
+    path = tmp_path / "empty.TextGrid"
+    write_phones(path, [Interval(i * 0.5, (i + 1) * 0.5, lab) for i, lab in enumerate(labels)], 1.0)
+    with pytest.raises(TextGridError, match=r"empty\.TextGrid: tier 'phones' has no labelled"):
+        read_phones(path)

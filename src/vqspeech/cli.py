@@ -28,7 +28,55 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import typer
+# OpenMP threads that finish their part of a parallel region spin for the others before they
+# sleep (libgomp: 300,000 spins), so where other processes hold the cores every region waits out
+# a descheduled sibling's time slice: a training step beside another experiment's evaluate ran
+# 15x slower. Passive waiting (sleep at once) fixes that but costs a quiet machine 1.5-2x (every
+# region then wakes its threads). So each stage looks before torch, scikit-learn or numba load
+# libgomp (which reads its settings once): with other work on the machine its threads wait
+# passively, on a quiet one they spin (docs/benchmarks.md "shared"). The wait policy changes no
+# result, only speed; the thread count, which would, stays as it is. A user's own
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
+BUSY_CORES = 0.5  # cores kept busy by others that make a stage wait passively
+PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def cores_in_use(seconds: float = 0.1) -> float:
+    """Cores kept busy (by any process) over the next `seconds`, from /proc/stat; 0 where it
+    cannot be read."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]  # user .. steal
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError):
+        return 0.0
+    total = total1 - total0
+    return (total - (idle1 - idle0)) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+
+
+def wait_policy(busy: float) -> dict[str, str]:
+    """The OpenMP settings for a machine where others keep `busy` cores busy."""
+    return dict(PASSIVE) if busy >= BUSY_CORES else {}
+
+
+def _choose_wait_policy() -> str:
+    if {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
+        return "OpenMP wait policy from the environment"
+    busy = cores_in_use()
+    os.environ.update(wait_policy(busy))
+    how = "passively" if busy >= BUSY_CORES else "spinning"
+    return f"{busy:.1f} cores busy at the start: OpenMP threads wait {how}"
+
+
+OPENMP = _choose_wait_policy()  # before typer, and before any stage imports torch
+
+import typer  # noqa: E402
 
 if TYPE_CHECKING:
     from vqspeech.params import Params
@@ -101,6 +149,7 @@ def stage(name: str, params_file: Path, *outputs: Path) -> Iterator[Params]:
     from vqspeech.io import atomic
 
     params = load_params_or_exit(params_file)
+    log.info("%s", OPENMP)
     with timed(name), exit_on_error():
         atomic.remove_stale(*outputs)
         yield params

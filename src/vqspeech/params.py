@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Literal
 
@@ -15,6 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vqspeech.voices import check_voice
+
+MFCC_CEPSTRA = 13  # mfcc39: 13 cepstra, their deltas and delta-deltas
+
+
+def nfc(name: str) -> str:
+    """A name in Unicode NFC: `José` as typed (NFC) and as macOS stores names (NFD) are one."""
+    return unicodedata.normalize("NFC", name)
+
 
 VCTK_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/3443/VCTK-Corpus-0.92.zip"
 VCTK_SHA256 = "f96258be9fdc2cbff6559541aae7ea4f59df3fcaf5cf963aae5ca647357e359c"
@@ -28,7 +37,8 @@ class ParamsError(ValueError):
 class _Strict(BaseModel):
     # strict: a value of the wrong type is an error naming the key, never coerced (`true` is no
     # epoch count, '3' no integer, 'yes' no boolean); an integer still counts as a float
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan off: `.inf` or `.nan` is no value of any knob (they pass a lower bound)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Variant(_Strict):
@@ -166,6 +176,12 @@ class VctkParams(_Strict):
     alignments: str | None = None
     speakers: list[str] | None = None
     retries: int = Field(5, ge=0)
+
+    @field_validator("speakers")
+    @classmethod
+    def _nfc(cls, names: list[str] | None) -> list[str] | None:
+        return None if names is None else [nfc(n) for n in names]
+
     timeout_s: float = Field(60.0, gt=0)
 
 
@@ -202,6 +218,11 @@ class SplitParams(_Strict):
     val_speakers: list[str] | None = None
     test_speakers: list[str] | None = None
 
+    @field_validator("val_speakers", "test_speakers")
+    @classmethod
+    def _nfc(cls, names: list[str] | None) -> list[str] | None:
+        return None if names is None else [nfc(n) for n in names]
+
 
 class FeaturesParams(_Strict):
     kind: Literal["mfcc39", "logmel", "fbank"] = "mfcc39"
@@ -217,6 +238,16 @@ class FeaturesParams(_Strict):
     shard_mb: float = Field(64.0, gt=0.0)
     jobs: int = Field(0, ge=0)
     split: SplitParams = SplitParams()
+
+    @model_validator(mode="after")
+    def _enough_mels(self) -> FeaturesParams:
+        if self.kind == "mfcc39" and self.n_mels is not None and self.n_mels < MFCC_CEPSTRA:
+            raise ValueError(
+                f"features.n_mels ({self.n_mels}) must be at least {MFCC_CEPSTRA} "
+                f"for mfcc39: its {MFCC_CEPSTRA} cepstra are a DCT of the mel "
+                "bands"
+            )
+        return self
 
 
 class StatsParams(_Strict):
@@ -446,6 +477,12 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> Params:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the repository root)") from None
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ParamsError(
+            f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset "
+            f"{err.start}, line {line}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as err:
         raise ParamsError(f"{path}: not valid YAML: {err}") from None
     return parse_params(raw, str(path))

@@ -25,6 +25,7 @@ import soundfile as sf
 from vqspeech.cli import progress
 from vqspeech.data import channel, engines
 from vqspeech.data.manifest import Candidate
+from vqspeech.data.pcm import to_int16
 from vqspeech.data.sentences import sentence_for
 from vqspeech.data.textgrid import Interval, fit_to_duration, write_phones
 from vqspeech.io import atomic
@@ -130,11 +131,6 @@ def utterances(b: BuiltinParams) -> list[Utterance]:
                 prosody, channel.Channel.draw(b.channel, rng), [b.seed, s_idx, u_idx, 3],
             ))  # fmt: skip
     return out
-
-
-def to_int16(y: np.ndarray) -> np.ndarray:
-    """float samples in [-1, 1) as int16, exactly inverting soundfile's int16 -> float32 read."""
-    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
 
 
 def finish(

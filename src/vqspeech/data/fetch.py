@@ -4,8 +4,11 @@ The bytes go to `<dest>.part`; an interrupted download (a dropped connection, a 
 resumes from there with an HTTP Range request, in the same call or the next one. Only a file whose
 size and sha256 match is renamed to `dest`. A complete file that does not match the pin (a changed
 pin, or a wrong one) is never deleted: it is moved aside to `<dest>.sha256-<first 12 of its hash>`
-and, should the pin name that hash again, moved back instead of downloaded. A download that is not
-complete, or more bytes arrive than `size`, is deleted.
+and, should the pin name that hash again, moved back instead of downloaded. A download that ends
+short of the pinned `size` (a dropped connection, announced with a Content-Length or not) is
+retried from the `.part` up to `retries` times and, once they are spent, kept for the next run to
+resume; only a download that brings more bytes than `size` is deleted. Without a `size` pin, a
+body without a Content-Length ends where the connection closes, and the sha256 check decides.
 """
 
 from __future__ import annotations
@@ -71,7 +74,14 @@ def download(
         except _Retryable as exc:
             attempt += 1
             if attempt > retries:
-                raise DownloadError(f"{url}: giving up after {retries} retries: {exc}") from None
+                kept = (
+                    f"; kept the partial file at {part}, run again to resume it"
+                    if part.is_file() and part.stat().st_size
+                    else ""
+                )
+                raise DownloadError(
+                    f"{url}: giving up after {retries} retries: {exc}{kept}"
+                ) from None
             wait = backoff_s * 2 ** (attempt - 1)
             log.warning("%s: %s; retry %d/%d in %.1f s", url, exc, attempt, retries, wait)
             time.sleep(wait)
@@ -141,8 +151,10 @@ def _fetch_into(url: str, part: Path, size: int | None, timeout_s: float) -> Non
                     bar.update(len(block))
             except (OSError, http.client.HTTPException) as exc:
                 raise _Retryable(f"connection lost after {have + received} bytes: {exc}") from None
-        if length is not None and received < int(length):
-            raise _Retryable(f"connection closed after {have + received} of {total} bytes")
+        # the pin, if any, says where the file ends, even when no Content-Length announced it
+        expected = size if size is not None else total
+        if expected is not None and have + received < expected:
+            raise _Retryable(f"connection closed after {have + received} of {expected} bytes")
 
 
 def _content_range_start(header: str) -> int:
@@ -159,8 +171,12 @@ def _aside(dest: Path, digest: str) -> Path:
 
 def _verify(path: Path, dest: Path, sha256: str, size: int | None) -> None:
     actual_size = path.stat().st_size
-    if path != dest and size is not None and actual_size != size:
-        path.unlink()  # an incomplete download, not an archive anyone verified
+    if path != dest and size is not None and actual_size < size:  # incomplete: keep to resume
+        raise DownloadError(
+            f"{path}: {actual_size} bytes, expected {size}; kept it, run again to resume"
+        )
+    if path != dest and size is not None and actual_size > size:
+        path.unlink()  # more than the file the pin names: not an archive anyone verified
         raise DownloadError(
             f"{path}: {actual_size} bytes, expected {size}; deleted, run again to re-download"
         )

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import re
 import threading
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,7 @@ import soundfile as sf
 from vqspeech import phones
 from vqspeech.cli import progress
 from vqspeech.data.manifest import Candidate, TranscriptError, read_transcript
+from vqspeech.data.pcm import to_int16, within_full_scale
 from vqspeech.data.textgrid import Interval, fit_to_duration, write_phones
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,27 @@ log = logging.getLogger(__name__)
 SAMPLE_RATE = 16000
 FRAMES_PER_S = 100  # pocketsphinx's frame rate (times are frames / 100: exact ties)
 _WORD = re.compile(r"[a-z0-9']+")
+# Typographic punctuation as word processors type it: apostrophes and primes stay apostrophes
+# (U+2019 in "it's" is one dictionary word), quotes and dashes separate words
+_TYPOGRAPHIC = str.maketrans(
+    {
+        "\u2019": "'",
+        "\u2018": "'",
+        "\u02bc": "'",
+        "\u2032": "'",
+        "\u201c": " ",
+        "\u201d": " ",
+        "\u201e": " ",
+        "\u00ab": " ",
+        "\u00bb": " ",
+        "\u2013": " ",
+        "\u2014": " ",
+        "\u2010": " ",
+        "\u2011": " ",
+        "\u2012": " ",
+        "\u2015": " ",
+    }
+)
 
 
 class AlignError(TranscriptError):
@@ -39,8 +62,10 @@ class AlignError(TranscriptError):
 
 
 def words(text: str) -> list[str]:
-    """A transcript as dictionary words: lower case, punctuation dropped (apostrophes kept)."""
-    return [w.strip("'") for w in _WORD.findall(text.lower()) if w.strip("'")]
+    """A transcript as dictionary words: lower case, punctuation dropped (apostrophes kept,
+    typographic ones U+2018/U+2019 included; typographic quotes and dashes separate words)."""
+    text = unicodedata.normalize("NFC", text).translate(_TYPOGRAPHIC).lower()
+    return [w.strip("'") for w in _WORD.findall(text) if w.strip("'")]
 
 
 class Aligner:
@@ -131,14 +156,15 @@ def _merged(intervals: list[Interval]) -> list[Interval]:
 
 
 def load_16k(path: Path) -> np.ndarray:
-    """An audio file as 16 kHz int16 mono (resampled with soxr when it is not)."""
+    """An audio file as 16 kHz int16 mono (resampled with soxr when it is not; float audio
+    beyond full scale scaled down, as the features stage does)."""
     y, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    y = y.mean(axis=1)
+    y, _ = within_full_scale(y.mean(axis=1))
     if sr != SAMPLE_RATE:
         import soxr
 
         y = soxr.resample(y, sr, SAMPLE_RATE, quality="HQ")
-    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
+    return to_int16(y)
 
 
 def write_alignment(
@@ -176,6 +202,11 @@ def align_candidates(candidates: list[Candidate], root: Path, jobs: int) -> list
             write_alignment(aligner, samples, read_transcript(c.transcript), grid, c.transcript)
         except TranscriptError as exc:
             return dataclasses.replace(c, problem=exc)
+        except OSError as exc:  # e.g. a file name too long for the TextGrid's place
+            problem = AlignError(
+                f"{c.transcript}: cannot write its alignment to {grid} ({exc.strerror or exc})"
+            )
+            return dataclasses.replace(c, problem=problem)
         return dataclasses.replace(c, textgrid=grid)
 
     out = list(candidates)

@@ -83,10 +83,10 @@ def read_transcript(path: Path) -> str:
 def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int, str]:
     """Validate one utterance: (duration_s, sample_rate, text), or ValueError naming the file."""
     audio = candidate.audio
-    if not audio.is_file():
-        raise ValueError(f"{audio}: audio file not found")
     if candidate.problem is not None:
         raise candidate.problem
+    if not audio.is_file():
+        raise ValueError(f"{audio}: audio file not found")
     try:
         info = sf.info(str(audio))
     except Exception as exc:  # libsndfile reports every decoding problem as a RuntimeError

@@ -102,8 +102,9 @@ def read_phones(path: str | os.PathLike[str]) -> PhoneAlignment:
     """Read and validate the `phones` tier of a TextGrid.
 
     Time not covered by an interval is silence (MFA 2.x leaves silences out), so gaps become
-    `sil`. Raises TextGridError naming the file when it is missing, does not parse, has no
-    `phones` tier, has overlapping intervals, or holds a label outside the inventory.
+    `sil`, and so does the time before a grid that starts after 0 s. Raises TextGridError naming
+    the file when it is missing, does not parse, has no `phones` tier or no labelled interval in
+    it, has overlapping intervals, or holds a label outside the inventory.
     """
     path = Path(path)
     if not path.is_file():
@@ -130,9 +131,11 @@ def read_phones(path: str | os.PathLike[str]) -> PhoneAlignment:
     tier = tg.getTier(PHONE_TIER)
     if not isinstance(tier, IntervalTier):
         raise TextGridError(f"{path}: tier '{PHONE_TIER}' is not an interval tier")
+    if not any(label.strip() for _, _, label in tier.entries):
+        raise TextGridError(f"{path}: tier '{PHONE_TIER}' has no labelled intervals")
     intervals = []
     unknown = set()
-    previous_end = float(tg.minTimestamp)
+    previous_end = 0.0  # the audio starts at 0 s, whatever the grid's xmin: a later start is sil
     for start, end, label in tier.entries:
         if start < previous_end - 1e-6:
             raise TextGridError(f"{path}: overlapping intervals in '{PHONE_TIER}' at {start:.3f} s")
@@ -149,6 +152,4 @@ def read_phones(path: str | os.PathLike[str]) -> PhoneAlignment:
         intervals.append(Interval(previous_end, float(tg.maxTimestamp), "sil"))
     if unknown:
         raise TextGridError(f"{path}: unknown phone labels {sorted(unknown)}")
-    if not intervals:
-        raise TextGridError(f"{path}: tier '{PHONE_TIER}' has no intervals")
     return PhoneAlignment(tuple(intervals), float(tg.maxTimestamp))

@@ -19,6 +19,7 @@ import soxr
 import threadpoolctl
 
 from vqspeech.cli import progress
+from vqspeech.data.pcm import to_int16, within_full_scale
 from vqspeech.data.textgrid import (
     Interval,
     PhoneAlignment,
@@ -72,23 +73,20 @@ class AudioOptions:
         return cls(f.trim_silence, f.trim_margin_s, f.allow_upsampling, tolerance_s, f.audio)
 
 
-def to_int16(y: np.ndarray) -> np.ndarray:
-    """Float audio in [-1, 1) -> int16 (x 32768, rounded, clipped). 16-bit sources (flite, VCTK
-    wav/flac) come back exactly; the features are computed from these samples, so a feature
-    crop and its stored audio correspond sample for sample."""
-    return np.clip(np.round(y * 32768.0), -32768, 32767).astype(np.int16)
-
-
 @dataclass(frozen=True)
 class Done:
     utterance: shards.Utterance
     seconds: float
     downmixed: bool
     resampled: bool
+    peak: float  # of the decoded samples: > 1 when beyond full scale, and then scaled down
 
 
-def load_audio(row: Row, target_sr: int, allow_upsampling: bool) -> tuple[np.ndarray, bool, bool]:
-    """Decode, downmix and resample one file: (float32 mono at target_sr, downmixed, resampled)."""
+def load_audio(
+    row: Row, target_sr: int, allow_upsampling: bool
+) -> tuple[np.ndarray, bool, bool, float]:
+    """Decode, downmix and resample one file: (float32 mono at target_sr, downmixed, resampled,
+    peak); samples beyond full scale are scaled down (`within_full_scale`), never clipped."""
     try:
         y, sr = sf.read(row.path, dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises RuntimeError/LibsndfileError for bad files
@@ -106,11 +104,11 @@ def load_audio(row: Row, target_sr: int, allow_upsampling: bool) -> tuple[np.nda
         bad = int(np.sum(~np.isfinite(y)))
         raise ValueError(f"{row.path}: {bad} NaN/inf samples")
     downmixed = y.shape[1] > 1
-    mono = y.mean(axis=1) if downmixed else y[:, 0]
+    mono, peak = within_full_scale(y.mean(axis=1) if downmixed else y[:, 0])
     resampled = sr != target_sr
     if resampled:
         mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32)
-    return mono, downmixed, resampled
+    return mono, downmixed, resampled, peak
 
 
 def trim(
@@ -137,7 +135,7 @@ def trim(
 def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
     """One utterance, end to end; bad input comes back as a Skip naming the file and problem."""
     try:
-        y, downmixed, resampled = load_audio(row, cfg.sample_rate, opts.allow_upsampling)
+        y, downmixed, resampled, peak = load_audio(row, cfg.sample_rate, opts.allow_upsampling)
         alignment = read_phones(row.textgrid)
         duration = len(y) / cfg.sample_rate
         if alignment.duration < duration - opts.tolerance_s:
@@ -158,6 +156,12 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
             )
         pcm = to_int16(y)
         feats = extract(pcm.astype(np.float32) / 32768.0, cfg)
+        if not np.isfinite(feats).all():
+            frames = np.flatnonzero(~np.isfinite(feats).all(axis=1))
+            raise ValueError(
+                f"{row.path}: {len(frames)} feature frames are not finite (the "
+                f"first at {frames[0] * cfg.hop_s:.2f} s)"
+            )
         labels = frame_labels(alignment, len(feats), cfg.hop_s, cfg.win_s)
     except TextGridError as exc:
         return Skip(row.utterance_id, row.textgrid, str(exc))
@@ -166,7 +170,7 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
         return Skip(row.utterance_id, row.path, message)
     utt = shards.Utterance(row.utterance_id, row.speaker, row.split, feats, labels, start_s,
                            pcm if opts.keep_audio else None)  # fmt: skip
-    return Done(utt, len(y) / cfg.sample_rate, downmixed, resampled)
+    return Done(utt, len(y) / cfg.sample_rate, downmixed, resampled, peak)
 
 
 _worker: tuple[FeatureConfig, AudioOptions] | None = None
@@ -194,6 +198,7 @@ class ExportReport:
     resampled: int = 0
     shards: int = 0
     skipped: list[Skip] | None = None
+    rescaled: list[dict[str, object]] | None = None  # beyond full scale: utterance, path, peak
 
     def as_dict(self, cfg: FeatureConfig, keep_audio: bool, split_of: dict[str, str]) -> dict:
         """data/features_report.json: the feature config, counts, the speaker -> split map and
@@ -205,6 +210,7 @@ class ExportReport:
             "utterances": self.utterances, "frames": self.frames,
             "hours": round(self.seconds / 3600, 4), "shards": self.shards,
             "downmixed": self.downmixed, "resampled": self.resampled,
+            "rescaled": len(self.rescaled or []), "rescaled_utterances": self.rescaled or [],
             "speaker_split": split_of, "skipped": len(self.skipped or []),
             "skipped_utterances": [s.__dict__ for s in self.skipped or []],
         }  # fmt: skip
@@ -225,7 +231,7 @@ def export(
     Bad utterances are returned in `report.skipped`; the caller decides whether that is fatal.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = ExportReport(skipped=[])
+    report = ExportReport(skipped=[], rescaled=[])
     pending: list[shards.Utterance] = []
     pending_bytes = 0
     limit = shard_mb * 2**20
@@ -242,7 +248,7 @@ def export(
     context = multiprocessing.get_context("fork")
     with context.Pool(jobs, initializer=_init_worker, initargs=(cfg, opts)) as pool:
         bar = progress(total=len(rows), desc="features", unit="utt")
-        for result in pool.imap(_process_in_worker, rows, chunksize=8):
+        for i, result in enumerate(pool.imap(_process_in_worker, rows, chunksize=8)):
             bar.update(1)
             if isinstance(result, Skip):
                 report.skipped.append(result)
@@ -256,6 +262,14 @@ def export(
             report.seconds += result.seconds
             report.downmixed += result.downmixed
             report.resampled += result.resampled
+            if result.peak > 1.0:
+                report.rescaled.append(
+                    {
+                        "utterance_id": result.utterance.utterance_id,
+                        "path": rows[i].path,
+                        "peak": round(result.peak, 4),
+                    }
+                )
             if pending_bytes >= limit:
                 flush()
         bar.close()

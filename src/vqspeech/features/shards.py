@@ -5,13 +5,16 @@ is the time of frame 0's first sample in the original audio (non-zero when silen
 `features` a list of fixed-size float32 vectors (one per 10 ms frame), `phones` one label per
 frame, dictionary-encoded against the fixed label inventory so that indices agree across shards,
 and `audio` the 16 kHz int16 samples the features were computed from (frame i covers samples
-[hop i, hop i + win)), or an empty list when `features.audio` is false.
+[hop i, hop i + win)), or an empty list when `features.audio` is false. The folder's
+`index.json` lists the shards written into it; readers read those (`files`) and nothing else.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +26,15 @@ import pyarrow.parquet as pq
 from vqspeech.io import atomic
 from vqspeech.phones import ARPABET, SILENCES
 
+log = logging.getLogger(__name__)
+
 HOP_S = 0.01  # one row of `features` per 10 ms frame, whatever the feature kind
 
 LABELS: tuple[str, ...] = ARPABET + SILENCES
 LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
 _LABEL_TYPE = pa.dictionary(pa.int8(), pa.string())
 _DICTIONARY = pa.array(LABELS, pa.string())
+INDEX = "index.json"  # {"shards": {file name: utterances}}, written by `write`
 
 
 class ShardError(ValueError):
@@ -99,7 +105,8 @@ def to_table(utterances: list[Utterance], dim: int) -> pa.Table:
 
 
 def write(path: str | os.PathLike[str], utterances: list[Utterance], dim: int) -> None:
-    """Atomically write one shard."""
+    """Atomically write one shard and list it in its folder's `index.json`."""
+    path = Path(path)
     with atomic.atomic_path(path) as tmp:
         # byte-stream-split makes float32 features compress (13 % smaller, faster than plain zstd)
         pq.write_table(
@@ -109,24 +116,97 @@ def write(path: str | os.PathLike[str], utterances: list[Utterance], dim: int) -
             use_byte_stream_split=["features.list.element.list.element", "audio.list.element"],
             use_dictionary=["utterance_id", "speaker", "split", "phones.list.element"],
         )
+    index = _read_index(path.parent) if (path.parent / INDEX).is_file() else {}
+    index[path.name] = len(utterances)
+    atomic.write_text(
+        path.parent / INDEX, json.dumps({"shards": dict(sorted(index.items()))}, indent=1) + "\n"
+    )
+
+
+def _read_index(folder: Path) -> dict[str, int]:
+    path = folder / INDEX
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))["shards"]
+        if not isinstance(listed, dict):
+            raise TypeError("'shards' is not a mapping")
+        return {str(name): int(n) for name, n in listed.items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ShardError(f"{path}: not a shard index ({type(exc).__name__}: {exc})") from None
 
 
 def files(folder: str | os.PathLike[str]) -> list[Path]:
-    found = sorted(Path(folder).glob("*.parquet"))
-    if not found:
-        raise ShardError(f"{folder}: no feature shards (*.parquet)")
-    return found
+    """The shards the features stage wrote into `folder`, as its `index.json` lists them.
+
+    Any other `*.parquet` there (a stray copy, a file dropped in by hand) is not read, and a
+    warning names it; a listed shard that is missing is an error."""
+    folder = Path(folder)
+    if not (folder / INDEX).is_file():
+        if not any(folder.glob("*.parquet")):
+            raise ShardError(f"{folder}: no feature shards (*.parquet)")
+        raise ShardError(
+            f"{folder}: no {INDEX}, the list of shards the features stage writes "
+            "beside them; rebuild the folder with the features stage"
+        )
+    listed = _read_index(folder)
+    missing = [name for name in listed if not (folder / name).is_file()]
+    if missing:
+        raise ShardError(f"{folder}: shards listed in {INDEX} are missing: {', '.join(missing)}")
+    strays = sorted(p.name for p in folder.glob("*.parquet") if p.name not in listed)
+    if strays and (folder, tuple(strays)) not in _warned:
+        _warned.add((folder, tuple(strays)))
+        log.warning(
+            "%s: not read: %s (not in %s: not written by the features stage)",
+            folder,
+            ", ".join(strays),
+            INDEX,
+        )
+    return [folder / name for name in listed]
+
+
+_warned: set[tuple[Path, tuple[str, ...]]] = set()
+
+
+def dim(folder: str | os.PathLike[str]) -> int:
+    """The feature dimension of the shards in `folder` (from the first one's schema)."""
+    return read_schema_dim(files(folder)[0])
+
+
+def read_schema_dim(path: Path) -> int:
+    full = pq.read_schema(path)
+    try:
+        return int(full.field("features").type.value_type.list_size)
+    except (KeyError, AttributeError):
+        raise ShardError(f"{path}: not a feature shard (schema: {full})") from None
+
+
+def checked(paths: Iterable[Path]) -> Iterator[Utterance]:
+    """The utterances of the shards `paths` (frames, no audio), each checked: an utterance id
+    in two shards, or a feature value that is NaN or infinite, is an error naming the shard and
+    the utterance."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        for utt in utterances_of(read(path, FRAME_COLUMNS)):
+            if utt.utterance_id in seen:
+                raise ShardError(
+                    f"{path}: utterance {utt.utterance_id!r} is also in {seen[utt.utterance_id]}"
+                )
+            seen[utt.utterance_id] = path.name
+            bad = ~np.isfinite(utt.features)
+            if bad.any():
+                frame, dim = np.argwhere(bad)[0]
+                raise ShardError(
+                    f"{path}: utterance {utt.utterance_id!r} has {int(bad.sum())} "
+                    f"NaN/infinite feature values (the first at frame {frame}, "
+                    f"dimension {dim}); rebuild it with the features stage"
+                )
+            yield utt
 
 
 def read(path: str | os.PathLike[str], columns: list[str] | None = None) -> pa.Table:
     """Read one shard, checking its schema (dimension taken from the file)."""
     table = pq.read_table(path, columns=columns)
     full = pq.read_schema(path)
-    try:
-        dim = full.field("features").type.value_type.list_size
-        expected = schema(dim)
-    except (KeyError, AttributeError):
-        raise ShardError(f"{path}: not a feature shard (schema: {full})") from None
+    expected = schema(read_schema_dim(Path(path)))
     if not full.equals(expected):
         raise ShardError(f"{path}: schema mismatch:\n{full}\nexpected\n{expected}")
     return table

@@ -171,7 +171,7 @@ class Normalizer:
     def to_json(self) -> str:
         stats = {"frames": self.frames, "dim": len(self.mean), "mean": self.mean.tolist(),
                  "std": self.std.tolist()}  # fmt: skip
-        return json.dumps(stats, indent=1) + "\n"
+        return json.dumps(stats, indent=1, allow_nan=False) + "\n"  # NaN is no JSON
 
     def __call__(self, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
         """x: [..., D] -> standardized, as `dtype` (computed in float64, NORM_BLOCK rows at a

@@ -1,5 +1,8 @@
 """Atomic outputs: write beside the target, then rename; a failure leaves nothing half-written.
 
+A write that fails for want of space inside one of these (the disk full, a quota) is re-raised
+as a WriteError naming the output and the space left, where the OS error names no file.
+
 A process killed outright (SIGKILL, the OOM killer) cannot clean up: its `.{name}.XXXXXXXX.tmp`
 and `.{name}.old-<pid>` stay beside the target until `remove_stale` is called for it.
 """
@@ -7,6 +10,7 @@ and `.{name}.old-<pid>` stay beside the target until `remove_stale` is called fo
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -16,6 +20,56 @@ from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+
+class WriteError(OSError):
+    """Writing an output failed for want of space (a full disk, a quota, a file too large): the
+    message names the output and the space left on its file system."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _naming(exc: OSError, target: Path) -> OSError:
+    """`exc` as a WriteError naming `target` when it is a failed write that names no file:
+    "No space left on device", or numpy's "76284 requested and 24095 written" (no errno)."""
+    if isinstance(exc, WriteError) or exc.filename is not None:
+        return exc
+    if exc.errno not in _NO_SPACE and exc.errno is not None:
+        return exc
+    why = exc.strerror or str(exc)
+    if exc.errno is None:
+        why = f"write failed ({exc}): the disk is likely full"
+    try:
+        free = f"{shutil.disk_usage(target.parent).free / 2**20:.0f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    err = WriteError(f"{target}: {why} while writing it ({free})")
+    err.errno = exc.errno
+    return err
+
+
+@contextlib.contextmanager
+def _named_errors(target: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        named = _naming(exc, target)
+        if named is exc:
+            raise
+        raise named from exc
+
+
+# A temporary's name is the target's with 14-18 characters around it; a file system allows 255,
+# so a long name (a 240-character file stem) is cut to this many characters in it
+_STEM_CHARS = 200
+
+
+def _stem(target: Path) -> str:
+    return target.name[:_STEM_CHARS]
 
 
 def _umask() -> int:
@@ -32,11 +86,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(target)}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with _named_errors(target):
+            yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
         os.replace(tmp_path, target)
     except BaseException:
@@ -58,7 +113,7 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
 def _sibling_dir(target: Path) -> Path:
     """A new empty `.{name}.XXXXXXXX.tmp` directory beside `target` (what `remove_stale` knows)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    return Path(tempfile.mkdtemp(prefix=f".{_stem(target)}.", suffix=".tmp", dir=target.parent))
 
 
 @contextlib.contextmanager
@@ -72,10 +127,11 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = _sibling_dir(target)
     old = None
     try:
-        yield tmp
+        with _named_errors(target):
+            yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            old = target.with_name(f".{_stem(target)}.old-{os.getpid()}")
             os.replace(target, old)
         try:
             os.replace(tmp, target)
@@ -97,7 +153,8 @@ def scratch_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     removed on exit whatever happens; a killed run's is removed by `remove_stale(target)`."""
     tmp = _sibling_dir(Path(target))
     try:
-        yield tmp
+        with _named_errors(tmp):
+            yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -112,7 +169,7 @@ def remove_stale(*targets: str | os.PathLike[str]) -> list[Path]:
     """
     by_parent: dict[Path, list[str]] = {}
     for target in map(Path, targets):
-        by_parent.setdefault(target.parent, []).append(re.escape(target.name))
+        by_parent.setdefault(target.parent, []).append(re.escape(_stem(target)))
     removed = []
     for parent, names in by_parent.items():  # one listing per folder, however many targets
         if not parent.is_dir():

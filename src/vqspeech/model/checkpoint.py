@@ -42,9 +42,13 @@ def save(path: Path, payload: dict) -> None:
 
 
 def load_model(
-    path: str | os.PathLike[str], expect: ModelParams | None = None
+    path: str | os.PathLike[str],
+    expect: ModelParams | None = None,
+    input_dim: int | None = None,
 ) -> tuple[UnitModel, dict]:
-    """Load `models/model.pt` (weights_only). With `expect`, other model params are an error.
+    """Load `models/model.pt` (weights_only). With `expect`, other model params are an error;
+    with `input_dim` (the features the model will read), a model trained on features of
+    another dimension is.
 
     Anything that is not a model file of this project (a pickle, a truncated file, a payload
     of another layout) is a one-line CheckpointError naming the file."""
@@ -81,6 +85,13 @@ def load_model(
         raise CheckpointError(
             f"{path}: model config of another layout (expected 'model' and 'data', found "
             f"{found}); retrain with the train stage"
+        )
+    trained_on = config["data"].get("input_dim") if isinstance(config["data"], dict) else None
+    if input_dim is not None and trained_on != input_dim:
+        raise CheckpointError(
+            f"{path}: trained on {trained_on}-dimensional features, but the features to encode "
+            f"have {input_dim} dimensions (features.kind or n_mels changed since training); "
+            "retrain with the train stage (dvc repro train)"
         )
     try:
         cfg = ModelParams.model_validate(config["model"])
