@@ -114,7 +114,7 @@ def test_scratch_dir_is_removed_on_exit_and_a_killed_runs_by_remove_stale(tmp_pa
 @pytest.mark.parametrize("kind", ["file", "dir"])
 def test_a_long_target_name_gets_a_temporary_that_fits(tmp_path: Path, kind: str):
     """A 250-character name (the file system's limit is 255): the temporary beside it is cut."""
-    target = tmp_path / ("x" * 241 + ".TextGrid")
+    target = tmp_path / ("x" * 120 + "é" * 60 + ".TextGrid")  # 249 bytes
     if kind == "file":
         atomic.write_text(target, "ok")
         assert target.read_text() == "ok"
@@ -123,7 +123,7 @@ def test_a_long_target_name_gets_a_temporary_that_fits(tmp_path: Path, kind: str
             with atomic.atomic_dir(target) as tmp:
                 (tmp / "f").write_text("ok")
         assert (target / "f").read_text() == "ok"
-    stale = tmp_path / f".{target.name[:200]}.abcd1234.tmp"
+    stale = tmp_path / f".{'x' * 120 + 'é' * 40}.abcd1234.tmp"  # its first 200 bytes
     stale.write_text("left by a killed run")
     assert atomic.remove_stale(target) == [stale]
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
@@ -150,7 +150,7 @@ def test_numpy_short_write_in_a_scratch_folder_names_it(tmp_path: Path):
     with (
         pytest.raises(
             atomic.WriteError,
-            match=r"\.report\.json\.\w{8}\.tmp: write failed "
+            match=r"report\.json's scratch folder .*\.report\.json\.\w{8}\.tmp: write failed "
             r"\(1000 requested and 0 written\): the disk is likely full",
         ),
         atomic.scratch_dir(tmp_path / "report.json"),
@@ -164,3 +164,13 @@ def test_errors_that_name_a_file_pass_unchanged(tmp_path: Path):
     with pytest.raises(FileNotFoundError) as err, atomic.atomic_path(tmp_path / "out.txt"):
         (tmp_path / "missing.txt").read_text()
     assert err.value.filename == str(tmp_path / "missing.txt")
+
+
+def test_other_errors_without_a_file_are_not_called_a_full_disk(tmp_path: Path):
+    """A read error inside a stage's output folder (a corrupt input, a dropped connection)."""
+    with (
+        pytest.raises(OSError, match="Couldn't deserialize thrift") as err,
+        atomic.atomic_dir(tmp_path / "codes"),
+    ):
+        raise OSError("Couldn't deserialize thrift: TProtocolException")
+    assert not isinstance(err.value, atomic.WriteError)

@@ -259,6 +259,19 @@ def test_symlink_leaving_the_corpus_is_refused(tmp_path: Path):
         folder.prepare(corpus, None)
 
 
+def test_links_to_files_count_once_and_dangling_links_are_named(tmp_path: Path):
+    good_corpus(tmp_path)
+    (tmp_path / "spk2" / "again.wav").symlink_to(tmp_path / "spk1" / "spk1_0.wav")
+    assert len(folder.prepare(tmp_path, None)) == 4  # spk1_0 once, not also as spk2_again
+    (tmp_path / "spk2" / "gone.wav").symlink_to(tmp_path / "spk2" / "nowhere.wav")
+    with pytest.raises(
+        folder.FolderError,
+        match=r"gone\.wav: a symbolic link to .*nowhere\.wav, "
+        "which does not exist",
+    ):
+        folder.prepare(tmp_path, None)
+
+
 def test_unreadable_speaker_folder_is_an_error(tmp_path: Path, monkeypatch):
     """A folder that cannot be listed (as a user without read permission finds it: the tests run
     as root, whom permissions do not stop, so listing it is made to fail as it would)."""

@@ -215,8 +215,11 @@ def test_boundary_scores_equal_the_quadratic_definition(seed: int):
 def test_boundary_hits_follow_the_greedy_order_on_chains():
     # d = 1 chains: pred 5 takes true 4 (before it) over true 6, so pred 7 takes true 6
     assert boundary_hits(np.array([5, 7]), np.array([4, 6]), 1) == 2
-    # pred 5 first: true 4 is taken by it, pred 3 then has only true 2 at distance 1
+    # pred 3 first takes true 2 (before it); pred 5 then takes true 4
     assert boundary_hits(np.array([3, 5]), np.array([2, 4]), 1) == 2
+    # one true boundary between two preds at d = 1: the first pred (2) gets it, not pred 4
+    assert boundary_hits(np.array([2, 4]), np.array([3]), 1) == 1
+    assert boundary_hits(np.array([2, 4]), np.array([3, 5]), 1) == 2  # pred 4 then takes 5
     # a chain true-pred-true-pred-true (2, 3, 4, 5, 6) pairs (2, 3), (4, 5) and leaves 6; with
     # tolerance 2 nothing else is in reach of it: 2 hits
     assert boundary_hits(np.array([3, 5]), np.array([2, 4, 6]), 2) == 2

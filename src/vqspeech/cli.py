@@ -42,22 +42,32 @@ PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def cores_in_use(seconds: float = 0.1) -> float:
-    """Cores kept busy (by any process) over the next `seconds`, from /proc/stat; 0 where it
-    cannot be read."""
+    """Of the cores this process may run on (its affinity), how many were kept busy (by any
+    process) over the next `seconds`, from /proc/stat; 0 where it cannot be read."""
+    mine = os.sched_getaffinity(0)
 
-    def sample() -> tuple[int, int]:
+    def sample() -> dict[int, tuple[int, int]]:
+        out = {}
         with open("/proc/stat", encoding="ascii") as f:
-            ticks = [int(x) for x in f.readline().split()[1:9]]  # user .. steal
-        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in mine:
+                    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait .. steal
+                    out[int(name[3:])] = (sum(ticks), ticks[3] + ticks[4])  # all, idle + iowait
+        return out
 
     try:
-        total0, idle0 = sample()
+        before = sample()
         time.sleep(seconds)
-        total1, idle1 = sample()
+        after = sample()
     except (OSError, ValueError):
         return 0.0
-    total = total1 - total0
-    return (total - (idle1 - idle0)) / total * (os.cpu_count() or 1) if total > 0 else 0.0
+    busy = 0.0
+    for cpu, (total, idle) in after.items():
+        spent = total - before.get(cpu, (total, idle))[0]
+        if spent > 0:
+            busy += (spent - (idle - before[cpu][1])) / spent
+    return busy
 
 
 def wait_policy(busy: float) -> dict[str, str]:

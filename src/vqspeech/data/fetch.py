@@ -108,8 +108,14 @@ def _fetch_into(url: str, part: Path, size: int | None, timeout_s: float) -> Non
     try:
         response = urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # nothing left to send: the partial file is complete
-            return
+        if exc.code == 416 and have:  # nothing past `have` on the server
+            if size is not None and have < size:  # so its file ends short of the pin
+                raise DownloadError(
+                    f"{url}: the server's file ends at byte {have} (HTTP 416 for the rest), "
+                    f"short of the pinned {size} bytes: the URL or the size pin is wrong; "
+                    f"{part} is kept (delete it to download afresh)"
+                ) from None
+            return  # the partial file is complete
         if exc.code >= 500 or exc.code == 429:
             raise _Retryable(f"HTTP {exc.code} {exc.reason}") from None
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None

@@ -9,9 +9,11 @@ A TextGrid is looked up at the same relative path under `textgrid_dir` (default:
 Text comes from a UTF-8 `.lab` or `.txt` file beside the audio when there is one. TextGrids with
 no audio are bad utterances; other files are listed in a warning, never dropped silently.
 
-Symbolic links inside the folders are followed when they point inside the folder they are in;
-one that leaves it is refused (as archive members that escape are), and a folder that cannot be
-listed is an error naming it.
+Symbolic links inside the folders are followed when they point inside the folder they are in
+(a file reached twice is listed once, under its first path in sorted order; a folder reached
+twice, under the path `os.walk` reaches it by first); one that leaves the folder or points
+nowhere is refused (as archive members that escape are), and a folder that cannot be listed is
+an error naming it.
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def prepare(audio_dir: Path, textgrid_dir: Path | None) -> list[Candidate]:
 def walk(root: Path) -> list[Path]:
     """Every file under `root`, sorted, following symbolic links that stay inside `root`.
 
-    Raises FolderError for a folder that cannot be listed and for a link that leaves `root`."""
+    Raises FolderError for a folder that cannot be listed and for a link that leaves `root` or
+    points nowhere."""
     real_root = root.resolve()
 
     def unreadable(exc: OSError) -> None:
@@ -106,7 +109,7 @@ def walk(root: Path) -> list[Path]:
             "readable or move it out of the corpus"
         ) from None
 
-    files, visited = [], set()
+    found, visited = [], set()
     for here, dirs, names in os.walk(root, onerror=unreadable, followlinks=True):
         real = Path(here).resolve()
         if real in visited:  # a link back up the tree: its files are listed once
@@ -116,13 +119,24 @@ def walk(root: Path) -> list[Path]:
         dirs.sort()
         for name in dirs + names:
             path = Path(here, name)
-            if path.is_symlink() and not path.resolve().is_relative_to(real_root):
+            if not path.is_symlink():
+                continue
+            if not path.exists():
+                raise FolderError(
+                    f"{path}: a symbolic link to {os.readlink(path)}, which does not exist"
+                )
+            if not path.resolve().is_relative_to(real_root):
                 raise FolderError(
                     f"{path}: a symbolic link to {path.resolve()}, outside the "
                     f"corpus folder {root}; copy it in instead"
                 )
-        files += [Path(here, name) for name in names if Path(here, name).is_file()]
-    return sorted(files)
+        found += [Path(here, name) for name in names]
+    files, seen = [], set()
+    for path in sorted(found):  # a file reached twice (a link to it): under its first path
+        if path.is_file() and path.resolve() not in seen:
+            seen.add(path.resolve())
+            files.append(path)
+    return files
 
 
 def utterance_id(speaker: str, stem: str) -> str:

@@ -12,6 +12,7 @@ Boundary accuracy against exact alignments is in docs/corpus.md (benchmarks/forc
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import re
 import threading
@@ -159,12 +160,12 @@ def load_16k(path: Path) -> np.ndarray:
     """An audio file as 16 kHz int16 mono (resampled with soxr when it is not; float audio
     beyond full scale scaled down, as the features stage does)."""
     y, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    y, _ = within_full_scale(y.mean(axis=1))
+    y = y.mean(axis=1)
     if sr != SAMPLE_RATE:
         import soxr
 
         y = soxr.resample(y, sr, SAMPLE_RATE, quality="HQ")
-    return to_int16(y)
+    return to_int16(within_full_scale(y)[0])
 
 
 def write_alignment(
@@ -202,7 +203,9 @@ def align_candidates(candidates: list[Candidate], root: Path, jobs: int) -> list
             write_alignment(aligner, samples, read_transcript(c.transcript), grid, c.transcript)
         except TranscriptError as exc:
             return dataclasses.replace(c, problem=exc)
-        except OSError as exc:  # e.g. a file name too long for the TextGrid's place
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:  # a full disk stops the stage, never a skip
+                raise
             problem = AlignError(
                 f"{c.transcript}: cannot write its alignment to {grid} ({exc.strerror or exc})"
             )

@@ -104,10 +104,11 @@ def load_audio(
         bad = int(np.sum(~np.isfinite(y)))
         raise ValueError(f"{row.path}: {bad} NaN/inf samples")
     downmixed = y.shape[1] > 1
-    mono, peak = within_full_scale(y.mean(axis=1) if downmixed else y[:, 0])
+    mono = y.mean(axis=1) if downmixed else y[:, 0]
     resampled = sr != target_sr
     if resampled:
         mono = soxr.resample(mono, sr, target_sr, quality="HQ").astype(np.float32)
+    mono, peak = within_full_scale(mono)  # after resampling, which can overshoot
     return mono, downmixed, resampled, peak
 
 

@@ -33,43 +33,50 @@ class WriteError(OSError):
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def _naming(exc: OSError, target: Path) -> OSError:
-    """`exc` as a WriteError naming `target` when it is a failed write that names no file:
-    "No space left on device", or numpy's "76284 requested and 24095 written" (no errno)."""
+# numpy's tofile() reports a short write without an errno
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+def _naming(exc: OSError, target: Path, what: str) -> OSError:
+    """`exc` as a WriteError naming `what` (writing `target`) when it is a failed write for
+    want of space that names no file: "No space left on device" (a quota, a file too large), or
+    numpy's "76284 requested and 24095 written". Any other error is left as it is."""
     if isinstance(exc, WriteError) or exc.filename is not None:
         return exc
-    if exc.errno not in _NO_SPACE and exc.errno is not None:
-        return exc
-    why = exc.strerror or str(exc)
-    if exc.errno is None:
+    if exc.errno in _NO_SPACE:
+        why = exc.strerror or str(exc)
+    elif exc.errno is None and _SHORT_WRITE.search(str(exc)):
         why = f"write failed ({exc}): the disk is likely full"
+    else:
+        return exc
     try:
         free = f"{shutil.disk_usage(target.parent).free / 2**20:.0f} MiB free there"
     except OSError:
         free = "free space unknown"
-    err = WriteError(f"{target}: {why} while writing it ({free})")
+    err = WriteError(f"{what}: {why} while writing it ({free})")
     err.errno = exc.errno
     return err
 
 
 @contextlib.contextmanager
-def _named_errors(target: Path) -> Iterator[None]:
+def _named_errors(target: Path, what: str | None = None) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        named = _naming(exc, target)
+        named = _naming(exc, target, what or str(target))
         if named is exc:
             raise
         raise named from exc
 
 
-# A temporary's name is the target's with 14-18 characters around it; a file system allows 255,
-# so a long name (a 240-character file stem) is cut to this many characters in it
+# A temporary's name is the target's with 14-18 bytes around it; a file system allows 255, so a
+# long name (a 240-character file stem) is cut to this many bytes in it
 _STEM_CHARS = 200
 
 
 def _stem(target: Path) -> str:
-    return target.name[:_STEM_CHARS]
+    """The target's name cut to _STEM_CHARS bytes (the limit is in bytes: `é` takes two)."""
+    return os.fsencode(target.name)[:_STEM_CHARS].decode(errors="ignore")
 
 
 def _umask() -> int:
@@ -153,7 +160,7 @@ def scratch_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     removed on exit whatever happens; a killed run's is removed by `remove_stale(target)`."""
     tmp = _sibling_dir(Path(target))
     try:
-        with _named_errors(tmp):
+        with _named_errors(tmp, f"{target}'s scratch folder {tmp}"):
             yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
