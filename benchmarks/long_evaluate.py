@@ -59,14 +59,15 @@ def add_long_utterance(root: Path, split: str, minutes: float) -> tuple[int, flo
             offset = frames * shards.HOP_S
             for iv in read_phones(REPO / grids[utt.utterance_id]).intervals:
                 if iv.start < n * shards.HOP_S:
-                    end = min(iv.end, n * shards.HOP_S)
-                    intervals.append(Interval(offset + iv.start, offset + end, iv.label))
+                    end = min(iv.end, n * shards.HOP_S)  # times to 10 us: no float overlaps
+                    start, stop = round(offset + iv.start, 5), round(offset + end, 5)
+                    intervals.append(Interval(start, stop, iv.label))
             feats.append(utt.features)
             phones += utt.phones
             frames += n
             if frames >= want:
                 break
-    duration = frames * shards.HOP_S
+    duration = round(frames * shards.HOP_S, 5)
     intervals[-1] = Interval(intervals[-1].start, duration, intervals[-1].label)
     grid = root / "data/long/long_utterance.TextGrid"
     write_phones(grid, intervals, duration)
