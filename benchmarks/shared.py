@@ -4,7 +4,9 @@ Three workloads, each timed in a fresh process for a few seconds (median time pe
 - train: the default training step (`loop.Stepper`, batch 32, the default model; torch, OpenMP);
 - evaluate: scikit-learn k-means of 50,000 x 39 frames into 64 clusters, 10 iterations (the
   evaluate stage's baselines; scikit-learn's own OpenMP runtime);
-- features: MFCC39 of 2 s of audio (librosa, numba, numpy), one process as one features worker.
+- features: MFCC39 of 2 s of audio (librosa, numba, numpy) in one process with BLAS pinned to
+  one thread, as each features worker runs (its own threads collapse beside a load: 1 -> 8-16 ms
+  when left at OpenBLAS's two, measured 2026-12-07 AMD EPYC, which is why the workers pin it).
 Each runs quiet, beside another experiment's evaluate (the real `stages/evaluate.py` in a loop on
 this checkout's data/codes when a `dvc repro` made them, else the k-means loop; `dvc queue start
 -j 2`), beside two busy single-threaded processes, and beside both. Policies, the loads under the
@@ -55,8 +57,9 @@ x = np.random.default_rng(0).standard_normal((50000, 39)).astype(np.float32)
 unit = lambda: KMeans(64, n_init=1, max_iter=10, tol=0, random_state=0).fit(x)
 """,
     "features": """
-import numpy as np
+import numpy as np, threadpoolctl
 from vqspeech.features.acoustic import FeatureConfig, extract
+threadpoolctl.threadpool_limits(1)  # as every features worker does (extract._init_worker)
 cfg = FeatureConfig(kind="mfcc39", n_mels=26, preemphasis=0.97)
 y = 0.1 * np.random.default_rng(0).standard_normal(32000).astype(np.float32)
 unit = lambda: extract(y, cfg)
