@@ -172,6 +172,7 @@ def dim(folder: str | os.PathLike[str]) -> int:
 
 
 def read_schema_dim(path: Path) -> int:
+    """The feature dimension one shard's schema declares (ShardError if it is no shard)."""
     full = pq.read_schema(path)
     try:
         return int(full.field("features").type.value_type.list_size)
@@ -193,11 +194,11 @@ def checked(paths: Iterable[Path]) -> Iterator[Utterance]:
             seen[utt.utterance_id] = path.name
             bad = ~np.isfinite(utt.features)
             if bad.any():
-                frame, dim = np.argwhere(bad)[0]
+                frame, column = np.argwhere(bad)[0]
                 raise ShardError(
                     f"{path}: utterance {utt.utterance_id!r} has {int(bad.sum())} "
                     f"NaN/infinite feature values (the first at frame {frame}, "
-                    f"dimension {dim}); rebuild it with the features stage"
+                    f"dimension {column}); rebuild it with the features stage"
                 )
             yield utt
 
