@@ -16,7 +16,7 @@ from vqspeech import cli
 from .conftest import REPO
 
 STAGES = sorted(p.stem for p in (REPO / "stages").glob("*.py"))
-KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", cli.OWN)
 PROBE = """
 import json, os, runpy, sys
 runpy.run_path(sys.argv[1])  # the stage's module level, as `python stages/<stage>.py` runs it
@@ -67,7 +67,8 @@ def test_stage_chooses_before_any_openmp_library_loads(stage: str):
             p.kill()
             p.wait()
     assert result["heavy"] == []
-    assert result["env"] == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}
+    assert result["env"] == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None,
+                             cli.OWN: "OMP_WAIT_POLICY"}  # fmt: skip
     assert "cores busy at the start: OpenMP threads wait passively" in result["said"]
 
 
@@ -76,3 +77,12 @@ def test_a_users_own_setting_wins():
         result = probe("train", {**clean_env(), **setting})
         assert result["env"] == {**dict.fromkeys(KEYS), **setting}
         assert result["said"] == "OpenMP wait policy from the environment"
+
+
+def test_a_stage_started_by_a_busy_time_stage_looks_again():
+    """The passive policy a parent chose on a busy machine is not taken for the user's: a child
+    stage started on a quiet machine spins (and the parent's marker goes with the setting)."""
+    parent = {**clean_env(), "OMP_WAIT_POLICY": "PASSIVE", cli.OWN: "OMP_WAIT_POLICY"}
+    result = probe("train", parent)
+    assert result["env"] == dict.fromkeys(KEYS), result
+    assert "cores busy at the start: OpenMP threads wait spinning" in result["said"]

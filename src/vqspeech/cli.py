@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 # OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 BUSY_CORES = 0.5  # cores kept busy by others that make a stage wait passively
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+OWN = "VQSPEECH_OPENMP_CHOSEN"  # the variables the project, not the user, set
 
 
 def cores_in_use(seconds: float = 0.1) -> float:
@@ -76,10 +77,17 @@ def wait_policy(busy: float) -> dict[str, str]:
 
 
 def _choose_wait_policy() -> str:
+    # a stage started by another (pytest, a stage's subprocess) looks again: the parent's choice
+    # is named by OWN, and only the user's own setting is inherited as such
+    for key in filter(None, os.environ.pop(OWN, "").split(",")):
+        os.environ.pop(key, None)
     if {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
         return "OpenMP wait policy from the environment"
     busy = cores_in_use()
-    os.environ.update(wait_policy(busy))
+    chosen = wait_policy(busy)
+    os.environ.update(chosen)
+    if chosen:
+        os.environ[OWN] = ",".join(chosen)
     how = "passively" if busy >= BUSY_CORES else "spinning"
     return f"{busy:.1f} cores busy at the start: OpenMP threads wait {how}"
 
