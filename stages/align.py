@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated
 
 from vqspeech import cli
+from vqspeech.io.progress import progress
 
 app = cli.app(__doc__)
 
@@ -59,7 +60,7 @@ def main(
         cuda = torch.cuda.is_available() and params.train.device != "cpu"
         device = torch.device("cuda" if cuda else "cpu")  # as training: train.device
         codebook = model.quantizer.codebook.detach().float().cpu().numpy()
-        bar = cli.progress(total=index.num_rows, desc="encode", unit="utt")
+        bar = progress(total=index.num_rows, desc="encode", unit="utt")
         with atomic.atomic_dir(out_dir) as tmp:
             writer = align.CodesWriter(tmp, codebook)
             for shard in shards.iter_shards(features_dir, split):  # one shard in memory

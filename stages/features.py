@@ -26,7 +26,7 @@ def main(
     ),
 ) -> None:
     """Compute features and frame labels for every utterance of the manifest."""
-    from vqspeech.data import manifest
+    from vqspeech.data import builtin, manifest
     from vqspeech.features import extract, split
     from vqspeech.features.acoustic import FeatureConfig
     from vqspeech.io import atomic
@@ -40,7 +40,8 @@ def main(
         cli.log.info("%s features, %d dims, %d jobs", cfg.kind, cfg.dim, jobs)
         table = manifest.read(manifest_path)
         speakers = table.column("speaker").to_pylist()
-        val, test = split.held_out(f.split, params.data)
+        own = builtin.held_out(params.data.builtin) if params.data.corpus == "builtin" else None
+        val, test = split.held_out(f.split, own)
         split_of = split.assign(speakers, val, test)
         rows = extract.rows(table, split_of)
         cli.log.info("read %s: %d utterances, %d speakers", manifest_path, len(rows), len(split_of))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from vqspeech import cli
+from vqspeech.io.progress import progress
 
 app = cli.app(__doc__)
 
@@ -43,7 +44,7 @@ def main(
     with cli.stage("stats", params_file, *outputs) as params:
         files = shards.files(features_dir)
         summary = DatasetSummary(shards.HOP_S, params.stats.window_frames)
-        utterances = shards.checked(cli.progress(files, desc="shards", unit="shard"))
+        utterances = shards.checked(progress(files, desc="shards", unit="shard"))
         moments = accumulate(utterances, summary)
         if "train" not in moments:
             raise ValueError(f"{features_dir}: no train utterances")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated
 
 from vqspeech import cli
+from vqspeech.io.progress import progress
 
 app = cli.app(__doc__)
 
@@ -73,7 +74,7 @@ def main(
         goals = S.targets(speakers, len(chosen), p.targets, rng)
         speed = None
         if decoder == "wavenet":
-            bar = cli.progress(total=n_lat, desc="generate", unit="latent")
+            bar = progress(total=n_lat, desc="generate", unit="latent")
             norm = Normalizer.load(stats_path)
             generated, speed = S.generate(model, chosen, starts, goals, speakers, n_lat, norm,
                                           seed, bar)  # fmt: skip

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 from vqspeech import cli
+from vqspeech.io.progress import progress
 
 app = cli.app(__doc__)
 
@@ -52,7 +53,7 @@ def run(
     from vqspeech.train import checkpoints as ckpt
     from vqspeech.train import livelog, snapshots
     from vqspeech.train.crops import load_train_val
-    from vqspeech.train.loop import setup, train
+    from vqspeech.train.loop import code_fingerprint, setup, train
     from vqspeech.train.stream import InMemory, Plan, Streamed
 
     with cli.stage("train", params_file) as params:
@@ -102,7 +103,7 @@ def run(
                 cli.log.warning("no validation: %s", err)
                 val_data = None
         data_key = ckpt.data_fingerprint(features_dir, stats_path)
-        key = ckpt.run_key(model_cfg, cfg, data_key)
+        key = ckpt.run_key(model_cfg, cfg, data_key, code_fingerprint())
         folder = ckpt.run_dir(checkpoints, key)
         if d.main:
             n_val = val_data.utterances if val_data else "no"
@@ -122,7 +123,7 @@ def run(
         # each rank takes its share of every epoch's batches
         plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed)
         total = sum(plan.steps(train_data, e, d.world) for e in range(cfg.epochs))
-        bar = cli.progress(desc="train", unit="step", total=total, initial=resume_at or 0,
+        bar = progress(desc="train", unit="step", total=total, initial=resume_at or 0,
                            disable=not d.main)  # fmt: skip
         sample = shards.iter_utterances(features_dir, "val" if val_data is not None else "train")
         snaps = snapshots.Snapshots(folder, key, sample, norm, cfg.snapshot_every)

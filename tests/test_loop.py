@@ -15,7 +15,7 @@ from vqspeech.features.stats import Normalizer
 from vqspeech.model.checkpoint import CheckpointError, load_model, save_model
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train import checkpoints, loop
-from vqspeech.train.checkpoints import CHECKPOINT, resume_step, run_dir, run_key
+from vqspeech.train.checkpoints import CHECKPOINT, resume_step, run_dir
 from vqspeech.train.crops import SplitData, batch, crops, epoch_batches
 from vqspeech.train.livelog import truncate
 from vqspeech.train.loop import TrainingError, train
@@ -26,6 +26,11 @@ MODEL = model_params(channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4,
                      quantizer={"codebook_size": 8, "dead_threshold": 1.0})  # fmt: skip
 CFG = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
 UNIT = Normalizer(np.zeros(6), np.ones(6))
+
+
+def run_key(model: ModelParams, cfg: TrainParams, data: str) -> str:
+    """The key `train` files a run under: the params, the data and today's training code."""
+    return checkpoints.run_key(model, cfg, data, loop.code_fingerprint())
 
 
 def toy(n_utts: int = 6, frames: int = 40, seed: int = 0) -> SplitData:
@@ -121,7 +126,7 @@ def test_changed_training_code_does_not_resume(tmp_path: Path, monkeypatch: pyte
     """DVC reruns the stage on a code change: resuming a finished run would keep old weights."""
     train(MODEL, CFG.model_copy(update={"epochs": 1}), toy(), None, tmp_path, "fp")
     assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is not None
-    monkeypatch.setattr(checkpoints, "code_fingerprint", lambda: "edited")
+    monkeypatch.setattr(loop, "code_fingerprint", lambda: "edited")
     assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is None
 
 
@@ -134,19 +139,19 @@ def test_code_fingerprint_covers_every_module_training_imports(
 
     names = {f.relative_to(imports.ROOT).as_posix() for f in imports.closure(loop.__file__)}
     assert {"train/loop.py", "train/crops.py", "features/shards.py", "model/quantizer.py"} <= names
-    before = checkpoints.code_fingerprint()
+    before = loop.code_fingerprint()
     copy = tmp_path / "vqspeech"
     shutil.copytree(imports.ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
     edited = copy / "features/shards.py"
     edited.write_text(edited.read_text() + "\n# edited\n")
     monkeypatch.setattr(loop, "__file__", str(copy / "train/loop.py"))
-    edited_once = checkpoints.code_fingerprint()
+    edited_once = loop.code_fingerprint()
     assert edited_once != before
     # the decoder targets (not imported by the loop: they need librosa) count too
     for name in ("train/targets.py", "features/acoustic.py"):
         (copy / name).write_text((copy / name).read_text() + "\n# edited\n")
-        assert checkpoints.code_fingerprint() != edited_once, name
-        edited_once = checkpoints.code_fingerprint()
+        assert loop.code_fingerprint() != edited_once, name
+        edited_once = loop.code_fingerprint()
 
 
 @pytest.mark.parametrize("log_every", [1, 2, 10])

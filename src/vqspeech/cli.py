@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -184,15 +184,6 @@ def timed(what: str) -> Iterator[None]:
 def jobs(requested: int) -> int:
     """0 means every core this process may use."""
     return requested or len(os.sched_getaffinity(0))
-
-
-def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:
-    """A tqdm bar (iterate it, or call .update()); refreshed at most every 10 s when stderr is
-    not a terminal (CI, log files)."""
-    from tqdm import tqdm
-
-    kwargs.setdefault("mininterval", 0.1 if sys.stderr.isatty() else 10.0)
-    return tqdm(iterable, **kwargs)
 
 
 def load_params_or_exit(path: str | os.PathLike[str]) -> Params:

@@ -63,6 +63,11 @@ def _imported(path: Path, root: Path) -> set[Path]:
     return found
 
 
+def graph(root: Path = ROOT) -> dict[Path, set[Path]]:
+    """Every module of the package -> the package's modules it imports (itself left out)."""
+    return {p: _imported(p, root) - {p} for p in sorted(root.rglob("*.py"))}
+
+
 def closure(start: str | os.PathLike[str], root: Path = ROOT) -> list[Path]:
     """Every module of the package that running `start` (a script or module file) may import,
     `start` itself included when it is one of ours; sorted."""

@@ -12,7 +12,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from vqspeech.cli import progress
+from vqspeech.io.progress import progress
 
 
 class UnsafeArchiveError(ValueError):

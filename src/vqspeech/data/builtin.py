@@ -22,13 +22,13 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import soundfile as sf
 
-from vqspeech.cli import progress
 from vqspeech.data import channel, engines
 from vqspeech.data.manifest import Candidate
 from vqspeech.data.pcm import to_int16
 from vqspeech.data.sentences import sentence_for
 from vqspeech.data.textgrid import Interval, fit_to_duration, write_phones
 from vqspeech.io import atomic
+from vqspeech.io.progress import progress
 from vqspeech.params import BuiltinParams, Range
 from vqspeech.voices import check_voice
 

@@ -25,10 +25,10 @@ import numpy as np
 import soundfile as sf
 
 from vqspeech import phones
-from vqspeech.cli import progress
 from vqspeech.data.manifest import Candidate, TranscriptError, read_transcript
 from vqspeech.data.pcm import to_int16, within_full_scale
 from vqspeech.data.textgrid import Interval, fit_to_duration, write_phones
+from vqspeech.io.progress import progress
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from vqspeech.cli import progress
 from vqspeech.data.textgrid import TextGridError, read_phones
 from vqspeech.io import atomic
+from vqspeech.io.progress import progress
 from vqspeech.io.skips import Skip, enforce
 
 SCHEMA = pa.schema(

@@ -18,7 +18,6 @@ import soundfile as sf
 import soxr
 import threadpoolctl
 
-from vqspeech.cli import progress
 from vqspeech.data.pcm import to_int16, within_full_scale
 from vqspeech.data.textgrid import (
     Interval,
@@ -29,6 +28,7 @@ from vqspeech.data.textgrid import (
 )
 from vqspeech.features import shards
 from vqspeech.features.acoustic import FeatureConfig, extract, frame_labels, n_frames
+from vqspeech.io.progress import progress
 from vqspeech.io.skips import Skip
 from vqspeech.params import FeaturesParams
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from vqspeech.params import DataParams, SplitParams
+from vqspeech.params import SplitParams
 
 SPLITS = ("train", "val", "test")
 
@@ -41,11 +41,11 @@ def assign(
     return dict(sorted(split.items()))
 
 
-def held_out(named: SplitParams, data: DataParams) -> tuple[list[str], list[str]]:
+def held_out(
+    named: SplitParams, corpus_own: tuple[list[str], list[str]] | None
+) -> tuple[list[str], list[str]]:
     """(val, test) speakers: those `features.split` names, or where it names none (null), the
-    built-in corpus's own (`data.builtin.held_out`, whole voices)."""
-    if named.val_speakers is None and named.test_speakers is None and data.corpus == "builtin":
-        from vqspeech.data import builtin
-
-        return builtin.held_out(data.builtin)
+    corpus's own (`corpus_own`: the built-in corpus's whole voices, `data.builtin.held_out`)."""
+    if named.val_speakers is None and named.test_speakers is None and corpus_own is not None:
+        return corpus_own
     return list(named.val_speakers or []), list(named.test_speakers or [])

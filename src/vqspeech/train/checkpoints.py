@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 
-from vqspeech import imports
 from vqspeech.params import ModelParams, TrainParams
 
 log = logging.getLogger(__name__)
@@ -24,27 +23,15 @@ CHECKPOINT = "last.pt"
 NOT_IN_KEY = ("epochs", "device", "log_every", "threads", "snapshot_every", "workers")
 
 
-def code_fingerprint() -> str:
-    """Hash of the training code (the import closure of `vqspeech.train.loop` in the package:
-    model, data, loop; and of `vqspeech.train.targets`, the decoder targets): a checkpoint of
-    other code is not resumed."""
-    from vqspeech.train import loop
-
-    root = Path(loop.__file__).resolve().parent.parent  # the package: src/vqspeech
-    targets = Path(loop.__file__).with_name("targets.py")  # not imported: it needs librosa
-    files = set(imports.closure(loop.__file__, root)) | set(imports.closure(targets, root))
-    h = hashlib.sha256()
-    for f in sorted(files):
-        h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def run_key(model_cfg: ModelParams, cfg: TrainParams, data_fingerprint: str) -> str:
+def run_key(
+    model_cfg: ModelParams, cfg: TrainParams, data_fingerprint: str, code_fingerprint: str
+) -> str:
     """What a checkpoint must match to be resumed: model and train params (the number of epochs
-    may grow, never shrink: see `load_resumable`), the data, and the training code."""
+    may grow, never shrink: see `load_resumable`), the data, and the training code
+    (`loop.code_fingerprint()`)."""
     train = cfg.model_dump(exclude=set(NOT_IN_KEY))
     blob = json.dumps(
-        [model_cfg.model_dump(), train, data_fingerprint, code_fingerprint()], sort_keys=True
+        [model_cfg.model_dump(), train, data_fingerprint, code_fingerprint], sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -8,6 +8,7 @@ configuration resumes from the last one and ends with the same weights as an uni
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from vqspeech import imports
 from vqspeech.model.build import UnitModel, build
 from vqspeech.model.checkpoint import save
 from vqspeech.model.quantizer import kmeans
@@ -31,6 +33,19 @@ from vqspeech.train.crops import SplitData, crops
 from vqspeech.train.stream import Crops, InMemory, Plan, Source, gather, loader
 
 log = logging.getLogger(__name__)
+
+
+def code_fingerprint() -> str:
+    """Hash of the training code (the import closure of this module in the package: model, data,
+    loop; and of `vqspeech.train.targets`, the decoder targets): part of the run key, so that a
+    checkpoint of other code is not resumed."""
+    root = Path(__file__).resolve().parent.parent  # the package: src/vqspeech
+    targets = Path(__file__).with_name("targets.py")  # not imported: it needs librosa
+    files = set(imports.closure(__file__, root)) | set(imports.closure(targets, root))
+    h = hashlib.sha256()
+    for f in sorted(files):
+        h.update(f.relative_to(root).as_posix().encode() + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class TrainingError(RuntimeError):
@@ -314,7 +329,7 @@ def train(
     it found it.
     """
     d = d or setup(cfg.device)
-    key = run_key(model_cfg, cfg, data_fingerprint)
+    key = run_key(model_cfg, cfg, data_fingerprint, code_fingerprint())
     torch.manual_seed(cfg.seed)
     wavenet = model_cfg.decoder == "wavenet"
     try:
