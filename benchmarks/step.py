@@ -34,7 +34,7 @@ from reference import reference_model, reference_optimizer, reference_step  # no
 from vqspeech.model.build import build  # noqa: E402
 from vqspeech.params import ModelParams  # noqa: E402
 from vqspeech.train.loop import Dist, Stepper, adam  # noqa: E402
-from vqspeech.train.stream import Crops  # noqa: E402
+from vqspeech.train.stream import CropBatch  # noqa: E402
 
 SIZES = {
     "default (128 ch, K=64)": ({}, 128, 64),
@@ -78,7 +78,7 @@ def one(size: str, batch: int, dev: torch.device, rounds: int) -> dict:
     d = Dist(device=dev)
     stepper = Stepper(model, model, optimizer, d)
     rng = np.random.default_rng(0)
-    crops = Crops(rng.standard_normal((batch, CROP, DIM)).astype(np.float32),
+    crops = CropBatch(rng.standard_normal((batch, CROP, DIM)).astype(np.float32),
                   rng.integers(0, SPEAKERS, batch))  # fmt: skip
     ref = reference_model(channels, k, DIM, SPEAKERS).to(dev)
     ref_opt = reference_optimizer(ref)

@@ -34,7 +34,7 @@ from vqspeech.features.stats import Normalizer  # noqa: E402
 from vqspeech.model.build import build  # noqa: E402
 from vqspeech.params import ModelParams  # noqa: E402
 from vqspeech.train.loop import Dist, Stepper, _tensors, adam  # noqa: E402
-from vqspeech.train.stream import Crops, Plan, Source, Streamed  # noqa: E402
+from vqspeech.train.stream import CropBatch, Plan, Source, Streamed  # noqa: E402
 
 BUFFER_MB = 64  # train.buffer_mb's default: the default split fits one window
 WINDOWS = 8  # the windowed data path: the split read in 8 windows, as a corpus 8x larger is
@@ -65,7 +65,7 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     model = build(cfg, input_dim=source.input_dim, n_speakers=source.n_speakers).to(dev).train()
     stepper = Stepper(model, model, adam(model, 2e-4), Dist(device=dev))
 
-    def forever(src: Source) -> Iterator[Crops]:
+    def forever(src: Source) -> Iterator[CropBatch]:
         epoch = 0
         while True:
             yield from plan.batches(src, epoch)

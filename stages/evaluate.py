@@ -40,7 +40,7 @@ def main(
         read_intervals,
         read_train_latents,
     )
-    from vqspeech.evaluate.heldout import HeldOut
+    from vqspeech.evaluate.heldout import CodedSplit
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic
@@ -60,7 +60,7 @@ def main(
             train_mfcc = baselines.train_frames(shards.iter_utterances(features_dir, "train"),
                                                 norm, seed)  # fmt: skip
             km = baselines.kmeans(train_mfcc, k, seed)
-        held = HeldOut(layout, codes_dir, features_dir, ev.split, norm)
+        held = CodedSplit(layout, codes_dir, features_dir, ev.split, norm)
         with atomic.scratch_dir(report_path) as scratch:  # the ABX items' frames, on disk
             result = baselines.evaluate(
                 held, codebook, km, intervals=intervals, seed=seed,

@@ -12,7 +12,7 @@ from vqspeech.features import shards
 from vqspeech.features.acoustic import extract
 from vqspeech.features.extract import AudioOptions, Done, Row, process
 from vqspeech.features.stats import Normalizer
-from vqspeech.train.crops import batch_audio, crops, load_split
+from vqspeech.train.crops import batch_audio, load_split, random_crops
 
 from .conftest import audio_options, features, write_grid
 
@@ -37,7 +37,7 @@ def test_audio_crop_is_the_samples_of_the_feature_crop(tmp_path: Path):
     dim = CFG.dim
     data, _ = load_split(tmp_path, "train", Normalizer(np.zeros(dim), np.ones(dim)), audio=True)
     crop = 12
-    utt, start = crops(data, crop, 40, np.random.default_rng(0))
+    utt, start = random_crops(data, crop, 40, np.random.default_rng(0))
     audio = batch_audio(data, utt, start, crop)
     assert audio.shape == (40, crop * 160) and audio.dtype == np.int16
     for b in range(40):

@@ -50,7 +50,7 @@ def split(tmp_path):
 def test_passes_give_the_whole_split_row_for_row(split):
     features, codes, test, latents = split
     norm = Normalizer(np.full(DIM, 0.5), np.full(DIM, 2.0))
-    held = heldout.HeldOut(read_frames(codes), codes, features, "test", norm)
+    held = heldout.CodedSplit(read_frames(codes), codes, features, "test", norm)
     assert held.n_frames.tolist() == [9, 8, 11]
     chunks = list(held.chunks(native=True))
     assert [c.first for c in chunks] == [0, 2]  # one per shard with coded utterances
@@ -74,11 +74,11 @@ def test_codes_out_of_the_features_order_or_missing_are_refused(split):
     frames = pq.read_table(codes / "codes.parquet")
     order = [*range(4, frames.num_rows), *range(4)]  # c's 4 rows (of c, a, b) moved last
     pq.write_table(frames.take(order), codes / "codes.parquet")
-    held = heldout.HeldOut(read_frames(codes), codes, features, "test", norm)
+    held = heldout.CodedSplit(read_frames(codes), codes, features, "test", norm)
     with pytest.raises(ValueError, match="not in the order of"):
         list(held.chunks())
     with pytest.raises(ValueError, match="not in its 'val' split"):
-        heldout.HeldOut(read_frames(codes), codes, features, "val", norm)
+        heldout.CodedSplit(read_frames(codes), codes, features, "val", norm)
 
 
 def test_index_and_reading_a_few_utterances(split):
@@ -97,7 +97,7 @@ def test_index_and_reading_a_few_utterances(split):
 def test_spilled_rows_come_back_a_block_at_a_time(split, tmp_path):
     features, codes, _, latents = split
     norm = Normalizer(np.zeros(DIM), np.ones(DIM))
-    held = heldout.HeldOut(read_frames(codes), codes, features, "test", norm)
+    held = heldout.CodedSplit(read_frames(codes), codes, features, "test", norm)
     wanted = [np.array([0, 3, 4, 12]), np.array([], dtype=np.int64), np.array([5, 6, 7, 8])]
     spill = heldout.Spill(wanted, tmp_path, "latent")
     for c in held.chunks():

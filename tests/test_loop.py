@@ -16,7 +16,7 @@ from vqspeech.model.checkpoint import CheckpointError, load_model, save_model
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train import checkpoints, loop
 from vqspeech.train.checkpoints import CHECKPOINT, resume_step, run_dir
-from vqspeech.train.crops import SplitData, batch, crops, epoch_batches
+from vqspeech.train.crops import SplitData, batch, epoch_batches, random_crops
 from vqspeech.train.livelog import truncate
 from vqspeech.train.loop import TrainingError, train
 
@@ -196,13 +196,13 @@ def test_crops_are_uniform_over_valid_positions():
     data = SplitData(
         np.zeros((0, 1), np.float32), np.array([0, 10, 13, 40]), np.zeros(3, int), ["a", "b", "c"]
     )
-    utt, start = crops(data, 8, 60000, np.random.default_rng(0))
+    utt, start = random_crops(data, 8, 60000, np.random.default_rng(0))
     valid = {0: 3, 1: 0, 2: 20}  # start positions per utterance
     assert set(np.unique(utt)) == {0, 2}
     assert np.mean(utt == 0) == pytest.approx(3 / 23, abs=0.01)
     assert all(0 <= s <= valid[u] - 1 for u, s in zip(utt[:500], start[:500], strict=True))
     with pytest.raises(ValueError, match="crop of 28 frames is longer than every utterance"):
-        crops(data, 28, 1, np.random.default_rng(0))
+        random_crops(data, 28, 1, np.random.default_rng(0))
 
 
 def test_batches_gather_the_right_frames():

@@ -18,7 +18,7 @@ from vqspeech.model.build import build
 from vqspeech.model.checkpoint import load_model, save_model
 from vqspeech.params import TrainParams
 from vqspeech.train import loop
-from vqspeech.train.crops import SplitData, crops, load_split
+from vqspeech.train.crops import SplitData, load_split, random_crops
 from vqspeech.train.targets import TARGET_MELS, add_logmel_targets, logmel_frames
 
 from .conftest import audio_options, features, model_params, write_grid
@@ -96,7 +96,7 @@ def test_training_rebuilds_the_targets_not_the_input(tmp_path: Path):
     model.eval()
     rng = np.random.default_rng([CFG.seed, 2 * 10**6])
     n = min(CFG.val_crops, int(val.lengths.sum()) // CFG.crop_frames)
-    utt, start = crops(val, CFG.crop_frames, n, rng)
+    utt, start = random_crops(val, CFG.crop_frames, n, rng)
     rows = val.offsets[utt][:, None] + start[:, None] + np.arange(CFG.crop_frames)
     with torch.no_grad():
         out = model(torch.from_numpy(val.features[rows]), torch.from_numpy(val.speakers[utt]))

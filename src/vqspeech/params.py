@@ -71,7 +71,7 @@ class ProsodyParams(_Strict):
     f0_range: float = Field(ge=0, le=1)
 
 
-class HeldOut(_Strict):
+class HeldOutVoices(_Strict):
     """Speakers kept out of training, by voice (`engine/voice`: all its speakers) or by name."""
 
     val: list[str] = []
@@ -143,7 +143,7 @@ class BuiltinParams(_Strict):
     tempo: Range  # per speaker
     prosody: ProsodyParams  # per utterance
     channel: Literal["off", "mild", "strong"]  # per-utterance microphone EQ, room and noise
-    held_out: HeldOut  # the split `features.split` uses when it names no speakers
+    held_out: HeldOutVoices  # the split `features.split` uses when it names no speakers
     utterances_per_speaker: int = Field(gt=0)
     seed: int = 0
 

@@ -220,13 +220,6 @@ def summary(table: pa.Table, skipped: list[Skip], corpus: str) -> dict[str, obje
     }
 
 
-def write_report(
-    path: str | os.PathLike[str], skipped: list[Skip], stats: dict[str, object]
-) -> None:
-    """Atomically write the skip report: the summary plus every skipped utterance and why."""
-    atomic.write_text(path, report_text(skipped, stats))
-
-
 def report_text(skipped: list[Skip], stats: dict[str, object]) -> str:
     """The skip report's JSON."""
     report = {**stats, "skipped_utterances": [s.__dict__ for s in skipped]}

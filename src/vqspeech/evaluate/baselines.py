@@ -35,7 +35,7 @@ import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
 from vqspeech.evaluate import abx, dpdp
-from vqspeech.evaluate.heldout import HeldOut, Rows, Spill, pair_frames
+from vqspeech.evaluate.heldout import CodedSplit, Rows, Spill, pair_frames
 from vqspeech.evaluate.metrics import (
     boundary_scores,
     entropy_bits,
@@ -235,7 +235,7 @@ def _ranges(offsets: np.ndarray, which: np.ndarray) -> np.ndarray:
 
 
 def evaluate(
-    held: HeldOut, codebook: np.ndarray, km: MiniBatchKMeans, *, intervals: pd.DataFrame,
+    held: CodedSplit, codebook: np.ndarray, km: MiniBatchKMeans, *, intervals: pd.DataFrame,
     seed: int, tolerance: int, max_group: int, max_x_across: int,
     scratch: Path, block_mb: float = 64.0, train_latents: np.ndarray | None = None,
     dpdp_mean: float = 0.0, dpdp_max: int = 20, train_mfcc: np.ndarray | None = None,

@@ -5,7 +5,7 @@ few of them, so a stage can choose utterances without holding the split.
 
 evaluate and figures keep the frame table (`align.Layout`: a few bytes per latent) and every
 system's codes (one integer per latent) whole, and read the vectors in passes over the split
-(`HeldOut.chunks`), one feature shard's utterances and their rows of data/codes/codes.parquet at
+(`CodedSplit.chunks`), one feature shard's utterances and their rows of data/codes/codes.parquet at
 a time; what a metric needs of the vectors beyond one chunk (the ABX items' frames, the DPDP
 calibration utterances) is gathered by row in a pass (`Rows`). Peak memory then follows the
 shard size and the items, not the split.
@@ -78,11 +78,11 @@ class Chunk:
     latents: np.ndarray | None  # float32 [rows, E]
     paired: np.ndarray | None  # float64 [rows, D]: normalized MFCC, frames 2k and 2k+1 averaged
     native: np.ndarray | None  # float64 [native rows, D]: normalized 10 ms frames
-    native_rows: slice  # their rows of the 10 ms frame table (`HeldOut.native_offsets`)
+    native_rows: slice  # their rows of the 10 ms frame table (`CodedSplit.native_offsets`)
     offsets: np.ndarray  # int64 [n + 1]: utterance j is rows offsets[j]:offsets[j+1] of the chunk
 
 
-class HeldOut:
+class CodedSplit:
     """The coded utterances of `layout` in the features of `split` under `features_dir`."""
 
     def __init__(

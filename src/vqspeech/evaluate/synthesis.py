@@ -219,16 +219,6 @@ def classifier_viable(speakers: Iterable[str]) -> bool:
     return True
 
 
-def classifier_data(
-    utterances: Sequence[Utterance], per_speaker: int, holdout: float, samples: int,
-    rng: np.random.Generator,
-) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
-    """`classifier_split`, or ([], []) when not `classifier_viable`."""
-    if not classifier_viable(u.speaker for u in utterances):
-        return [], []
-    return classifier_split(utterances, per_speaker, holdout, samples, rng)
-
-
 def originals(
     chosen: Sequence[Utterance], starts: Sequence[int], samples: int
 ) -> list[list[tuple[str, np.ndarray]]]:

@@ -2,8 +2,8 @@
 
 `VectorQuantizer` maps z: [B, T, E] to the nearest of K codebook vectors for every (b, t) and
 passes gradients straight through. Two ways to learn the codebook:
-- `ema=False`: codebook loss ||sg(z) - e||^2 plus commitment beta * ||z - sg(e)||^2;
-- `ema=True`: the codebook follows an exponential moving average of the vectors assigned to each
+- `kind="loss"`: codebook loss ||sg(z) - e||^2 plus commitment beta * ||z - sg(e)||^2;
+- `kind="ema"`: the codebook follows an exponential moving average of the vectors assigned to each
   code (decay `ema_decay`), only the commitment loss is returned, and codes whose average usage
   falls below `dead_threshold` are restarted on random inputs of the batch.
 Under torch.distributed the EMA statistics are all-reduced and restarts are broadcast from rank

@@ -150,7 +150,7 @@ class Spans(Protocol):
     def speakers(self) -> np.ndarray: ...
 
 
-def crops(
+def random_crops(
     data: Spans, crop: int, count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` random crops, uniform over every valid start position in the split.
@@ -218,7 +218,7 @@ def epoch_batches(
     rng = np.random.default_rng([seed, epoch, *key])
     if speakers_per_batch:
         return _speaker_batches(data, crop, batch_size, speakers_per_batch, n_batches, rng)
-    utt, start = crops(data, crop, n_batches * batch_size, rng)
+    utt, start = random_crops(data, crop, n_batches * batch_size, rng)
     return [
         (utt[i : i + batch_size], start[i : i + batch_size])
         for i in range(0, n_batches * batch_size, batch_size)

@@ -29,8 +29,8 @@ from vqspeech.model.checkpoint import save
 from vqspeech.model.quantizer import kmeans
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
-from vqspeech.train.crops import SplitData, crops
-from vqspeech.train.stream import Crops, InMemory, Plan, Source, gather, loader
+from vqspeech.train.crops import SplitData, random_crops
+from vqspeech.train.stream import CropBatch, InMemory, Plan, Source, gather, loader
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> 
     (the whole split when it is one window; rank 0's, broadcast)."""
     rng = np.random.default_rng([cfg.seed, 10**6])
     window = train.windows(cfg.seed, 0)[0]  # the first epoch's first window: read anyway
-    utt, start = crops(window, cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
+    utt, start = random_crops(window, cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
     x = gather(train.load(window), utt, start, cfg.crop_frames, audio=False).x
     z = model.encoder(torch.from_numpy(x).to(d.device)).reshape(-1, model.cfg.embedding_dim)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -113,24 +113,24 @@ def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> 
     log.info("codebook initialised by k-means on %d latents", len(z))
 
 
-def val_batches(val: Source, cfg: TrainParams) -> list[Crops]:
+def val_batches(val: Source, cfg: TrainParams) -> list[CropBatch]:
     """The fixed validation crops (at most `train.val_crops`, about one per crop of the split),
     read once, in batches."""
     rng = np.random.default_rng([cfg.seed, 2 * 10**6])
     spans = val.spans()
     n = min(cfg.val_crops, max(1, int(spans.lengths.sum()) // cfg.crop_frames))
-    utt, start = crops(spans, cfg.crop_frames, n, rng)
+    utt, start = random_crops(spans, cfg.crop_frames, n, rng)
     every = val.take(utt, start, cfg.crop_frames)
 
     def part(a: np.ndarray | None, i: int) -> np.ndarray | None:
         return None if a is None else a[i : i + cfg.batch_size]
 
-    return [Crops(*(part(a, i) for a in (every.x, every.speakers, every.audio, every.targets)))
+    return [CropBatch(*(part(a, i) for a in (every.x, every.speakers, every.audio, every.targets)))
             for i in range(0, n, cfg.batch_size)]  # fmt: skip
 
 
 @torch.no_grad()
-def validate(model: UnitModel, val: list[Crops], d: Dist, seed: int) -> dict[str, float]:
+def validate(model: UnitModel, val: list[CropBatch], d: Dist, seed: int) -> dict[str, float]:
     """Losses, perplexity and codes used on the fixed crops of the held-out speakers
     (`val_batches`). What the model draws (VQ-CPC's negatives) comes from torch's RNG forked and
     seeded here: the same every epoch, and the training stream is left where it was."""
@@ -140,7 +140,7 @@ def validate(model: UnitModel, val: list[Crops], d: Dist, seed: int) -> dict[str
         return _validate(model, val, d)
 
 
-def _validate(model: UnitModel, val: list[Crops], d: Dist) -> dict[str, float]:
+def _validate(model: UnitModel, val: list[CropBatch], d: Dist) -> dict[str, float]:
     model.eval()
     totals: dict[str, float] = {}
     counts = torch.zeros(model.quantizer.codebook_size, device=d.device)
@@ -164,7 +164,9 @@ def _validate(model: UnitModel, val: list[Crops], d: Dist) -> dict[str, float]:
     }
 
 
-def _tensors(c: Crops, d: Dist) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def _tensors(
+    c: CropBatch, d: Dist
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """The batch's features, samples (WaveNet decoder) and decoder targets on the device."""
 
     def opt(a: np.ndarray | None) -> torch.Tensor | None:
@@ -202,7 +204,7 @@ class Stepper:
         self.model, self.net, self.optimizer, self.d = model, net, optimizer, d
         self.names: list[str] = []
 
-    def __call__(self, c: Crops) -> torch.Tensor:
+    def __call__(self, c: CropBatch) -> torch.Tensor:
         xt, audio, target = _tensors(c, self.d)
         with _autocast(self.d):
             out = self.net(xt, _to_device(c.speakers, self.d), audio)

@@ -53,7 +53,7 @@ INDEX_COLUMNS = ["speaker", "split", "n_frames"]
 
 
 @dataclass(frozen=True)
-class Crops:
+class CropBatch:
     """One batch: features [B, crop, D], speaker ids [B], the crops' int16 samples [B, crop *
     hop] when the decoder needs audio, and the decoder targets [B, crop, D'] when they are not
     the input."""
@@ -64,10 +64,12 @@ class Crops:
     targets: np.ndarray | None = None
 
 
-def gather(data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int, audio: bool) -> Crops:
+def gather(
+    data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int, audio: bool
+) -> CropBatch:
     """The crops (utterance utt_b of `data` from frame start_b) as a batch."""
     x, spk = batch(data, utt, start, crop)
-    return Crops(
+    return CropBatch(
         x, spk, batch_audio(data, utt, start, crop) if audio else None,
         batch_targets(data, utt, start, crop) if data.targets is not None else None,
     )  # fmt: skip
@@ -85,7 +87,7 @@ class Window:
 
 
 @dataclass(frozen=True)
-class Spans:
+class IndexSpans:
     """A whole split's lengths and speakers (crops.Spans), without its frames."""
 
     lengths: np.ndarray
@@ -103,7 +105,7 @@ class Source:
     utterances: int
     frames: int
 
-    def spans(self) -> Spans:
+    def spans(self) -> IndexSpans:
         raise NotImplementedError
 
     def windows(self, seed: int, epoch: int) -> list[Window]:
@@ -112,8 +114,8 @@ class Source:
     def load(self, window: Window) -> SplitData:
         raise NotImplementedError
 
-    def take(self, utt: np.ndarray, start: np.ndarray, crop: int) -> Crops:
-        """Crops by utterance number in the whole split (`spans()` order), in the order given."""
+    def take(self, utt: np.ndarray, start: np.ndarray, crop: int) -> CropBatch:
+        """The crops by utterance number in the split (`spans()` order), in the order given."""
         raise NotImplementedError
 
 
@@ -129,8 +131,8 @@ class InMemory(Source):
         self.n_speakers = int(data.speakers.max()) + 1  # load_split numbers them 0..n-1
         self.utterances, self.frames = len(data.utterance_ids), len(data.features)
 
-    def spans(self) -> Spans:
-        return Spans(self.data.lengths, self.data.speakers)
+    def spans(self) -> IndexSpans:
+        return IndexSpans(self.data.lengths, self.data.speakers)
 
     def windows(self, seed: int, epoch: int) -> list[Window]:
         return [Window(self.data.lengths, self.data.speakers, ())]
@@ -138,7 +140,7 @@ class InMemory(Source):
     def load(self, window: Window) -> SplitData:
         return self.data
 
-    def take(self, utt: np.ndarray, start: np.ndarray, crop: int) -> Crops:
+    def take(self, utt: np.ndarray, start: np.ndarray, crop: int) -> CropBatch:
         return gather(self.data, utt, start, crop, self.audio)
 
 
@@ -185,8 +187,8 @@ class Streamed(Source):
         self._bytes = [per_frame * int(c.sum()) for c in lengths]
         self._whole: SplitData | None = None
 
-    def spans(self) -> Spans:
-        return Spans(np.concatenate(self._lengths), np.concatenate(self._speakers))
+    def spans(self) -> IndexSpans:
+        return IndexSpans(np.concatenate(self._lengths), np.concatenate(self._speakers))
 
     def windows(self, seed: int, epoch: int) -> list[Window]:
         if sum(self._bytes) <= self.buffer_bytes:
@@ -226,10 +228,10 @@ class Streamed(Source):
                              f"utterances in {names}, the index has {expected}")  # fmt: skip
         return data
 
-    def take(self, utt: np.ndarray, start: np.ndarray, crop: int) -> Crops:
+    def take(self, utt: np.ndarray, start: np.ndarray, crop: int) -> CropBatch:
         """Reads only the shards that hold one of the crops, one at a time."""
         shard = np.searchsorted(self._first, utt, side="right") - 1
-        parts: list[tuple[np.ndarray, Crops]] = []
+        parts: list[tuple[np.ndarray, CropBatch]] = []
         for s in np.unique(shard).tolist():
             where = np.flatnonzero(shard == s)
             data = self._read([s])
@@ -241,7 +243,7 @@ class Streamed(Source):
             arrays = [getattr(c, field) for _, c in parts]
             return None if arrays[0] is None else np.concatenate(arrays)[order]
 
-        return Crops(joined("x"), joined("speakers"), joined("audio"), joined("targets"))
+        return CropBatch(joined("x"), joined("speakers"), joined("audio"), joined("targets"))
 
 
 @dataclass(frozen=True)
@@ -294,7 +296,7 @@ class Plan:
     def batches(
         self, source: Source, epoch: int, rank: int = 0, world: int = 1, worker: int = 0,
         workers: int = 1,
-    ) -> Iterator[Crops]:  # fmt: skip
+    ) -> Iterator[CropBatch]:  # fmt: skip
         """The batches of `epoch` that are rank `rank`'s (of `world`) and, of those, worker
         `worker`'s (of `workers`), in order."""
         windows, counts = self.counts(source, epoch)
@@ -325,19 +327,19 @@ class _Epoch(IterableDataset):
     def __init__(self, plan: Plan, source: Source, epoch: int, rank: int, world: int):
         self.plan, self.source, self.epoch, self.rank, self.world = plan, source, epoch, rank, world
 
-    def __iter__(self) -> Iterator[Crops]:
+    def __iter__(self) -> Iterator[CropBatch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         return self.plan.batches(self.source, self.epoch, self.rank, self.world, worker, workers)
 
 
-def _same(x: Crops) -> Crops:
+def _same(x: CropBatch) -> CropBatch:
     return x
 
 
 def loader(
     plan: Plan, source: Source, epoch: int, rank: int = 0, world: int = 1, workers: int = 0
-) -> Iterable[Crops]:
+) -> Iterable[CropBatch]:
     """The rank's batches of `epoch`: read in this process (`workers` = 0) or by that many
     data-loader worker processes, which read and cut the next batches while this one trains
     (the same batches, in the same order, either way)."""
