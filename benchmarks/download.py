@@ -32,9 +32,14 @@ def main(utterances_per_speaker: int | None = None, jobs: int = 0) -> None:
     flite = subprocess.run(["flite", "--version"], capture_output=True, text=True).stdout
     version = flite.strip().splitlines()[-1].strip() if flite.strip() else "flite"
     row = [
-        stats["utterances"], stats["speakers"], f"{stats['hours']:.2f} h", f"{wall:.1f} s",
-        f"{stats['hours'] * 3600 / wall:.0f}x", f"{peak:.0f} MiB", f"{size / 2**20:.0f} MiB",
-    ]  # fmt: skip
+        stats["utterances"],
+        stats["speakers"],
+        f"{stats['hours']:.2f} h",
+        f"{wall:.1f} s",
+        f"{stats['hours'] * 3600 / wall:.0f}x",
+        f"{peak:.0f} MiB",
+        f"{size / 2**20:.0f} MiB",
+    ]
     header = ["utterances", "speakers", "audio", "wall", "x real time", "peak RSS", "on disk"]
     body = "\n".join(
         [

@@ -41,16 +41,23 @@ def main() -> None:
         rows.append(["**total**", f"**{total:.1f} s**", ""])
         frames, latents, codebook = read_codes(work / "data/codes")
         layout = layout_of(frames)
-        items = baselines.abx_items(read_intervals(work / "data/codes"), layout.ids,
-                                    layout.counts, 2, 10, 0)  # fmt: skip
+        items = baselines.abx_items(
+            read_intervals(work / "data/codes"), layout.ids, layout.counts, 2, 10, 0
+        )
         abx_rows = []
-        for name, distance in (("latents", abx.angular(latents)),
-                               ("code vectors", abx.angular_codes(frames["code"].to_numpy(),
-                                                                  codebook))):  # fmt: skip
+        for name, distance in (
+            ("latents", abx.angular(latents)),
+            ("code vectors", abx.angular_codes(frames["code"].to_numpy(), codebook)),
+        ):
             start = time.perf_counter()
             result = abx.abx(items, distance, max_x_across=5, seed=0)
-            abx_rows.append([name, f"{time.perf_counter() - start:.1f} s",
-                             f"{100 * result.within:.2f} / {100 * result.across:.2f}"])  # fmt: skip
+            abx_rows.append(
+                [
+                    name,
+                    f"{time.perf_counter() - start:.1f} s",
+                    f"{100 * result.within:.2f} / {100 * result.across:.2f}",
+                ]
+            )
         report = json.loads((work / "data/align_report.json").read_text())
     body = f"""## align + evaluate + figures (default corpus, `eval.split` = test)
 

@@ -75,8 +75,16 @@ def main(jobs: int = 0) -> None:
             wall, peak = run_stage("features", work)
             report = json.loads((work / "data/features_report.json").read_text())
             audio = report["hours"] * 3600
-            rows.append([name, f"{report['hours']:.2f} h", report["shards"], f"{wall:.1f} s",
-                         f"{audio / wall:.0f}x", f"{peak:.0f} MiB"])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    f"{report['hours']:.2f} h",
+                    report["shards"],
+                    f"{wall:.1f} s",
+                    f"{audio / wall:.0f}x",
+                    f"{peak:.0f} MiB",
+                ]
+            )
             print(rows[-1], flush=True)
     header = ["input", "audio", "shards", "wall", "x real time", "peak RSS"]
     body = "\n".join(

@@ -57,19 +57,41 @@ def main(utterances: int = 300) -> None:
         parts = errors[engine] if engine != "all" else [e for v in errors.values() for e in v]
         e = np.concatenate(parts)
         n_failed = failed.get(engine, 0) if engine != "all" else sum(failed.values())
-        body.append([engine, len(parts) + n_failed, n_failed, len(e), f"{np.mean(e <= 0.02):.1%}",
-                     f"{np.mean(e <= 0.05):.1%}", f"{1000 * np.median(e):.0f} ms"])  # fmt: skip
-    header = ["engine", "utterances", "not aligned", "boundaries compared", "within 20 ms",
-              "within 50 ms", "median error"]  # fmt: skip
-    text = "\n".join([
-        "### pocketsphinx against the built-in corpus's exact boundaries", "",
-        table(header, body), "",
-        f"{len(chosen)} utterances of the default corpus (seeded sample), aligned from their text "
-        f"alone: {audio_s / wall:.0f}x real time on one thread. A boundary is the start or end of "
-        "a speech phone that both alignments have (the phone sequences matched, so a word the "
-        "engine and CMUdict pronounce differently is left out). Written by "
-        f"`python benchmarks/forcealign.py`. {stamp()}",
-    ])  # fmt: skip
+        body.append(
+            [
+                engine,
+                len(parts) + n_failed,
+                n_failed,
+                len(e),
+                f"{np.mean(e <= 0.02):.1%}",
+                f"{np.mean(e <= 0.05):.1%}",
+                f"{1000 * np.median(e):.0f} ms",
+            ]
+        )
+    header = [
+        "engine",
+        "utterances",
+        "not aligned",
+        "boundaries compared",
+        "within 20 ms",
+        "within 50 ms",
+        "median error",
+    ]
+    text = "\n".join(
+        [
+            "### pocketsphinx against the built-in corpus's exact boundaries",
+            "",
+            table(header, body),
+            "",
+            f"{len(chosen)} utterances of the default corpus (seeded sample), aligned from their "
+            "text "
+            f"alone: {audio_s / wall:.0f}x real time on one thread. A boundary is the start or "
+            "end of "
+            "a speech phone that both alignments have (the phone sequences matched, so a word the "
+            "engine and CMUdict pronounce differently is left out). Written by "
+            f"`python benchmarks/forcealign.py`. {stamp()}",
+        ]
+    )
     update_section("forcealign", text, REPO / "docs" / "corpus.md")
     print(text)
 

@@ -51,17 +51,38 @@ def pack(python_version: str = "3.12") -> None:
             continue
         feats = table.column("features")
         half = pa.list_(pa.list_(pa.float16(), feats.type.value_type.list_size))
-        table = table.set_column(table.schema.get_field_index("features"), "features",
-                                 feats.cast(half))  # fmt: skip
+        table = table.set_column(
+            table.schema.get_field_index("features"), "features", feats.cast(half)
+        )
         pq.write_table(table, PACK / "features" / f"part-{i:05d}.parquet", compression="zstd")
     shutil.copy(REPO / "data/stats.json", PACK / "stats.json")
     lock = (REPO / "requirements.lock").read_text().splitlines()
     pins = [next(line.split()[0] for line in lock if line.startswith(f"{w}==")) for w in WHEELS]
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                    "--only-binary=:all:", "--python-version", python_version,
-                    "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
-                    "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
-                    "-d", str(PACK / "wheels"), *pins], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            python_version,
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+            "-d",
+            str(PACK / "wheels"),
+            *pins,
+        ],
+        check=True,
+    )
     size = sum(p.stat().st_size for p in PACK.rglob("*") if p.is_file()) / 2**20
     print(f"wrote {PACK} ({size:.1f} MiB; splits {', '.join(SPLITS)})")
     if size > LIMIT_MB:
@@ -79,8 +100,11 @@ def unpack() -> None:
         table = pq.read_table(path)
         dim = table.schema.field("features").type.value_type.list_size
         single = shards.schema(dim).field("features").type  # float32, as the features stage
-        table = table.set_column(table.schema.get_field_index("features"), "features",
-                                 table.column("features").cast(single))  # fmt: skip
+        table = table.set_column(
+            table.schema.get_field_index("features"),
+            "features",
+            table.column("features").cast(single),
+        )
         utts = list(shards.utterances_of(table))
         shards.write(out / path.name, utts, dim)
     shutil.copy(PACK / "stats.json", REPO / "data/stats.json")

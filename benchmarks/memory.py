@@ -51,27 +51,41 @@ def main(epochs: int = 1, write: bool = True) -> None:
             dataset = json.loads((work / "metrics/dataset.json").read_text())
             report = json.loads((work / "data/align_report.json").read_text())
             hours = table_.column("duration_s").to_numpy().sum() / 3600
-            info[times] = {"hours": hours, "train_frames": dataset.get("train_frames"),
-                           "held_out": report["utterances"],
-                           "latents": report["frames"]}  # fmt: skip
+            info[times] = {
+                "hours": hours,
+                "train_frames": dataset.get("train_frames"),
+                "held_out": report["utterances"],
+                "latents": report["frames"],
+            }
     rows = []
     for stage in STAGES:
         (w1, m1), (w10, m10) = results[1][stage], results[10][stage]
-        rows.append([stage, f"{w1:.1f} s", f"{m1:.0f} MiB", f"{w10:.1f} s", f"{m10:.0f} MiB",
-                     f"{m10 / m1:.2f}x"])  # fmt: skip
+        rows.append(
+            [
+                stage,
+                f"{w1:.1f} s",
+                f"{m1:.0f} MiB",
+                f"{w10:.1f} s",
+                f"{m10:.0f} MiB",
+                f"{m10 / m1:.2f}x",
+            ]
+        )
     header = ["stage", "1x wall", "1x peak RSS", "10x wall", "10x peak RSS", "10x / 1x memory"]
-    body = "\n".join([
-        "## memory at 1x and 10x the corpus (features through synthesize)",
-        "",
-        table(header, rows),
-        "",
-        f"{stamp()} 1x: {info[1]['hours']:.2f} h, {info[1]['held_out']} held-out utterances "
-        f"({info[1]['latents']} latents); 10x: {info[10]['hours']:.2f} h, "
-        f"{info[10]['held_out']} held-out utterances ({info[10]['latents']} latents). "
-        f"train.epochs = {epochs}, train.buffer_mb = {params['train']['buffer_mb']}, "
-        f"eval.train_latents = {params['eval']['train_latents']}; every other param as in "
-        "params.yaml. Each stage in a fresh process; peak RSS of the stage or its largest worker.",
-    ])  # fmt: skip
+    body = "\n".join(
+        [
+            "## memory at 1x and 10x the corpus (features through synthesize)",
+            "",
+            table(header, rows),
+            "",
+            f"{stamp()} 1x: {info[1]['hours']:.2f} h, {info[1]['held_out']} held-out utterances "
+            f"({info[1]['latents']} latents); 10x: {info[10]['hours']:.2f} h, "
+            f"{info[10]['held_out']} held-out utterances ({info[10]['latents']} latents). "
+            f"train.epochs = {epochs}, train.buffer_mb = {params['train']['buffer_mb']}, "
+            f"eval.train_latents = {params['eval']['train_latents']}; every other param as in "
+            "params.yaml. Each stage in a fresh process; peak RSS of the stage or its largest "
+            "worker.",
+        ]
+    )
     if write:
         update_section("memory", body)
     print(body)

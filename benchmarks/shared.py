@@ -90,8 +90,13 @@ while True:
 """
 BUSY = "while True: pass"
 FAIR = {"quiet": 1, "beside evaluate": 2, "beside 2 busy": 2, "beside evaluate + 2 busy": 3}
-OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "OMP_NUM_THREADS",
-            "VQSPEECH_OPENMP_CHOSEN")  # fmt: skip
+OMP_VARS = (
+    "OMP_WAIT_POLICY",
+    "GOMP_SPINCOUNT",
+    "KMP_BLOCKTIME",
+    "OMP_NUM_THREADS",
+    "VQSPEECH_OPENMP_CHOSEN",
+)
 LIBGOMP_DEFAULT = {"GOMP_SPINCOUNT": "300000"}  # set, so that vqspeech.cli leaves it alone
 
 

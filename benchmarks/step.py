@@ -78,8 +78,9 @@ def one(size: str, batch: int, dev: torch.device, rounds: int) -> dict:
     d = Dist(device=dev)
     stepper = Stepper(model, model, optimizer, d)
     rng = np.random.default_rng(0)
-    crops = CropBatch(rng.standard_normal((batch, CROP, DIM)).astype(np.float32),
-                  rng.integers(0, SPEAKERS, batch))  # fmt: skip
+    crops = CropBatch(
+        rng.standard_normal((batch, CROP, DIM)).astype(np.float32), rng.integers(0, SPEAKERS, batch)
+    )
     ref = reference_model(channels, k, DIM, SPEAKERS).to(dev)
     ref_opt = reference_optimizer(ref)
     x, spk = torch.from_numpy(crops.x).to(dev), torch.from_numpy(crops.speakers).to(dev)
@@ -101,13 +102,18 @@ def one(size: str, batch: int, dev: torch.device, rounds: int) -> dict:
         speedups.append(b / a)
         shares.append(flops / a / rate)
     return {
-        "size": size, "batch": batch, "params": sum(p.numel() for p in model.parameters()),
+        "size": size,
+        "batch": batch,
+        "params": sum(p.numel() for p in model.parameters()),
         "ref_params": sum(p.numel() for p in ref.parameters()),
-        "ours_s": statistics.median(ours), "ref_s": statistics.median(theirs),
-        "speedup": statistics.median(speedups), "gflops": flops / statistics.median(ours) / 1e9,
-        "matmul_gflops": statistics.median(rates) / 1e9, "share": statistics.median(shares),
+        "ours_s": statistics.median(ours),
+        "ref_s": statistics.median(theirs),
+        "speedup": statistics.median(speedups),
+        "gflops": flops / statistics.median(ours) / 1e9,
+        "matmul_gflops": statistics.median(rates) / 1e9,
+        "share": statistics.median(shares),
         "flops": flops,
-    }  # fmt: skip
+    }
 
 
 def main(device: str = "cpu", rounds: int = 5, write: bool = True, only: str = "") -> None:
@@ -121,29 +127,51 @@ def main(device: str = "cpu", rounds: int = 5, write: bool = True, only: str = "
         for batch in BATCHES:
             results.append(one(size, batch, dev, rounds))
             print(results[-1], flush=True)
-    header = ["model", "batch", "params (reference's)", "step", "reference step",
-              "speed vs reference", "GFLOP/s", "matmul GFLOP/s",
-              "share of matmul rate"]  # fmt: skip
+    header = [
+        "model",
+        "batch",
+        "params (reference's)",
+        "step",
+        "reference step",
+        "speed vs reference",
+        "GFLOP/s",
+        "matmul GFLOP/s",
+        "share of matmul rate",
+    ]
     rows = [
-        [r["size"], r["batch"], f"{r['params'] / 1e6:.2f} M ({r['ref_params'] / 1e6:.2f} M)",
-         f"{r['ours_s'] * 1000:.1f} ms", f"{r['ref_s'] * 1000:.1f} ms", f"{r['speedup']:.2f}x",
-         f"{r['gflops']:.0f}", f"{r['matmul_gflops']:.0f}", f"{100 * r['share']:.0f} %"]
+        [
+            r["size"],
+            r["batch"],
+            f"{r['params'] / 1e6:.2f} M ({r['ref_params'] / 1e6:.2f} M)",
+            f"{r['ours_s'] * 1000:.1f} ms",
+            f"{r['ref_s'] * 1000:.1f} ms",
+            f"{r['speedup']:.2f}x",
+            f"{r['gflops']:.0f}",
+            f"{r['matmul_gflops']:.0f}",
+            f"{100 * r['share']:.0f} %",
+        ]
         for r in results
-    ]  # fmt: skip
+    ]
     gpu = f" on {torch.cuda.get_device_name()}" if dev.type == "cuda" else ""
-    body = "\n".join([
-        f"## training step vs the reference implementation ({device}{gpu})",
-        "",
-        table(header, rows),
-        "",
-        f"{stamp()} fp32{' (bf16 autocast)' if dev.type == 'cuda' else ''}, crops of {CROP} "
-        f"frames, torch threads: {torch.get_num_threads()}; medians of {rounds} interleaved "
-        "rounds (this project's step, the reference's, a 2048² matmul). 'speed vs reference' is "
-        "the reference's step time over this project's (above 1: faster); 'share of matmul rate' "
-        "is this project's FLOPs per step (FlopCounterMode) per second over the matmul's FLOP/s "
-        "in the same round. The reference's own model at 768 channels has fewer parameters (its "
-        "two residual layers share one block's weights) but the same convolutions per step.",
-    ])  # fmt: skip
+    body = "\n".join(
+        [
+            f"## training step vs the reference implementation ({device}{gpu})",
+            "",
+            table(header, rows),
+            "",
+            f"{stamp()} fp32{' (bf16 autocast)' if dev.type == 'cuda' else ''}, crops of {CROP} "
+            f"frames, torch threads: {torch.get_num_threads()}; medians of {rounds} interleaved "
+            "rounds (this project's step, the reference's, a 2048² matmul). 'speed vs reference' "
+            "is "
+            "the reference's step time over this project's (above 1: faster); 'share of matmul "
+            "rate' "
+            "is this project's FLOPs per step (FlopCounterMode) per second over the matmul's "
+            "FLOP/s "
+            "in the same round. The reference's own model at 768 channels has fewer parameters "
+            "(its "
+            "two residual layers share one block's weights) but the same convolutions per step.",
+        ]
+    )
     if write:
         update_section(f"step-{device}", body)
     print(body)

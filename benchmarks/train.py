@@ -98,19 +98,26 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     with_data, without = timed(True), timed(False)
     data_s = epoch_of_data(source)
     split_bytes = source.frames * (4 * source.input_dim + (320 if wavenet else 0))
-    windowed = Streamed(REPO / "data/features", "train", norm, split_bytes / WINDOWS,
-                        audio=wavenet)  # fmt: skip
+    windowed = Streamed(REPO / "data/features", "train", norm, split_bytes / WINDOWS, audio=wavenet)
     n_windows = len(windowed.windows(0, 1))
     windowed_s = epoch_of_data(windowed)
     frames = batch_size * CROP
     result = {
-        "size": size, "device": str(dev), "params": sum(p.numel() for p in model.parameters()),
-        "load_s": load_s, "step_s": with_data, "step_s_no_data": without, "data_s": data_s,
-        "data_share": data_s / without, "windowed_s": windowed_s, "windows": n_windows,
+        "size": size,
+        "device": str(dev),
+        "params": sum(p.numel() for p in model.parameters()),
+        "load_s": load_s,
+        "step_s": with_data,
+        "step_s_no_data": without,
+        "data_s": data_s,
+        "data_share": data_s / without,
+        "windowed_s": windowed_s,
+        "windows": n_windows,
         "windowed_share": windowed_s / without,
-        "frames_per_s": frames / with_data, "audio_x": frames * 0.01 / with_data,
+        "frames_per_s": frames / with_data,
+        "audio_x": frames * 0.01 / with_data,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }  # fmt: skip
+    }
     if dev.type == "cuda":
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -143,25 +150,56 @@ def main(
         if not audio and SIZES[size].get("decoder") == "wavenet":
             continue
         cmd = [
-            sys.executable, __file__, "--one-size", size, "--steps", str(steps), "--device",
-            device, "--batch-size", str(batch_size), "--peak-tflops", str(peak_tflops),
-        ]  # fmt: skip
+            sys.executable,
+            __file__,
+            "--one-size",
+            size,
+            "--steps",
+            str(steps),
+            "--device",
+            device,
+            "--batch-size",
+            str(batch_size),
+            "--peak-tflops",
+            str(peak_tflops),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results.append(json.loads(out.split("RESULT ", 1)[1]))
         print(results[-1], flush=True)
     sys.path.insert(0, str(REPO / "benchmarks"))
     from benchlib import stamp, table, update_section
 
-    header = ["model", "device", "params", "step", "step w/o data", "data path", "share",
-              "windowed data path", "share", "frames/s", "x real time", "peak RSS"]  # fmt: skip
+    header = [
+        "model",
+        "device",
+        "params",
+        "step",
+        "step w/o data",
+        "data path",
+        "share",
+        "windowed data path",
+        "share",
+        "frames/s",
+        "x real time",
+        "peak RSS",
+    ]
     rows = [
-        [r["size"], r["device"], f"{r['params'] / 1e6:.2f} M", f"{r['step_s'] * 1000:.0f} ms",
-         f"{r['step_s_no_data'] * 1000:.0f} ms", f"{r['data_s'] * 1000:.2f} ms",
-         f"{100 * r['data_share']:.1f} %", f"{r['windowed_s'] * 1000:.2f} ms",
-         f"{100 * r['windowed_share']:.1f} %",
-         f"{r['frames_per_s']:.0f}", f"{r['audio_x']:.0f}x", f"{r['peak_rss_mib']:.0f} MiB"]
+        [
+            r["size"],
+            r["device"],
+            f"{r['params'] / 1e6:.2f} M",
+            f"{r['step_s'] * 1000:.0f} ms",
+            f"{r['step_s_no_data'] * 1000:.0f} ms",
+            f"{r['data_s'] * 1000:.2f} ms",
+            f"{100 * r['data_share']:.1f} %",
+            f"{r['windowed_s'] * 1000:.2f} ms",
+            f"{100 * r['windowed_share']:.1f} %",
+            f"{r['frames_per_s']:.0f}",
+            f"{r['audio_x']:.0f}x",
+            f"{r['peak_rss_mib']:.0f} MiB",
+        ]
         for r in results
-    ]  # fmt: skip
+    ]
     gpu = [r for r in results if "tflops" in r]
     extra = [
         f"{r['gpu']}: {r['size']} {r['tflops']:.1f} TFLOP/s = {100 * r['peak_fraction']:.2f} % of "

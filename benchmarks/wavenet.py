@@ -48,8 +48,16 @@ def main(seconds: float = 0.2) -> None:
             fast = rate(net, latents, True, device)
             batched = rate(net, latents, True, device, batch=12)
             slow = rate(net, 1, False, device)  # one latent (320 samples) is plenty to time it
-            rows.append([name, device.type, f"{fast:,.0f}", f"{fast / 16000:.3f}x",
-                         f"{batched:,.0f} ({12 * batched:,.0f})", f"{slow:,.1f}"])  # fmt: skip
+            rows.append(
+                [
+                    name,
+                    device.type,
+                    f"{fast:,.0f}",
+                    f"{fast / 16000:.3f}x",
+                    f"{batched:,.0f} ({12 * batched:,.0f})",
+                    f"{slow:,.1f}",
+                ]
+            )
             print(rows[-1], flush=True)
     body = f"""## WaveNet generation
 

@@ -53,8 +53,11 @@ def main(
         index = heldout.index(features_dir, split)
         if not index.num_rows:
             raise ValueError(f"{features_dir}: no {split!r} utterances")
-        lengths = zip(index.column("utterance_id").to_pylist(),
-                      index.column("n_frames").to_pylist(), strict=True)  # fmt: skip
+        lengths = zip(
+            index.column("utterance_id").to_pylist(),
+            index.column("n_frames").to_pylist(),
+            strict=True,
+        )
         alone = align.solo(lengths, batch_size)
         grids = manifest.by_id(manifest.read(manifest_path), "textgrid")
         cuda = torch.cuda.is_available() and params.train.device != "cpu"
@@ -64,8 +67,7 @@ def main(
         with atomic.atomic_dir(out_dir) as tmp:
             writer = align.CodesWriter(tmp, codebook)
             for shard in shards.iter_shards(features_dir, split):  # one shard in memory
-                aligned = align.align(model, shard, grids, norm, device, batch_size,
-                                      alone=alone)  # fmt: skip
+                aligned = align.align(model, shard, grids, norm, device, batch_size, alone=alone)
                 writer.add(aligned, len(shard))
                 bar.update(len(shard))
             writer.close()
@@ -77,16 +79,30 @@ def main(
             if params.eval.train_latents:
                 with cli.timed("train latents"):
                     train_latents, n_train = align.train_latent_sample(
-                        model, shards.iter_shards(features_dir, "train"), norm, device,
-                        batch_size, params.eval.train_latents, params.train.seed,
-                    )  # fmt: skip
-                cli.log.info("kept %d latents of %d train utterances (read a shard at a time)",
-                             len(train_latents), n_train)  # fmt: skip
+                        model,
+                        shards.iter_shards(features_dir, "train"),
+                        norm,
+                        device,
+                        batch_size,
+                        params.eval.train_latents,
+                        params.train.seed,
+                    )
+                cli.log.info(
+                    "kept %d latents of %d train utterances (read a shard at a time)",
+                    len(train_latents),
+                    n_train,
+                )
                 align.write_train_latents(tmp, train_latents)
         summary = align.summary(split, writer.utterances, len(writer.used), report)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
-        cli.log.info("read %d %s utterances a shard at a time; wrote %s (%d frames of 20 ms), %s",
-                     writer.utterances, split, out_dir, report.frames, report_path)  # fmt: skip
+        cli.log.info(
+            "read %d %s utterances a shard at a time; wrote %s (%d frames of 20 ms), %s",
+            writer.utterances,
+            split,
+            out_dir,
+            report.frames,
+            report_path,
+        )
 
 
 if __name__ == "__main__":

@@ -56,9 +56,16 @@ def main(
         manifest.write_into(table, manifest_tmp)
         report_tmp.write_text(manifest.report_text(skipped, stats), encoding="utf-8")
         metrics_tmp.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    cli.log.info("wrote %s (%d utterances, %d speakers, %.2f h), %s/, %s; skipped %d",
-                 manifest_path, stats["utterances"], stats["speakers"], stats["hours"], raw_dir,
-                 report_path, len(skipped))  # fmt: skip
+    cli.log.info(
+        "wrote %s (%d utterances, %d speakers, %.2f h), %s/, %s; skipped %d",
+        manifest_path,
+        stats["utterances"],
+        stats["speakers"],
+        stats["hours"],
+        raw_dir,
+        report_path,
+        len(skipped),
+    )
 
 
 if __name__ == "__main__":

@@ -52,28 +52,48 @@ def main(
         intervals = read_intervals(codes_dir)
         train_latents = read_train_latents(codes_dir)
         if ev.train_latents and train_latents is None:
-            raise ValueError(f"{codes_dir}: no train_latents.parquet, but eval.train_latents is "
-                             f"{ev.train_latents} (rerun the align stage)")  # fmt: skip
+            raise ValueError(
+                f"{codes_dir}: no train_latents.parquet, but eval.train_latents is "
+                f"{ev.train_latents} (rerun the align stage)"
+            )
         norm = Normalizer.load(stats_path)
         k, seed = len(codebook), params.train.seed
         with cli.timed("k-means baseline"):
-            train_mfcc = baselines.train_frames(shards.iter_utterances(features_dir, "train"),
-                                                norm, seed)  # fmt: skip
+            train_mfcc = baselines.train_frames(
+                shards.iter_utterances(features_dir, "train"), norm, seed
+            )
             km = baselines.kmeans(train_mfcc, k, seed)
         held = CodedSplit(layout, codes_dir, features_dir, ev.split, norm)
         with atomic.scratch_dir(report_path) as scratch:  # the ABX items' frames, on disk
             result = baselines.evaluate(
-                held, codebook, km, intervals=intervals, seed=seed,
-                tolerance=ev.boundary_tolerance, max_group=ev.abx.max_group,
-                max_x_across=ev.abx.max_x_across, scratch=scratch, block_mb=ev.abx.block_mb,
-                train_latents=train_latents, dpdp_mean=ev.dpdp.mean_latents,
-                dpdp_max=ev.dpdp.max_latents, train_mfcc=train_mfcc,
-            )  # fmt: skip
+                held,
+                codebook,
+                km,
+                intervals=intervals,
+                seed=seed,
+                tolerance=ev.boundary_tolerance,
+                max_group=ev.abx.max_group,
+                max_x_across=ev.abx.max_x_across,
+                scratch=scratch,
+                block_mb=ev.abx.block_mb,
+                train_latents=train_latents,
+                dpdp_mean=ev.dpdp.mean_latents,
+                dpdp_max=ev.dpdp.max_latents,
+                train_mfcc=train_mfcc,
+            )
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")
         atomic.write_text(metrics_path, json.dumps(baselines.headline(result), indent=2) + "\n")
-        cli.log.info("read %s (%d frames, %d utterances) and the %s split of %s a shard at a "
-                     "time; wrote %s, %s", codes_dir, len(layout.frames), len(layout.ids),
-                     ev.split, features_dir, metrics_path, report_path)  # fmt: skip
+        cli.log.info(
+            "read %s (%d frames, %d utterances) and the %s split of %s a shard at a "
+            "time; wrote %s, %s",
+            codes_dir,
+            len(layout.frames),
+            len(layout.ids),
+            ev.split,
+            features_dir,
+            metrics_path,
+            report_path,
+        )
 
 
 if __name__ == "__main__":

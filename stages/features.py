@@ -62,9 +62,16 @@ def main(
                 raise ValueError("no utterance produced features")
         summary = report.as_dict(cfg, f.audio, split_of)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
-        cli.log.info("wrote %s (%d shards, %d utterances, %d frames, %.2f h of audio), %s; "
-                     "skipped %d", out_dir, report.shards, report.utterances, report.frames,
-                     report.seconds / 3600, report_path, len(report.skipped))  # fmt: skip
+        cli.log.info(
+            "wrote %s (%d shards, %d utterances, %d frames, %.2f h of audio), %s; skipped %d",
+            out_dir,
+            report.shards,
+            report.utterances,
+            report.frames,
+            report.seconds / 3600,
+            report_path,
+            len(report.skipped),
+        )
 
 
 if __name__ == "__main__":

@@ -52,18 +52,33 @@ def main(
 
         def panels_of(ids: list[str], order: list[int]) -> list:
             wanted = set(ids)
-            utts = {u.utterance_id: u for u in shards.iter_utterances(features_dir,
-                                                                     params.eval.split)
-                    if u.utterance_id in wanted}  # fmt: skip
-            return figures.utterance_panels(model, utts, norm, paths, grids,
-                                            ids, order)  # fmt: skip
+            utts = {
+                u.utterance_id: u
+                for u in shards.iter_utterances(features_dir, params.eval.split)
+                if u.utterance_id in wanted
+            }
+            return figures.utterance_panels(model, utts, norm, paths, grids, ids, order)
 
         with atomic.atomic_dir(out_dir) as tmp:
-            figures.draw(tmp, frames, latents, codebook, panels_of, utterances=cfg.utterances,
-                         umap_points=cfg.umap_points, seconds=cfg.seconds,
-                         seed=params.train.seed)  # fmt: skip
-        cli.log.info("read %s (%d frames), %s; wrote %s/ (%s)", codes_dir, len(frames), model_path,
-                     out_dir, ", ".join(sorted(p.name for p in out_dir.iterdir())))  # fmt: skip
+            figures.draw(
+                tmp,
+                frames,
+                latents,
+                codebook,
+                panels_of,
+                utterances=cfg.utterances,
+                umap_points=cfg.umap_points,
+                seconds=cfg.seconds,
+                seed=params.train.seed,
+            )
+        cli.log.info(
+            "read %s (%d frames), %s; wrote %s/ (%s)",
+            codes_dir,
+            len(frames),
+            model_path,
+            out_dir,
+            ", ".join(sorted(p.name for p in out_dir.iterdir())),
+        )
 
 
 if __name__ == "__main__":

@@ -50,16 +50,24 @@ def main(
             raise ValueError(f"{features_dir}: no train utterances")
         norm = Normalizer.from_moments(moments["train"])
         for d in (norm.std > moments["train"].std).nonzero()[0]:
-            cli.log.warning("dimension %d has std %.2g over train frames; floored at %g",
-                            d, moments["train"].std[d], norm.std[d])  # fmt: skip
+            cli.log.warning(
+                "dimension %d has std %.2g over train frames; floored at %g",
+                d,
+                moments["train"].std[d],
+                norm.std[d],
+            )
         atomic.write_text(stats_path, norm.to_json())
         full = summary.as_dict()
         atomic.write_text(report_path, json.dumps(full, indent=2) + "\n")
         atomic.write_text(metrics_path, json.dumps(summary.headline(full), indent=2) + "\n")
         atomic.write_text(phone_plot, json.dumps(summary.phone_rows(), indent=1) + "\n")
         atomic.write_text(stats_plot, json.dumps(feature_rows(moments, norm), indent=1) + "\n")
-        cli.log.info("read %d shards (%d train frames); wrote %s", len(files), norm.frames,
-                     ", ".join(map(str, outputs)))  # fmt: skip
+        cli.log.info(
+            "read %d shards (%d train frames); wrote %s",
+            len(files),
+            norm.frames,
+            ", ".join(map(str, outputs)),
+        )
 
 
 if __name__ == "__main__":

@@ -67,36 +67,56 @@ def main(
         starts, n_lat = S.excerpts(chosen, p.seconds)
         n = n_lat * S.SAMPLES_PER_LATENT
         decoder = model.cfg.decoder
-        cli.log.info("read %s: %d %s utterances; synthesizing %.2f s of %s with the %s decoder",
-                     features_dir, len(held_out), split, n / S.SR,
-                     ", ".join(u.utterance_id for u in chosen), decoder)  # fmt: skip
+        cli.log.info(
+            "read %s: %d %s utterances; synthesizing %.2f s of %s with the %s decoder",
+            features_dir,
+            len(held_out),
+            split,
+            n / S.SR,
+            ", ".join(u.utterance_id for u in chosen),
+            decoder,
+        )
         versions = S.originals(chosen, starts, n)
         goals = S.targets(speakers, len(chosen), p.targets, rng)
         speed = None
         if decoder == "wavenet":
             bar = progress(total=n_lat, desc="generate", unit="latent")
             norm = Normalizer.load(stats_path)
-            generated, speed = S.generate(model, chosen, starts, goals, speakers, n_lat, norm,
-                                          seed, bar)  # fmt: skip
+            generated, speed = S.generate(
+                model, chosen, starts, goals, speakers, n_lat, norm, seed, bar
+            )
             bar.close()
             S.add_generated(versions, generated, goals)
         else:
-            cli.log.info("model.decoder is 'deconv' (features, not audio) or the model a "
-                         "VQ-CPC (no decoder): writing the originals only; synthesis metrics "
-                         "are null")  # fmt: skip
+            cli.log.info(
+                "model.decoder is 'deconv' (features, not audio) or the model a "
+                "VQ-CPC (no decoder): writing the originals only; synthesis metrics "
+                "are null"
+            )
         train = heldout.index(features_dir, "train")
-        speaker_of = dict(zip(train.column("utterance_id").to_pylist(),
-                              train.column("speaker").to_pylist(), strict=True))  # fmt: skip
+        speaker_of = dict(
+            zip(
+                train.column("utterance_id").to_pylist(),
+                train.column("speaker").to_pylist(),
+                strict=True,
+            )
+        )
         fit, test = [], []
         if S.classifier_viable(speaker_of.values()):
-            picks = S.classifier_picks(speaker_of, p.classifier_utterances,
-                                       p.classifier_holdout, rng)  # fmt: skip
-            audio = heldout.read_utterances(features_dir, [uid for _, uid, _ in picks], "train",
-                                           audio=True)  # fmt: skip
+            picks = S.classifier_picks(
+                speaker_of, p.classifier_utterances, p.classifier_holdout, rng
+            )
+            audio = heldout.read_utterances(
+                features_dir, [uid for _, uid, _ in picks], "train", audio=True
+            )
             fit, test = S.classifier_audio(picks, audio, n)
-            cli.log.info("speaker classifier: %d + %d excerpts of %d training speakers (read "
-                         "those utterances alone)", len(fit), len(test),
-                         len(set(speaker_of.values())))  # fmt: skip
+            cli.log.info(
+                "speaker classifier: %d + %d excerpts of %d training speakers (read "
+                "those utterances alone)",
+                len(fit),
+                len(test),
+                len(set(speaker_of.values())),
+            )
         speech = S.speech_masks(chosen, starts)
         metrics = S.score(versions, speech, goals, fit, test, seed, decoder, n, speed)
         with atomic.atomic_dir(wav_dir) as tmp:
@@ -108,9 +128,14 @@ def main(
             rows = [(u.utterance_id, vs) for u, vs in zip(chosen, versions, strict=True)]
             S.spectrogram_figure(rows, tmp / "spectrograms.png")
         atomic.write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
-        cli.log.info("wrote %s (%d wavs), %s/spectrograms.png, %s: %s", wav_dir,
-                     sum(len(v) for v in versions), plot_dir, metrics_path,
-                     json.dumps(metrics))  # fmt: skip
+        cli.log.info(
+            "wrote %s (%d wavs), %s/spectrograms.png, %s: %s",
+            wav_dir,
+            sum(len(v) for v in versions),
+            plot_dir,
+            metrics_path,
+            json.dumps(metrics),
+        )
 
 
 if __name__ == "__main__":

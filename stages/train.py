@@ -71,8 +71,10 @@ def run(
         wavenet = model_cfg.decoder == "wavenet"  # the WaveNet learns the crops' samples
         logmel = model_cfg.target == "logmel"  # computed from the samples
         if logmel:  # the targets are computed over the whole split: held in memory
-            cli.log.warning("model.target logmel: the train split is held in memory, not "
-                            "streamed (train.buffer_mb does not apply)")  # fmt: skip
+            cli.log.warning(
+                "model.target logmel: the train split is held in memory, not "
+                "streamed (train.buffer_mb does not apply)"
+            )
             train_mem, val_mem, speakers = load_train_val(features_dir, norm, True)
             from vqspeech.train.targets import add_logmel_targets
 
@@ -93,12 +95,12 @@ def run(
             train_data = InMemory(train_mem, wavenet)
             val_data = None if val_mem is None else InMemory(val_mem, wavenet)
         else:
-            train_data = Streamed(features_dir, "train", norm, cfg.buffer_mb * 2**20,
-                                  audio=wavenet)  # fmt: skip
+            train_data = Streamed(features_dir, "train", norm, cfg.buffer_mb * 2**20, audio=wavenet)
             speakers = train_data.speaker_names
             try:
-                val_data = Streamed(features_dir, "val", norm, float("inf"),
-                                    train_data.speaker_index, wavenet)  # fmt: skip
+                val_data = Streamed(
+                    features_dir, "val", norm, float("inf"), train_data.speaker_index, wavenet
+                )
             except ValueError as err:
                 cli.log.warning("no validation: %s", err)
                 val_data = None
@@ -108,23 +110,41 @@ def run(
         if d.main:
             n_val = val_data.utterances if val_data else "no"
             windows = train_data.windows(cfg.seed, 0)
-            cli.log.info("read %s: %d train utterances (%d frames, %d speakers; %d window(s) "
-                         "of at most %g MiB per epoch), %s val; device %s x %d", features_dir,
-                         train_data.utterances, train_data.frames, len(speakers), len(windows),
-                         cfg.buffer_mb, n_val, d.device, d.world)  # fmt: skip
-            shape = {"input_dim": train_data.input_dim, "n_speakers": len(speakers),
-                     "output_dim": train_data.output_dim}  # fmt: skip
-            cli.log.info("model:\n%s\nrun key %s: checkpoint and snapshots in %s/",
-                         summary(build(model_cfg, **shape)), key, folder)  # fmt: skip
-            atomic.remove_stale(model_path, metrics_path, snapshots_path,
-                                *ckpt.run_files(folder, cfg.epochs))  # fmt: skip
+            cli.log.info(
+                "read %s: %d train utterances (%d frames, %d speakers; %d window(s) "
+                "of at most %g MiB per epoch), %s val; device %s x %d",
+                features_dir,
+                train_data.utterances,
+                train_data.frames,
+                len(speakers),
+                len(windows),
+                cfg.buffer_mb,
+                n_val,
+                d.device,
+                d.world,
+            )
+            shape = {
+                "input_dim": train_data.input_dim,
+                "n_speakers": len(speakers),
+                "output_dim": train_data.output_dim,
+            }
+            cli.log.info(
+                "model:\n%s\nrun key %s: checkpoint and snapshots in %s/",
+                summary(build(model_cfg, **shape)),
+                key,
+                folder,
+            )
+            atomic.remove_stale(
+                model_path, metrics_path, snapshots_path, *ckpt.run_files(folder, cfg.epochs)
+            )
         resume_at = ckpt.resume_step(checkpoints, key, cfg.epochs, d.world)
         live = livelog.open_live(live_dir, resume_at, folder) if d.main else None
         # each rank takes its share of every epoch's batches
         plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed)
         total = sum(plan.steps(train_data, e, d.world) for e in range(cfg.epochs))
-        bar = progress(desc="train", unit="step", total=total, initial=resume_at or 0,
-                           disable=not d.main)  # fmt: skip
+        bar = progress(
+            desc="train", unit="step", total=total, initial=resume_at or 0, disable=not d.main
+        )
         sample = shards.iter_utterances(features_dir, "val" if val_data is not None else "train")
         snaps = snapshots.Snapshots(folder, key, sample, norm, cfg.snapshot_every)
 
@@ -134,8 +154,18 @@ def run(
                 livelog.keep(live_dir, folder)
 
         with cli.timed(f"train ({cfg.epochs} epochs)"):
-            result = train(model_cfg, cfg, train_data, val_data, checkpoints, data_key, live,
-                           lambda *_: bar.update(1), d, on_epoch if d.main else None)  # fmt: skip
+            result = train(
+                model_cfg,
+                cfg,
+                train_data,
+                val_data,
+                checkpoints,
+                data_key,
+                live,
+                lambda *_: bar.update(1),
+                d,
+                on_epoch if d.main else None,
+            )
         bar.close()
         if d.main:
             # models/model.pt last: a failure anywhere before leaves no new model behind
@@ -147,8 +177,14 @@ def run(
                 live.end()
             extra = {"speakers": speakers, "train": cfg.model_dump(), "steps": result.steps}
             save_model(model_path, result.model, extra)
-            cli.log.info("wrote %s, %s (%d snapshots), %s, %s/", model_path, snapshots_path, n,
-                         metrics_path, live_dir)  # fmt: skip
+            cli.log.info(
+                "wrote %s, %s (%d snapshots), %s, %s/",
+                model_path,
+                snapshots_path,
+                n,
+                metrics_path,
+                live_dir,
+            )
 
 
 @app.command("summary")
@@ -164,8 +200,7 @@ def show_summary(
 
     params = cli.load_params_or_exit(params_file)
     out = TARGET_MELS if params.model.target == "logmel" else None
-    print(summary(build(params.model, input_dim=input_dim, n_speakers=n_speakers,
-                        output_dim=out)))  # fmt: skip
+    print(summary(build(params.model, input_dim=input_dim, n_speakers=n_speakers, output_dim=out)))
 
 
 if __name__ == "__main__":

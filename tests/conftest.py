@@ -31,9 +31,10 @@ def audio_options(tolerance_s: float = 0.1, **kw: object) -> AudioOptions:
 def model_params(quantizer: dict | None = None, wavenet: dict | None = None, **kw) -> ModelParams:
     """`model.*` = kw (`model.quantizer.*` = quantizer, ...), the rest at params' defaults."""
     return ModelParams(
-        quantizer=QuantizerParams(**(quantizer or {})), wavenet=WaveNetParams(**(wavenet or {})),
+        quantizer=QuantizerParams(**(quantizer or {})),
+        wavenet=WaveNetParams(**(wavenet or {})),
         **kw,
-    )  # fmt: skip
+    )
 
 
 def vqvae(params: ModelParams | None = None, input_dim: int = 39, n_speakers: int = 1) -> VQVAE:

@@ -55,65 +55,88 @@ def test_dtw_known_answers():
     # time warping costs nothing: u u v against u v
     u, v = np.array([1.0, 0.0]), np.array([0.0, 1.0])
     frames = np.stack([u, u, v, u, v])
-    items = abx.Items(np.array([0, 3]), np.array([3, 2]), np.array(["a", "a"]),
-                      np.array(["x+y"] * 2), np.array(["s", "s"]))  # fmt: skip
+    items = abx.Items(
+        np.array([0, 3]),
+        np.array([3, 2]),
+        np.array(["a", "a"]),
+        np.array(["x+y"] * 2),
+        np.array(["s", "s"]),
+    )
     assert abx.pair_distances(items, np.array([[0, 1]]), abx.angular(frames))[0] == 0.0
     # orthogonal frames are 0.5 apart, opposite ones 1
-    one = abx.Items(np.array([0, 1, 2]), np.array([1, 1, 1]), np.array(["a"] * 3),
-                    np.array(["x+y"] * 3), np.array(["s"] * 3))  # fmt: skip
+    one = abx.Items(
+        np.array([0, 1, 2]),
+        np.array([1, 1, 1]),
+        np.array(["a"] * 3),
+        np.array(["x+y"] * 3),
+        np.array(["s"] * 3),
+    )
     d = abx.pair_distances(one, np.array([[0, 1], [0, 2]]), abx.angular(np.stack([u, v, -u])))
     np.testing.assert_allclose(d, [0.5, 1.0])
 
 
 def frame_table(lengths: dict[str, int]) -> pd.DataFrame:
-    return pd.DataFrame([(u, k) for u, n in lengths.items() for k in range(n)],
-                        columns=["utterance_id", "frame"])  # fmt: skip
+    return pd.DataFrame(
+        [(u, k) for u, n in lengths.items() for k in range(n)], columns=["utterance_id", "frame"]
+    )
 
 
-INTERVALS = pd.DataFrame([
-    ("u1", "s1", -0.02, 0.05, "sil"), ("u1", "s1", 0.05, 0.11, "AH"),
-    ("u1", "s1", 0.11, 0.20, "T"), ("u1", "s1", 0.20, 0.30, "sil"),
-    ("u2", "s2", 0.0, 0.04, "K"),  # no left neighbour: context only
-    ("u2", "s2", 0.04, 0.055, "AE"),  # 15 ms: one 10 ms frame, no 20 ms one
-    ("u2", "s2", 0.055, 0.10, "D"), ("u2", "s2", 0.10, 0.20, "sil"),
-], columns=["utterance_id", "speaker", "start", "end", "phone"])  # fmt: skip
+INTERVALS = pd.DataFrame(
+    [
+        ("u1", "s1", -0.02, 0.05, "sil"),
+        ("u1", "s1", 0.05, 0.11, "AH"),
+        ("u1", "s1", 0.11, 0.20, "T"),
+        ("u1", "s1", 0.20, 0.30, "sil"),
+        ("u2", "s2", 0.0, 0.04, "K"),  # no left neighbour: context only
+        ("u2", "s2", 0.04, 0.055, "AE"),  # 15 ms: one 10 ms frame, no 20 ms one
+        ("u2", "s2", 0.055, 0.10, "D"),
+        ("u2", "s2", 0.10, 0.20, "sil"),
+    ],
+    columns=["utterance_id", "speaker", "start", "end", "phone"],
+)
 
 
 def test_items_are_libri_light_frames_of_speech_intervals_with_two_neighbours():
     # 10 ms frames centred at 12.5 + 10 i ms: frame i is in [onset, offset) when its centre is
     # at or after the onset and one hop before the offset (eval_ABX's ceil / floor)
-    items = abx.items_from_intervals(INTERVALS, frame_table({"u1": 28, "u2": 18}),
-                                     abx.FrameGrid.of(1))  # fmt: skip
+    items = abx.items_from_intervals(
+        INTERVALS, frame_table({"u1": 28, "u2": 18}), abx.FrameGrid.of(1)
+    )
     assert items.phone.tolist() == ["AH", "T", "AE", "D"]
     assert items.context.tolist() == ["sil+T", "AH+sil", "K+D", "AE+sil"]
     assert items.speaker.tolist() == ["s1", "s1", "s2", "s2"]
     assert items.start.tolist() == [4, 10, 28 + 3, 28 + 5]  # u2's rows follow u1's 28
     assert items.length.tolist() == [5, 8, 1, 3]
     # 20 ms frames centred at 17.5 + 20 i ms: AE has no frame, D keeps AE as its context
-    items = abx.items_from_intervals(INTERVALS, frame_table({"u1": 14, "u2": 9}),
-                                     abx.FrameGrid.of(2))  # fmt: skip
+    items = abx.items_from_intervals(
+        INTERVALS, frame_table({"u1": 14, "u2": 9}), abx.FrameGrid.of(2)
+    )
     assert items.phone.tolist() == ["AH", "T", "D"] and items.context[-1] == "AE+sil"
     assert items.start.tolist() == [2, 5, 14 + 2] and items.length.tolist() == [2, 4, 2]
     # a frame table shorter than the intervals cuts the items at its end
-    short = abx.items_from_intervals(INTERVALS, frame_table({"u1": 12, "u2": 18}),
-                                     abx.FrameGrid.of(1))  # fmt: skip
+    short = abx.items_from_intervals(
+        INTERVALS, frame_table({"u1": 12, "u2": 18}), abx.FrameGrid.of(1)
+    )
     assert short.length.tolist()[:2] == [5, 2]
     # utterances in another row order (a shard's): rows and items follow the table's order
-    swapped = abx.items_from_intervals(INTERVALS, frame_table({"u2": 18, "u1": 28}),
-                                       abx.FrameGrid.of(1))  # fmt: skip
+    swapped = abx.items_from_intervals(
+        INTERVALS, frame_table({"u2": 18, "u1": 28}), abx.FrameGrid.of(1)
+    )
     assert swapped.phone.tolist() == ["AE", "D", "AH", "T"]
     assert swapped.start.tolist() == [3, 5, 18 + 4, 18 + 10]
     assert swapped.length.tolist() == [1, 3, 5, 8]
     # the same items from the layout alone (utterances and frame counts: no frame table)
-    layout = abx.items_from_layout(INTERVALS, np.array(["u2", "u1"]), np.array([18, 28]),
-                                   abx.FrameGrid.of(1))  # fmt: skip
+    layout = abx.items_from_layout(
+        INTERVALS, np.array(["u2", "u1"]), np.array([18, 28]), abx.FrameGrid.of(1)
+    )
     assert layout.start.tolist() == swapped.start.tolist()
     split = pd.concat([frame_table({"u1": 2}), frame_table({"u2": 3}), frame_table({"u1": 2})])
     with pytest.raises(ValueError, match="grouped by utterance"):
         abx.items_from_intervals(INTERVALS, split, abx.FrameGrid.of(1))
     with pytest.raises(ValueError, match=r"0, 1, \.\.\. in order"):
-        abx.items_from_intervals(INTERVALS, frame_table({"u1": 3}).iloc[[1, 0, 2]],
-                                 abx.FrameGrid.of(1))  # fmt: skip
+        abx.items_from_intervals(
+            INTERVALS, frame_table({"u1": 3}).iloc[[1, 0, 2]], abx.FrameGrid.of(1)
+        )
 
 
 def test_frame_grid_centres_and_boundaries_on_a_centre():
@@ -127,8 +150,13 @@ def test_frame_grid_centres_and_boundaries_on_a_centre():
 
 def test_cap_groups_keeps_at_most_n_per_context_speaker_phone_and_is_seeded():
     n = 30
-    items = abx.Items(np.arange(n), np.ones(n, dtype=np.int64), np.array(["a", "b"] * 15),
-                      np.array(["x+y"] * n), np.array(["s"] * n))  # fmt: skip
+    items = abx.Items(
+        np.arange(n),
+        np.ones(n, dtype=np.int64),
+        np.array(["a", "b"] * 15),
+        np.array(["x+y"] * n),
+        np.array(["s"] * n),
+    )
     capped = abx.cap_groups(items, 4, seed=1)
     assert sorted(capped.phone.tolist()) == ["a"] * 4 + ["b"] * 4
     assert capped.start.tolist() == abx.cap_groups(items, 4, seed=1).start.tolist()
@@ -137,8 +165,13 @@ def test_cap_groups_keeps_at_most_n_per_context_speaker_phone_and_is_seeded():
 
 def one_frame_items(phones: list[str], speakers: list[str], contexts: list[str] | None = None):
     n = len(phones)
-    return abx.Items(np.arange(n), np.ones(n, dtype=np.int64), np.array(phones),
-                     np.array(contexts or ["x+y"] * n), np.array(speakers))  # fmt: skip
+    return abx.Items(
+        np.arange(n),
+        np.ones(n, dtype=np.int64),
+        np.array(phones),
+        np.array(contexts or ["x+y"] * n),
+        np.array(speakers),
+    )
 
 
 def two_speaker_items():
@@ -182,8 +215,9 @@ def test_errors_are_averaged_per_context_before_pooling():
     # context c1: 2 a + 1 b, always wrong (2 triplets); c2: 4 a + 1 b, always right (12 triplets)
     angles = np.deg2rad([0, 10, 5, 0, 1, 2, 3, 90])  # c1: 3 items, c2: 5
     vectors = np.stack([np.cos(angles), np.sin(angles)], 1)
-    items = one_frame_items(["a", "a", "b", "a", "a", "a", "a", "b"], ["s"] * 8,
-                            ["c1"] * 3 + ["c2"] * 5)  # fmt: skip
+    items = one_frame_items(
+        ["a", "a", "b", "a", "a", "a", "a", "b"], ["s"] * 8, ["c1"] * 3 + ["c2"] * 5
+    )
     r = abx.abx(items, abx.angular(vectors), **ABX)
     assert r.within == pytest.approx(0.5)  # not 2 / 14 as pooling the triplets would give
 
@@ -192,9 +226,15 @@ def test_across_averages_contexts_and_x_speakers_together_as_eval_abx():
     # speaker s says a and b in contexts c1 and c2; X speakers x1, x2 say a in c1, x1 in c2.
     # c1's two cells are right (X = A's direction), c2's one cell wrong (X = B's direction)
     e0, e1 = [1.0, 0.0], [0.0, 1.0]
-    rows = [("a", "s", "c1", e0), ("b", "s", "c1", e1), ("a", "x1", "c1", e0),
-            ("a", "x2", "c1", e0), ("a", "s", "c2", e0), ("b", "s", "c2", e1),
-            ("a", "x1", "c2", e1)]  # fmt: skip
+    rows = [
+        ("a", "s", "c1", e0),
+        ("b", "s", "c1", e1),
+        ("a", "x1", "c1", e0),
+        ("a", "x2", "c1", e0),
+        ("a", "s", "c2", e0),
+        ("b", "s", "c2", e1),
+        ("a", "x1", "c2", e1),
+    ]
     phones, speakers, contexts, vectors = zip(*rows, strict=True)
     items = one_frame_items(list(phones), list(speakers), list(contexts))
     r = abx.abx(items, abx.angular(np.array(vectors)), **ABX)
@@ -239,9 +279,13 @@ def random_items(rng: np.random.Generator, n: int = 400, contexts: int = 12, spe
     speakers (enough speakers that max_x_across draws X speakers)."""
     length = rng.integers(1, 7, n)
     start = np.r_[0, np.cumsum(length)[:-1]]
-    items = abx.Items(start, length, rng.choice(["a", "b", "c"], n),
-                      rng.choice([f"c{i:02d}" for i in range(contexts)], n),
-                      rng.choice([f"s{i}" for i in range(speakers)], n))  # fmt: skip
+    items = abx.Items(
+        start,
+        length,
+        rng.choice(["a", "b", "c"], n),
+        rng.choice([f"c{i:02d}" for i in range(contexts)], n),
+        rng.choice([f"s{i}" for i in range(speakers)], n),
+    )
     return items, rng.standard_normal((int(length.sum()), 4))
 
 
@@ -261,9 +305,9 @@ def test_abx_a_block_of_contexts_at_a_time_is_abx_of_all_items(max_bytes):
         frames = part.length.sum()
         pairs = sum(n * (n - 1) / 2 for n in pd.Series(part.context).value_counts())
         assert frames * 16 + pairs * abx.PAIR_BYTES <= max_bytes or len(set(part.context)) == 1
-        for s, n, global_start in zip(part.start, part.length,
-                                      items.start[np.isin(items.context, part.context)],
-                                      strict=True):  # fmt: skip
+        for s, n, global_start in zip(
+            part.start, part.length, items.start[np.isin(items.context, part.context)], strict=True
+        ):
             assert (rows[s : s + n] == np.arange(global_start, global_start + n)).all()
     if max_bytes == 1:
         assert len(blocks) == 12  # a context a block
@@ -287,8 +331,12 @@ def test_pair_distances_do_not_depend_on_how_pairs_are_chunked():
         return distance(rows_a, rows_b)
 
     # by pairs, by cells, by gathered frames, one pair at a time
-    for chunk, cells, frames in ((7, 2**21, 2**17), (20_000, 40, 2**17), (20_000, 2**21, 30),
-                                 (20_000, 1, 1)):  # fmt: skip
+    for chunk, cells, frames in (
+        (7, 2**21, 2**17),
+        (20_000, 40, 2**17),
+        (20_000, 2**21, 30),
+        (20_000, 1, 1),
+    ):
         seen.clear()
         got = abx.pair_distances(items, pairs, recorded, chunk, cells, frames)
         np.testing.assert_array_equal(got, whole)

@@ -64,8 +64,10 @@ def test_join_is_by_key_and_reports_each_side():
 
 
 def test_duplicate_keys_are_an_error():
-    codes = pd.DataFrame([("u", "s", 0, 1, 0), ("u", "s", 0, 2, 1)],
-                         columns=["utterance_id", "speaker", "frame", "code", "row"])  # fmt: skip
+    codes = pd.DataFrame(
+        [("u", "s", 0, 1, 0), ("u", "s", 0, 2, 1)],
+        columns=["utterance_id", "speaker", "frame", "code", "row"],
+    )
     labels = pd.DataFrame([("u", 0, "A")], columns=["utterance_id", "frame", "phone"])
     with pytest.raises(ValueError, match=r"codes: duplicate \(utterance_id, frame\)"):
         join(codes, labels)
@@ -99,8 +101,10 @@ def test_encoding_shard_by_shard_equals_the_whole_split_bit_for_bit():
     torch.manual_seed(0)
     model = vqvae(model_params(channels=8, embedding_dim=4, quantizer={"codebook_size": 6}), 5)
     rng = np.random.default_rng(1)
-    utts = [Utterance(uid, "s", "test", rng.standard_normal((n, 5)).astype(np.float32),
-                      ["sil"] * n) for uid, n in lengths]  # fmt: skip
+    utts = [
+        Utterance(uid, "s", "test", rng.standard_normal((n, 5)).astype(np.float32), ["sil"] * n)
+        for uid, n in lengths
+    ]
     norm = Normalizer(np.zeros(5), np.ones(5))
     whole = {e.utterance.utterance_id: e for e in encode(model, utts, norm, "cpu", 2)}
     alone = solo(((u.utterance_id, len(u.features)) for u in utts), 2)
@@ -117,11 +121,16 @@ def test_codes_folder_round_trip_and_ungrouped_rows_are_refused(tmp_path):
     from vqspeech.evaluate.align import Latents, codebook_table, read_codes, read_frames
 
     latents = np.arange(12, dtype=np.float32).reshape(4, 3)
-    table = pa.table({
-        "utterance_id": ["u1", "u1", "u2", "u2"], "speaker": ["s"] * 4, "frame": [0, 1, 0, 1],
-        "code": [1, 0, 1, 1], "phone": ["AH", "T", "sil", "S"],
-        "latent": pa.FixedSizeListArray.from_arrays(pa.array(latents.reshape(-1)), 3),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "utterance_id": ["u1", "u1", "u2", "u2"],
+            "speaker": ["s"] * 4,
+            "frame": [0, 1, 0, 1],
+            "code": [1, 0, 1, 1],
+            "phone": ["AH", "T", "sil", "S"],
+            "latent": pa.FixedSizeListArray.from_arrays(pa.array(latents.reshape(-1)), 3),
+        }
+    )
     codebook = np.eye(2, 3, dtype=np.float32)
     pq.write_table(table, tmp_path / "codes.parquet")
     pq.write_table(codebook_table(codebook), tmp_path / "codebook.parquet")
@@ -131,8 +140,9 @@ def test_codes_folder_round_trip_and_ungrouped_rows_are_refused(tmp_path):
     np.testing.assert_array_equal(book, codebook)
     # read forward in parts of any size, batch boundaries of the file included
     reader = Latents(tmp_path, batch_rows=3)
-    np.testing.assert_array_equal(np.concatenate([reader.next(1), reader.next(0),
-                                                  reader.next(3)]), latents)  # fmt: skip
+    np.testing.assert_array_equal(
+        np.concatenate([reader.next(1), reader.next(0), reader.next(3)]), latents
+    )
     with pytest.raises(ValueError, match="past the end"):
         reader.next(1)
     layout = read_frames(tmp_path)

@@ -21,12 +21,20 @@ from vqspeech.params import BuiltinParams
 from vqspeech.voices import ESPEAK_LANGUAGES, FESTIVAL_VOICES, FLITE_F0_HZ
 
 # one voice of every engine (and each Festival kind), two drawn speakers each, mild channel
-SMALL = BuiltinParams.model_validate({
-    "voices": ["flite/slt", "festival/kal_diphone", "festival/cmu_us_slt_arctic_hts",
-               "espeak/en-us+f2"],
-    "speakers_per_voice": 2, "utterances_per_speaker": 3, "seed": 3,
-    "held_out": {"val": ["festival/kal_diphone"], "test": ["espeak/en-us+f2", "flite/slt"]},
-})  # fmt: skip
+SMALL = BuiltinParams.model_validate(
+    {
+        "voices": [
+            "flite/slt",
+            "festival/kal_diphone",
+            "festival/cmu_us_slt_arctic_hts",
+            "espeak/en-us+f2",
+        ],
+        "speakers_per_voice": 2,
+        "utterances_per_speaker": 3,
+        "seed": 3,
+        "held_out": {"val": ["festival/kal_diphone"], "test": ["espeak/en-us+f2", "flite/slt"]},
+    }
+)
 FLITE12 = BuiltinParams.model_validate({"preset": "flite12"})
 SPEC = {
     "flite": "flite/kal16",
@@ -62,8 +70,9 @@ def test_espeak_intervals_split_two_phone_phonemes():
 
 def test_flite12_preset_is_the_earlier_corpus():
     names = [s.name for s in builtin.speakers(FLITE12)]
-    assert names == [f"{v}{x}" for v in ("awb", "rms", "slt", "kal16")
-                     for x in ("", "_high", "_low")]  # fmt: skip
+    assert names == [
+        f"{v}{x}" for v in ("awb", "rms", "slt", "kal16") for x in ("", "_high", "_low")
+    ]
     assert all(s.warp == 1.0 for s in builtin.speakers(FLITE12))
     high = builtin.speakers(FLITE12)[1]
     assert (high.f0_scale, high.tempo) == (1.25, 1.1)
@@ -92,8 +101,9 @@ def test_read_preset_holds_out_whole_voices_of_several_engines():
 
 
 def test_keys_beside_a_preset_override_it():
-    b = BuiltinParams.model_validate({"preset": "flite12", "channel": "strong",
-                                      "prosody": {"stretch": 0.2}})  # fmt: skip
+    b = BuiltinParams.model_validate(
+        {"preset": "flite12", "channel": "strong", "prosody": {"stretch": 0.2}}
+    )
     assert b.channel == "strong" and b.prosody.stretch == 0.2 and b.prosody.f0_mean == 0.0
     assert b.voices == FLITE12.voices
     with pytest.raises(ValueError, match="espeak-ng voices are"):
@@ -107,9 +117,16 @@ def test_manifest_of_corpus(corpus: list[manifest.Candidate]):
     assert skipped == [] and len(kept) == 24
     rows = table.to_pylist()
     names = {s.name for s in builtin.speakers(SMALL)}
-    assert names == {"slt-0", "slt-1", "festival-kal_diphone-0", "festival-kal_diphone-1",
-                     "festival-cmu_us_slt_arctic_hts-0", "festival-cmu_us_slt_arctic_hts-1",
-                     "espeak-en-us-f2-0", "espeak-en-us-f2-1"}  # fmt: skip
+    assert names == {
+        "slt-0",
+        "slt-1",
+        "festival-kal_diphone-0",
+        "festival-kal_diphone-1",
+        "festival-cmu_us_slt_arctic_hts-0",
+        "festival-cmu_us_slt_arctic_hts-1",
+        "espeak-en-us-f2-0",
+        "espeak-en-us-f2-1",
+    }
     assert {r["speaker"] for r in rows} == names
     assert all(r["sample_rate"] == 16000 and r["duration_s"] > 0.5 for r in rows)
     assert all(r["text"].endswith((".", "?")) for r in rows)
@@ -203,8 +220,9 @@ def test_warp_scales_formants_f0_and_times_exactly():
     (r,) = engines.render("flite/slt", [(text, engines.Prosody())], ["x"])
     out = {}
     for warp in (1.0, 1.12):
-        u = builtin.Utterance("u", builtin.Speaker("x", "flite/slt", warp, 1, 1), text,
-                              engines.Prosody(), None, [0])  # fmt: skip
+        u = builtin.Utterance(
+            "u", builtin.Speaker("x", "flite/slt", warp, 1, 1), text, engines.Prosody(), None, [0]
+        )
         samples, intervals, duration = builtin.finish(r, u, [])
         y = samples.astype(np.float32) / 32768
         f0 = librosa.yin(y, fmin=80, fmax=500, sr=16000)
@@ -219,9 +237,11 @@ def test_warp_scales_formants_f0_and_times_exactly():
 def test_prosody_changes_pitch_and_tempo_in_every_engine():
     text = "The young judge measured a thin wooden hook near the church."
     for spec in ("flite/slt", "festival/kal_diphone", "espeak/en-us"):
-        base, high = engines.render(spec, [(text, engines.Prosody()),
-                                           (text, engines.Prosody(1.25, 1.0, 1 / 1.15))],
-                                    ["base", "high"])  # fmt: skip
+        base, high = engines.render(
+            spec,
+            [(text, engines.Prosody()), (text, engines.Prosody(1.25, 1.0, 1 / 1.15))],
+            ["base", "high"],
+        )
         stats = []
         for r in (base, high):
             y = librosa.resample(r.samples, orig_sr=r.sample_rate, target_sr=16000)
@@ -273,8 +293,10 @@ def test_every_engine_phone_maps_to_the_inventory():
     """Every phone the engines say over many grammar sentences maps (each voice's phone set)."""
     texts = [sentence_for(0, s, u) for s in range(6) for u in range(20)]
     seen: collections.Counter[str] = collections.Counter()
-    for spec in [*(f"festival/{v}" for v in FESTIVAL_VOICES),
-                 *(f"espeak/{lang}" for lang in ESPEAK_LANGUAGES)]:  # fmt: skip
+    for spec in [
+        *(f"festival/{v}" for v in FESTIVAL_VOICES),
+        *(f"espeak/{lang}" for lang in ESPEAK_LANGUAGES),
+    ]:
         for r in engines.render(spec, [(t, engines.Prosody()) for t in texts[:40]], texts[:40]):
             assert all(iv.label in phones.INVENTORY for iv in r.intervals)
             seen.update(iv.label for iv in r.intervals)
@@ -290,8 +312,10 @@ def test_sentences_cover_every_phone_many_times():
     text = " ".join(sentence_for(0, s, u) for s in range(4) for u in range(40))
     out = subprocess.run(
         ["flite", "-voice", "kal16", "-psdur", "-t", text, "-o", "none"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     counts.update(iv.label for iv in engines.parse_ends(out.split(), "x"))
     missing = {p: counts[p] for p in phones.ARPABET if counts[p] < 10}
     assert not missing, f"phones seen fewer than 10 times in 160 sentences: {missing}"
@@ -320,14 +344,16 @@ def test_same_params_give_identical_bytes(tmp_path: Path, corpus: list[manifest.
     assert not _differing(corpus, again)  # names the utterances and by how much
     for a, b in zip(corpus, again, strict=True):
         assert a.textgrid.read_bytes() == b.textgrid.read_bytes()
-    assert (tmp_path / "corpus.json").read_bytes() == (corpus[0].audio.parents[2] / "corpus.json"
-                                                       ).read_bytes()  # fmt: skip
+    assert (tmp_path / "corpus.json").read_bytes() == (
+        corpus[0].audio.parents[2] / "corpus.json"
+    ).read_bytes()
     other = builtin.generate(tmp_path / "other", SMALL.model_copy(update={"seed": 4}), jobs=2)
     assert other[0].audio.read_bytes() != corpus[0].audio.read_bytes()
 
 
-@pytest.mark.parametrize(("spec", "package"), [("flite/awb", "flite"),
-                                               ("festival/kal_diphone", "festival")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("spec", "package"), [("flite/awb", "flite"), ("festival/kal_diphone", "festival")]
+)
 def test_missing_engine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, spec: str, package: str):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(engines.SynthesisError, match=f"apt-get install -y {package}"):

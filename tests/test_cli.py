@@ -31,13 +31,19 @@ print(json.dumps({"heavy": sorted(m for m in sys.argv[2:] if m in sys.modules),
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_needs_no_heavy_import_and_every_option_has_help(script: str):
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(REPO / script), *HEAVY],
-                          capture_output=True, text=True, check=True, cwd=REPO)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO / script), *HEAVY],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
     probe = json.loads(proc.stdout)
     assert probe["heavy"] == [], f"{script} imports {probe['heavy']} at the top"
     assert probe["missing_help"] == [], f"{script}: options without help text"
-    help_ = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
-                           check=True, cwd=REPO)  # fmt: skip
+    help_ = subprocess.run(
+        [sys.executable, script, "--help"], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert "Usage:" in help_.stdout
     if probe["commands"] != ["None"]:  # train: run and summary
         assert all(name in help_.stdout for name in probe["commands"])

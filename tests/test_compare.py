@@ -11,11 +11,26 @@ import pytest
 from vqspeech.report import compare
 
 
-def row(rev: str, k: int, seed: int, jitter: float, pnmi: float, state: str | None = "Success",
-        **extra: object) -> dict:  # fmt: skip
-    r: dict = {"Experiment": f"exp-{rev}", "rev": rev, "typ": "branch_commit", "State": state,
-               "model.quantizer.codebook_size": k, "model.jitter": jitter, "train.seed": seed,
-               "train.threads": 0, "model.channels": 128}  # fmt: skip
+def row(
+    rev: str,
+    k: int,
+    seed: int,
+    jitter: float,
+    pnmi: float,
+    state: str | None = "Success",
+    **extra: object,
+) -> dict:
+    r: dict = {
+        "Experiment": f"exp-{rev}",
+        "rev": rev,
+        "typ": "branch_commit",
+        "State": state,
+        "model.quantizer.codebook_size": k,
+        "model.jitter": jitter,
+        "train.seed": seed,
+        "train.threads": 0,
+        "model.channels": 128,
+    }
     for _, ours, base, _ in compare.METRICS:
         r[ours] = pnmi if ours == "vqvae.pnmi" else 1.0
         if base:
@@ -27,9 +42,11 @@ def rows() -> list[dict]:
     out = [row(f"a{s}", 64, s, 0.12, 0.40 + 0.02 * s) for s in (1, 2, 3)]
     out += [row(f"b{s}", 16, s, 0.12, 0.30) for s in (1, 2)]
     out += [row("c1", 64, 1, 0.0, 0.2)]
-    out += [row("q", 64, 4, 0.12, float("nan"), state="Queued"),
-            row("f", 64, 5, 0.12, 0.9, state="Failed"),
-            {**row("workspace", 64, 0, 0.12, 0.9), "Experiment": None}]  # fmt: skip
+    out += [
+        row("q", 64, 4, 0.12, float("nan"), state="Queued"),
+        row("f", 64, 5, 0.12, 0.9, state="Failed"),
+        {**row("workspace", 64, 0, 0.12, 0.9), "Experiment": None},
+    ]
     return out
 
 
@@ -55,8 +72,12 @@ def test_a_metric_name_prefixed_with_its_file_is_found():
 def test_experiments_recorded_with_the_old_names_are_read():
     """Before the headline metrics: `vqvae.all.pnmi`; before the nested quantizer params:
     `model.codebook_size`."""
-    old = {k.replace("vqvae.", "vqvae.all.", 1) if k.startswith("vqvae.") and ".abx." not in k
-           else k: v for k, v in row("a1", 64, 1, 0.1, 0.4).items()}  # fmt: skip
+    old = {
+        k.replace("vqvae.", "vqvae.all.", 1)
+        if k.startswith("vqvae.") and ".abx." not in k
+        else k: v
+        for k, v in row("a1", 64, 1, 0.1, 0.4).items()
+    }
     old["model.codebook_size"] = old.pop("model.quantizer.codebook_size")
     runs = compare.runs([old, row("b1", 16, 1, 0.1, 0.3)])
     assert runs["vqvae.pnmi"].tolist() == [0.4, 0.3]
@@ -111,8 +132,11 @@ def test_figures(tmp_path: Path):
     compare.plot_against_k(compare.summary(runs), tmp_path / "k.png")
     compare.plot_seeds(runs, tmp_path / "s.png")
     curve = pd.DataFrame({"step": [10, 20, 30], "recon": [0.9, 0.7, 0.8]})
-    compare.plot_curves({"default": [curve, curve.assign(recon=curve["recon"] + 0.1)],
-                         "epochs=30": [curve]}, tmp_path / "c.png", "val recon")  # fmt: skip
+    compare.plot_curves(
+        {"default": [curve, curve.assign(recon=curve["recon"] + 0.1)], "epochs=30": [curve]},
+        tmp_path / "c.png",
+        "val recon",
+    )
     for name in ("k.png", "s.png", "c.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="no val recon curves"):
@@ -127,21 +151,29 @@ def test_earlier_runs_from_a_runs_csv_join_new_experiments_as_the_same_configura
     earlier.to_csv(tmp_path / "runs.csv", index=False)
     back = pd.read_csv(tmp_path / "runs.csv")
     # now: a third K=16 seed, the K=64 seed 3 run again, and a new knob the earlier runs lack
-    new = compare.runs([row("b3", 16, 3, 0.12, 0.36, **{"model.family": "vqvae"}),
-                        {**row("b2", 16, 2, 0.12, 0.30, **{"model.family": "vqvae"}),
-                         "Experiment": None},  # b2 reached again as its commit
-                        row("a3", 64, 3, 0.12, 0.50, **{"model.family": "vqvae"}),
-                        row("v1", 64, 1, 0.12, 0.10, **{"model.family": "vqcpc"})])  # fmt: skip
+    new = compare.runs(
+        [
+            row("b3", 16, 3, 0.12, 0.36, **{"model.family": "vqvae"}),
+            {
+                **row("b2", 16, 2, 0.12, 0.30, **{"model.family": "vqvae"}),
+                "Experiment": None,
+            },  # b2 reached again as its commit
+            row("a3", 64, 3, 0.12, 0.50, **{"model.family": "vqvae"}),
+            row("v1", 64, 1, 0.12, 0.10, **{"model.family": "vqcpc"}),
+        ]
+    )
     defaults = {"model.family": "vqvae", "model.jitter": 0.12}
     both = compare.with_earlier_runs(new, back, defaults)
     assert len(both) == 5 + 3 - 1  # exp-a3 replaced by its new run
     assert both.loc[both["name"] == "exp-a3", "vqvae.pnmi"].item() == 0.5
     summ = compare.summary(both)
-    seeds = dict(zip(summ["model.family"] + "/" + summ[compare.K].astype(str), summ["seeds"],
-                     strict=True))  # fmt: skip
+    seeds = dict(
+        zip(summ["model.family"] + "/" + summ[compare.K].astype(str), summ["seeds"], strict=True)
+    )
     assert seeds == {"vqvae/16": 3, "vqvae/64": 3, "vqcpc/64": 1}
     assert "| family=vqcpc | learned codes | 1 | 0.100 |" in compare.study_markdown(
-        both[both[compare.K] == 64], defaults)  # fmt: skip
+        both[both[compare.K] == 64], defaults
+    )
     # a rerun of the same params and seed under another name replaces the earlier run
     rerun = compare.runs([row("z1", 16, 1, 0.12, 0.33, **{"model.family": "vqvae"})])
     again = compare.with_earlier_runs(rerun, back, defaults)
@@ -174,19 +206,28 @@ def test_a_knob_whose_default_changed_the_behaviour_gets_its_earlier_value(tmp_p
 def test_a_knob_of_one_family_does_not_split_the_other_familys_earlier_runs(tmp_path: Path):
     """model.cpc.causal came with default true, earlier VQ-CPC runs had false; earlier VQ-VAE
     runs have no such knob and stay one configuration with the new VQ-VAE runs."""
-    earlier = compare.runs([row("a1", 64, 1, 0.5, 0.30, **{"model.family": "vqvae"}),
-                            row("c1", 64, 1, 0.5, 0.10, **{"model.family": "vqcpc"})])  # fmt: skip
-    new = compare.runs([row("a2", 64, 2, 0.5, 0.32, **{"model.family": "vqvae",
-                                                       "model.cpc.causal": True}),
-                        row("c2", 64, 2, 0.5, 0.05, **{"model.family": "vqcpc",
-                                                       "model.cpc.causal": True})])  # fmt: skip
+    earlier = compare.runs(
+        [
+            row("a1", 64, 1, 0.5, 0.30, **{"model.family": "vqvae"}),
+            row("c1", 64, 1, 0.5, 0.10, **{"model.family": "vqcpc"}),
+        ]
+    )
+    new = compare.runs(
+        [
+            row("a2", 64, 2, 0.5, 0.32, **{"model.family": "vqvae", "model.cpc.causal": True}),
+            row("c2", 64, 2, 0.5, 0.05, **{"model.family": "vqcpc", "model.cpc.causal": True}),
+        ]
+    )
     defaults = {"model.family": "vqvae", "model.cpc.causal": True, "model.jitter": 0.5}
     both = compare.with_earlier_runs(new, earlier, defaults).set_index("rev")
     causal = both["model.cpc.causal"]
     assert causal["a1"] is True and causal["c1"] is False
     seeds = compare.summary(both.reset_index()).set_index(["model.family", "model.cpc.causal"])
-    assert seeds["seeds"].to_dict() == {("vqvae", "True"): 2, ("vqcpc", "False"): 1,
-                                        ("vqcpc", "True"): 1}  # fmt: skip
+    assert seeds["seeds"].to_dict() == {
+        ("vqvae", "True"): 2,
+        ("vqcpc", "False"): 1,
+        ("vqcpc", "True"): 1,
+    }
 
 
 def test_earlier_runs_alone_lacking_new_metrics_and_a_knob_written_for_every_family(
@@ -194,10 +235,15 @@ def test_earlier_runs_alone_lacking_new_metrics_and_a_knob_written_for_every_fam
 ):
     """A runs.csv of before a metric existed still tabulates alone (a fresh clone); one that
     wrote a VQ-CPC knob's earlier value on VQ-VAE rows too is read with the default there."""
-    earlier = compare.runs([row("a1", 64, 1, 0.5, 0.30, **{"model.family": "vqvae"}),
-                            row("c1", 64, 1, 0.5, 0.10, **{"model.family": "vqcpc"})])  # fmt: skip
+    earlier = compare.runs(
+        [
+            row("a1", 64, 1, 0.5, 0.30, **{"model.family": "vqvae"}),
+            row("c1", 64, 1, 0.5, 0.10, **{"model.family": "vqcpc"}),
+        ]
+    )
     earlier = earlier.drop(columns=["kmeans_mfcc_matched.pnmi"]).assign(
-        **{"model.cpc.causal": False})  # fmt: skip
+        **{"model.cpc.causal": False}
+    )
     earlier.to_csv(tmp_path / "runs.csv", index=False)
     defaults = {"model.family": "vqvae", "model.cpc.causal": True}
     alone = compare.with_earlier_runs(None, pd.read_csv(tmp_path / "runs.csv"), defaults)
@@ -219,21 +265,38 @@ def test_an_experiment_of_a_commit_before_a_knob_gets_its_default():
     older = row("x1", 64, 1, 0.5, 0.3)  # no model.target: its commit did not have the knob
     newer = row("y1", 64, 2, 0.5, 0.3, **{"model.target": "logmel"})
     earlier = compare.runs([row("e1", 64, 3, 0.5, 0.2)])
-    both = compare.with_earlier_runs(compare.runs([newer, older]), earlier,
-                                     {"model.target": "input"}).set_index("rev")  # fmt: skip
+    both = compare.with_earlier_runs(
+        compare.runs([newer, older]), earlier, {"model.target": "input"}
+    ).set_index("rev")
     assert both["model.target"].to_dict() == {"e1": "input", "x1": "input", "y1": "logmel"}
     assert "| target=logmel | learned codes | 1 |" in compare.study_markdown(
-        both.reset_index(), {"model.target": "input"})  # fmt: skip
+        both.reset_index(), {"model.target": "input"}
+    )
 
 
 def test_default_run_tables_come_from_the_report():
-    scores = {"nmi": 0.3, "ami": 0.29, "ari": 0.2, "pnmi": 0.31, "phone_purity": 0.3,
-              "one_to_one": 0.2, "code_perplexity": 45.94, "bitrate": 274.6,
-              "boundary_f1": 0.48, "mean_run_length": 1.45, "codes_used": 64}  # fmt: skip
+    scores = {
+        "nmi": 0.3,
+        "ami": 0.29,
+        "ari": 0.2,
+        "pnmi": 0.31,
+        "phone_purity": 0.3,
+        "one_to_one": 0.2,
+        "code_perplexity": 45.94,
+        "bitrate": 274.6,
+        "boundary_f1": 0.48,
+        "mean_run_length": 1.45,
+        "codes_used": 64,
+    }
     abx = {"within": 16.271, "across": 22.5, "items": 11179}
-    report = {"vqvae": {"all": scores, "abx": {"latent": abx, "code": abx}},
-              "kmeans_mfcc_matched": {"all": {**scores, "pnmi": 0.28}, "k": 61,
-                                      "abx": {"code": {**abx, "across": None}}}}  # fmt: skip
+    report = {
+        "vqvae": {"all": scores, "abx": {"latent": abx, "code": abx}},
+        "kmeans_mfcc_matched": {
+            "all": {**scores, "pnmi": 0.28},
+            "k": 61,
+            "abx": {"code": {**abx, "across": None}},
+        },
+    }
     text = compare.default_markdown(report)
     assert "| system (K=64) | NMI |" in text
     row_ = "| vqvae | 0.300 | 0.290 | 0.200 | 0.310 | 0.300 | 0.200 | 45.9 | 275 | 0.480 | 1.45 |"

@@ -21,10 +21,14 @@ def test_pair_frames_averages_the_two_frames_of_each_latent():
 def test_score_system_on_perfect_codes():
     phones = ["sil", "AA", "AA", "B", "B", "B", "sil"] * 3
     ids = {"sil": 4, "AA": 7, "B": 1}
-    frames = pd.DataFrame({
-        "utterance_id": ["u1"] * 7 + ["u2"] * 7 + ["u3"] * 7, "frame": list(range(7)) * 3,
-        "phone": phones, "code": [ids[p] for p in phones],
-    }).sample(frac=1.0, random_state=0)  # fmt: skip
+    frames = pd.DataFrame(
+        {
+            "utterance_id": ["u1"] * 7 + ["u2"] * 7 + ["u3"] * 7,
+            "frame": list(range(7)) * 3,
+            "phone": phones,
+            "code": [ids[p] for p in phones],
+        }
+    ).sample(frac=1.0, random_state=0)
     s = score_system(frames, tolerance=0, symbols_per_second=40.0)
     q = np.array([6, 6, 9]) / 21  # codes of sil, AA, B
     assert s["all"]["bitrate"] == pytest.approx(40.0 * -(q * np.log2(q)).sum())
@@ -36,21 +40,26 @@ def test_score_system_on_perfect_codes():
 def test_bitrate_divides_by_the_audio_the_frames_cover():
     # ZeroSpeech 2019: symbols over the real duration, not 50 per second. Two utterances of
     # 100 and 51 frames of 10 ms cover 0.99 + 0.025 and 0.50 + 0.025 s, and have 50 + 25 codes
-    utts = [Utterance(f"u{i}", "s", "test", np.zeros((n, 6), np.float32), ["sil"] * n)
-            for i, n in enumerate((100, 51))]  # fmt: skip
+    utts = [
+        Utterance(f"u{i}", "s", "test", np.zeros((n, 6), np.float32), ["sil"] * n)
+        for i, n in enumerate((100, 51))
+    ]
     rate = baselines.symbol_rate(75, utts)
     assert rate == pytest.approx(75 / (1.015 + 0.525))
     phones = ["AA", "B"] * 40
-    frames = pd.DataFrame({"utterance_id": "u", "frame": range(80), "phone": phones,
-                           "code": [0, 1, 2, 3] * 20})  # fmt: skip
+    frames = pd.DataFrame(
+        {"utterance_id": "u", "frame": range(80), "phone": phones, "code": [0, 1, 2, 3] * 20}
+    )
     assert score_system(frames, 0, rate)["all"]["bitrate"] == pytest.approx(2 * rate)  # 2 bits
     with pytest.raises(ValueError, match="no audio"):
         baselines.symbol_rate(3, [])
 
 
 def test_native_features_are_sorted_by_utterance_and_normalized():
-    utts = [Utterance(u, "s", "test", np.full((n, 6), v, np.float32), ["sil"] * n)
-            for u, n, v in (("b", 2, 1.0), ("a", 3, 2.0))]  # fmt: skip
+    utts = [
+        Utterance(u, "s", "test", np.full((n, 6), v, np.float32), ["sil"] * n)
+        for u, n, v in (("b", 2, 1.0), ("a", 3, 2.0))
+    ]
     keys, x = baselines.native_features(utts, Normalizer(np.ones(6), np.full(6, 2.0)))
     assert keys["utterance_id"].tolist() == ["a"] * 3 + ["b"] * 2
     assert keys["frame"].tolist() == [0, 1, 2, 0, 1]

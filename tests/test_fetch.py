@@ -126,8 +126,11 @@ def test_pin_change_keeps_the_verified_archive(http_server: Server, tmp_path: Pa
     assert f"moved it to {aside}" in str(err.value)
     assert aside.read_bytes() == PAYLOAD and not (tmp_path / "c.zip").exists()
     # the archive the hash names, with a wrong size pin: kept in place, not moved back and forth
-    with pytest.raises(DownloadError, match=r"c\.zip: has the pinned sha256 but \d+ bytes, not "
-                       r"the pinned 5; the size pin is wrong"):  # fmt: skip
+    with pytest.raises(
+        DownloadError,
+        match=r"c\.zip: has the pinned sha256 but \d+ bytes, not "
+        r"the pinned 5; the size pin is wrong",
+    ):
         fetch(http_server, tmp_path / "c.zip", size=5)
     assert (tmp_path / "c.zip").read_bytes() == PAYLOAD and not aside.exists()
     assert fetch(http_server, tmp_path / "c.zip").read_bytes() == PAYLOAD

@@ -23,17 +23,30 @@ from vqspeech.params import BuiltinParams
 from .conftest import REPO
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
-TINY_MODEL = {"channels": 16, "res_blocks": 1, "embedding_dim": 8, "speaker_dim": 4,
-              "quantizer": {"codebook_size": 8}}  # fmt: skip
-TINY_TRAIN = {"epochs": 2, "batch_size": 4, "kmeans_batches": 2, "val_crops": 8, "log_every": 2,
-              "crop_frames": 32}  # fmt: skip
+TINY_MODEL = {
+    "channels": 16,
+    "res_blocks": 1,
+    "embedding_dim": 8,
+    "speaker_dim": 4,
+    "quantizer": {"codebook_size": 8},
+}
+TINY_TRAIN = {
+    "epochs": 2,
+    "batch_size": 4,
+    "kmeans_batches": 2,
+    "val_crops": 8,
+    "log_every": 2,
+    "crop_frames": 32,
+}
 
 
 def recordings() -> dict[str, list[tuple[Path, str]]]:
     """speaker -> (wav, transcript) of the test data: a LibriVox reader and an AN4 speaker."""
     out: dict[str, list[tuple[Path, str]]] = {}
-    for speaker, folder, listing in (("austen", "librivox", "transcription"),
-                                     ("cards", "cards", "cards.transcription")):  # fmt: skip
+    for speaker, folder, listing in (
+        ("austen", "librivox", "transcription"),
+        ("cards", "cards", "cards.transcription"),
+    ):
         for line in (TESTDATA / folder / listing).read_text().splitlines():
             text, _, uid = line.rpartition("(")
             text = text.replace("<s>", "").replace("</s>", "").strip()
@@ -43,7 +56,13 @@ def recordings() -> dict[str, list[tuple[Path, str]]]:
 
 def test_words_of_a_transcript():
     assert forcealign.words("The zebra's 'quiet', FOGGY-ish day!\n") == [
-        "the", "zebra's", "quiet", "foggy", "ish", "day"]  # fmt: skip
+        "the",
+        "zebra's",
+        "quiet",
+        "foggy",
+        "ish",
+        "day",
+    ]
 
 
 def test_typographic_punctuation_keeps_words_whole():
@@ -76,16 +95,29 @@ def test_real_recordings_align(tmp_path: Path):
 def test_missing_words_are_listed():
     aligner = forcealign.Aligner()
     assert aligner.missing_words(["the", "xyzzyq", "plugh", "xyzzyq"]) == ["xyzzyq", "plugh"]
-    with pytest.raises(forcealign.AlignError, match=r"t\.lab: words not in the pronunciation "
-                                                    r"dictionary: xyzzyq, plugh"):  # fmt: skip
+    with pytest.raises(
+        forcealign.AlignError,
+        match=r"t\.lab: words not in the pronunciation "
+        r"dictionary: xyzzyq, plugh",
+    ):
         aligner.align(np.zeros(16000, np.int16), ["the", "xyzzyq", "plugh"], "t.lab")
 
 
 def test_boundary_errors_match_phones_across_pronunciations():
-    ref = [Interval(0, 0.1, "sil"), Interval(0.1, 0.2, "DH"), Interval(0.2, 0.3, "AH"),
-           Interval(0.3, 0.5, "K"), Interval(0.5, 0.6, "sil")]  # fmt: skip
-    hyp = [Interval(0, 0.12, "sil"), Interval(0.12, 0.2, "DH"), Interval(0.2, 0.32, "IY"),
-           Interval(0.32, 0.45, "K"), Interval(0.45, 0.6, "sil")]  # fmt: skip
+    ref = [
+        Interval(0, 0.1, "sil"),
+        Interval(0.1, 0.2, "DH"),
+        Interval(0.2, 0.3, "AH"),
+        Interval(0.3, 0.5, "K"),
+        Interval(0.5, 0.6, "sil"),
+    ]
+    hyp = [
+        Interval(0, 0.12, "sil"),
+        Interval(0.12, 0.2, "DH"),
+        Interval(0.2, 0.32, "IY"),
+        Interval(0.32, 0.45, "K"),
+        Interval(0.45, 0.6, "sil"),
+    ]
     errors = forcealign.boundary_errors(ref, hyp)
     assert sorted(np.round(errors, 3)) == [0.0, 0.02, 0.02, 0.05]  # DH start/end, K start/end
 
@@ -93,9 +125,14 @@ def test_boundary_errors_match_phones_across_pronunciations():
 def test_pocketsphinx_boundaries_against_exact_ones(tmp_path: Path):
     """On built-in speech with exact alignments, most boundaries land within 50 ms (the full
     measurement per engine is in docs/corpus.md)."""
-    b = BuiltinParams.model_validate({"voices": ["flite/rms", "festival/kal_diphone",
-                                                 "espeak/en-us"], "speakers_per_voice": 1,
-                                      "utterances_per_speaker": 4, "channel": "off"})  # fmt: skip
+    b = BuiltinParams.model_validate(
+        {
+            "voices": ["flite/rms", "festival/kal_diphone", "espeak/en-us"],
+            "speakers_per_voice": 1,
+            "utterances_per_speaker": 4,
+            "channel": "off",
+        }
+    )
     aligner = forcealign.Aligner()
     errors, failed = [], 0
     for c in builtin.generate(tmp_path, b, jobs=2):
@@ -137,8 +174,9 @@ def test_transcript_only_folder_runs_end_to_end(tmp_path: Path):
     """Real recordings with .lab transcripts and no TextGrid: aligned, featurized, trained on,
     encoded and scored (numbers are not the point here; that nothing breaks is)."""
     audio = _folder(tmp_path)
-    (audio / "austen/extra.wav").write_bytes((audio / "austen").glob("*.wav").__next__()
-                                             .read_bytes())  # fmt: skip
+    (audio / "austen/extra.wav").write_bytes(
+        (audio / "austen").glob("*.wav").__next__().read_bytes()
+    )
     (audio / "austen/extra.lab").write_text("the quux frobnicates\n")  # words not in CMUdict
     first = next(p for p in sorted((audio / "austen").glob("*.lab")) if p.stem != "extra")
     (audio / "austen" / f"{'l' * 240}.wav").write_bytes(first.with_suffix(".wav").read_bytes())
@@ -146,9 +184,10 @@ def test_transcript_only_folder_runs_end_to_end(tmp_path: Path):
     params = {
         "data": {"corpus": "folder", "on_error": "skip", "folder": {"audio_dir": str(audio)}},
         "features": {"split": {"val_speakers": [], "test_speakers": ["cards"]}},
-        "model": TINY_MODEL, "train": TINY_TRAIN,
+        "model": TINY_MODEL,
+        "train": TINY_TRAIN,
         "eval": {"plots": {"umap_points": 20, "utterances": 1}},
-    }  # fmt: skip
+    }
     work = tmp_path / "work"
     work.mkdir()
     (work / "params.yaml").write_text(yaml.safe_dump(params))

@@ -18,8 +18,14 @@ DIM = 3
 
 
 def _utt(uid: str, split: str, n: int, rng: np.random.Generator) -> Utterance:
-    return Utterance(uid, f"s-{uid}", split, rng.standard_normal((n, DIM)).astype(np.float32),
-                     ["AH"] * n, audio=np.arange(n * 160, dtype=np.int16))  # fmt: skip
+    return Utterance(
+        uid,
+        f"s-{uid}",
+        split,
+        rng.standard_normal((n, DIM)).astype(np.float32),
+        ["AH"] * n,
+        audio=np.arange(n * 160, dtype=np.int16),
+    )
 
 
 @pytest.fixture
@@ -27,8 +33,10 @@ def split(tmp_path):
     """Two feature shards (test and train utterances mixed, test ids not sorted across them)
     and data/codes rows for the test utterances in the features' order."""
     rng = np.random.default_rng(0)
-    parts = [[_utt("c", "test", 9, rng), _utt("t1", "train", 6, rng), _utt("a", "test", 8, rng)],
-             [_utt("t2", "train", 4, rng), _utt("b", "test", 11, rng)]]  # fmt: skip
+    parts = [
+        [_utt("c", "test", 9, rng), _utt("t1", "train", 6, rng), _utt("a", "test", 8, rng)],
+        [_utt("t2", "train", 4, rng), _utt("b", "test", 11, rng)],
+    ]
     features = tmp_path / "features"
     for i, part in enumerate(parts):
         shards.write(features / f"part-{i:05d}.parquet", part, DIM)
@@ -37,12 +45,16 @@ def split(tmp_path):
     codes.mkdir()
     rows = [(u.utterance_id, u.speaker, k) for u in test for k in range(len(u.features) // 2)]
     latents = rng.standard_normal((len(rows), 2)).astype(np.float32)
-    table = pa.table({
-        "utterance_id": [r[0] for r in rows], "speaker": [r[1] for r in rows],
-        "frame": pa.array([r[2] for r in rows], pa.int32()),
-        "code": pa.array(np.arange(len(rows)) % 4, pa.int32()), "phone": ["AH"] * len(rows),
-        "latent": pa.FixedSizeListArray.from_arrays(pa.array(latents.reshape(-1)), 2),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "utterance_id": [r[0] for r in rows],
+            "speaker": [r[1] for r in rows],
+            "frame": pa.array([r[2] for r in rows], pa.int32()),
+            "code": pa.array(np.arange(len(rows)) % 4, pa.int32()),
+            "phone": ["AH"] * len(rows),
+            "latent": pa.FixedSizeListArray.from_arrays(pa.array(latents.reshape(-1)), 2),
+        }
+    )
     pq.write_table(table, codes / "codes.parquet", row_group_size=5)
     return features, codes, test, latents
 

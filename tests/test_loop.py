@@ -22,8 +22,13 @@ from vqspeech.train.loop import TrainingError, train
 
 from .conftest import model_params
 
-MODEL = model_params(channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4,
-                     quantizer={"codebook_size": 8, "dead_threshold": 1.0})  # fmt: skip
+MODEL = model_params(
+    channels=16,
+    res_blocks=1,
+    embedding_dim=8,
+    speaker_dim=4,
+    quantizer={"codebook_size": 8, "dead_threshold": 1.0},
+)
 CFG = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
 UNIT = Normalizer(np.zeros(6), np.ones(6))
 
@@ -187,8 +192,7 @@ def test_weights_gone_non_finite_after_the_last_step_are_not_checkpointed(tmp_pa
 
     with pytest.raises(TrainingError, match=r"weights became non-finite in epoch 2 \(decoder"):
         train(MODEL, CFG, data, None, tmp_path, "fp", on_step=poison)
-    state = torch.load(run_dir(tmp_path, run_key(MODEL, CFG, "fp")) / CHECKPOINT,
-                       weights_only=True)  # fmt: skip
+    state = torch.load(run_dir(tmp_path, run_key(MODEL, CFG, "fp")) / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1
 
 
@@ -280,12 +284,19 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
         collect(folder, key, [0, 2])
     # a run that starts afresh in the folder (fewer epochs) leaves none of the old files
     two = CFG.model_copy(update={"epochs": 2})
-    snaps2 = Snapshots(run_dir(tmp_path / "snap", run_key(MODEL, two, "fp")), key, sample,
-                       UNIT, every=2, max_latents=30)  # fmt: skip
+    snaps2 = Snapshots(
+        run_dir(tmp_path / "snap", run_key(MODEL, two, "fp")),
+        key,
+        sample,
+        UNIT,
+        every=2,
+        max_latents=30,
+    )
     train(MODEL, two, data, val, tmp_path / "snap", "fp", on_epoch=snaps2)
     assert sorted(p.name for p in folder.glob("snapshot_*")) == [
-        "snapshot_0000.parquet", "snapshot_0002.parquet"
-    ]  # fmt: skip
+        "snapshot_0000.parquet",
+        "snapshot_0002.parquet",
+    ]
 
 
 def test_model_file_errors_are_one_line_naming_the_file(tmp_path: Path):

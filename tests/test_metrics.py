@@ -14,8 +14,20 @@ from vqspeech.evaluate.metrics import (
     speech_mask,
 )
 
-PERFECT = ("ari", "ami", "ami_max", "nmi", "nmi_geometric", "homogeneity", "completeness",
-           "v_measure", "pnmi", "phone_purity", "cluster_purity", "one_to_one")  # fmt: skip
+PERFECT = (
+    "ari",
+    "ami",
+    "ami_max",
+    "nmi",
+    "nmi_geometric",
+    "homogeneity",
+    "completeness",
+    "v_measure",
+    "pnmi",
+    "phone_purity",
+    "cluster_purity",
+    "one_to_one",
+)
 
 
 def utterances(n: int = 40, seed: int = 0) -> list[np.ndarray]:
@@ -115,8 +127,12 @@ def test_boundaries_by_hand():
 def test_run_length_speech_mask_and_bad_input():
     assert mean_run_length([np.array([0, 0, 1, 1, 1]), np.array([4])]) == pytest.approx(6 / 3)
     assert speech_mask(np.array(["sil", "AA", "sp", "spn", "T"])).tolist() == [
-        False, True, False, False, True,
-    ]  # fmt: skip
+        False,
+        True,
+        False,
+        False,
+        True,
+    ]
     with pytest.raises(ValueError, match="equal 1-d label arrays"):
         Contingency.of(np.array(["a"]), np.array([1, 2]))
     with pytest.raises(ValueError, match="no frames"):

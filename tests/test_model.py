@@ -138,8 +138,11 @@ def test_latent_norm_standardizes_each_channel_over_time():
     z = m.encoder(torch.randn(3, 60, 39) * 5 + 2)
     assert z.mean(dim=1).abs().max() < 1e-5
     assert (z.std(dim=1, unbiased=False) - 1).abs().max() < 1e-4
-    assert not torch.allclose(vqvae(model_params(channels=32)).encoder(torch.randn(3, 60, 39))
-                              .mean(dim=1), torch.zeros(3, 64), atol=1e-3)  # fmt: skip
+    assert not torch.allclose(
+        vqvae(model_params(channels=32)).encoder(torch.randn(3, 60, 39)).mean(dim=1),
+        torch.zeros(3, 64),
+        atol=1e-3,
+    )
 
 
 @pytest.mark.parametrize(("kernel", "reach"), [(1, 2), (3, 5)])

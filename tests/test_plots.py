@@ -46,10 +46,15 @@ def test_distance_histograms_known_geometry():
 def test_frequencies_count_every_frame():
     table = Contingency.of(["AA", "AA", "sil", "T"], [1, 1, 3, 1])
     phone_rows, code_rows = plots.frequencies(table)
-    assert phone_rows == [{"phone": "AA", "frames": 2}, {"phone": "T", "frames": 1},
-                          {"phone": "sil", "frames": 1}]  # fmt: skip
-    assert code_rows == [{"code": "1", "frames": 3, "majority_phone": "AA"},
-                         {"code": "3", "frames": 1, "majority_phone": "sil"}]  # fmt: skip
+    assert phone_rows == [
+        {"phone": "AA", "frames": 2},
+        {"phone": "T", "frames": 1},
+        {"phone": "sil", "frames": 1},
+    ]
+    assert code_rows == [
+        {"code": "1", "frames": 3, "majority_phone": "AA"},
+        {"code": "3", "frames": 1, "majority_phone": "sil"},
+    ]
 
 
 def test_figures_are_written_atomically_as_png(tmp_path: Path):
@@ -58,8 +63,9 @@ def test_figures_are_written_atomically_as_png(tmp_path: Path):
     codes = rng.integers(0, 4, 200)
     table = Contingency.of(phones, codes)
     plots.heatmap(table, tmp_path / "h.png")
-    plots.bigrams([phones[:100], phones[100:]], [codes[:100], codes[100:]], table,
-                  tmp_path / "b.png")  # fmt: skip
+    plots.bigrams(
+        [phones[:100], phones[100:]], [codes[:100], codes[100:]], table, tmp_path / "b.png"
+    )
     for name in ("h.png", "b.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "h.png"]  # no temp files

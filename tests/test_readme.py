@@ -34,7 +34,14 @@ COMMANDS = readme_commands((REPO / "README.md").read_text(encoding="utf-8"))
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_runs(command: str):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", "-c", command],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, f"{command}: {proc.stderr[-2000:]}"
     assert proc.stdout.strip(), f"{command} printed nothing"

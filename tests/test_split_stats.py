@@ -17,9 +17,13 @@ def test_split_is_speaker_disjoint_and_order_free():
     b = assign(reversed(SPEAKERS * 3), ["slt"], ["rms", "rms_high"])
     assert a == b
     assert a == {
-        "awb": "train", "awb_high": "train", "kal16": "train",
-        "rms": "test", "rms_high": "test", "slt": "val",
-    }  # fmt: skip
+        "awb": "train",
+        "awb_high": "train",
+        "kal16": "train",
+        "rms": "test",
+        "rms_high": "test",
+        "slt": "val",
+    }
 
 
 def test_unnamed_split_is_the_builtin_corpus_own():
@@ -75,9 +79,13 @@ def test_dataset_summary_counts():
     s.add(Utterance("u2", "b", "test", np.zeros((3, 2), np.float32), ["AH"] * 3))  # no full window
     d = s.as_dict()
     assert d["splits"]["train"] == {
-        "hours": round(9 * 0.01 / 3600, 4), "utterances": 1, "speakers": 1, "frames": 9,
-        "silence_share": round(4 / 9, 4), "distinct_phones_per_window": 3.0,
-    }  # fmt: skip
+        "hours": round(9 * 0.01 / 3600, 4),
+        "utterances": 1,
+        "speakers": 1,
+        "frames": 9,
+        "silence_share": round(4 / 9, 4),
+        "distinct_phones_per_window": 3.0,
+    }
     assert d["splits"]["test"]["distinct_phones_per_window"] is None
     assert d["total"]["frames"] == 12 and d["total"]["speakers"] == 2
     assert d["frames_per_phone"] == {"AH": 4, "S": 1, "T": 3, "sil": 4}

@@ -46,9 +46,13 @@ def run_stage(
     (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data, **sections}))
     script = REPO / "stages" / f"{stage}.py"
     return subprocess.run(
-        [sys.executable, str(script)], cwd=cwd, capture_output=True, text=True, check=False,
+        [sys.executable, str(script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=300,
-    )  # fmt: skip
+    )
 
 
 def tiny_builtin() -> dict:
@@ -214,8 +218,11 @@ def test_features_and_stats_stages(tmp_path: Path):
     assert "read data/manifest.parquet: 4 utterances, 2 speakers" in proc.stderr
     utts = list(shards.iter_utterances(tmp_path / "data/features"))
     assert sorted(u.utterance_id for u in utts) == [
-        "kal16_0000", "kal16_0001", "kal16_low_0000", "kal16_low_0001",
-    ]  # fmt: skip
+        "kal16_0000",
+        "kal16_0001",
+        "kal16_low_0000",
+        "kal16_low_0001",
+    ]
     assert {u.speaker: u.split for u in utts} == {"kal16": "train", "kal16_low": "test"}
     report = json.loads((tmp_path / "data/features_report.json").read_text())
     assert report["dim"] == 39 and report["frames"] == sum(len(u.phones) for u in utts)
@@ -232,8 +239,9 @@ def test_features_and_stats_stages(tmp_path: Path):
     assert dataset["splits"]["test"]["speakers"] == 1
     headline = json.loads((tmp_path / "metrics/dataset.json").read_text())
     assert headline["total"] == dataset["total"] and "frames_per_phone" not in headline
-    assert headline["splits"]["test"] == {k: dataset["splits"]["test"][k]
-                                          for k in ("hours", "utterances", "speakers")}  # fmt: skip
+    assert headline["splits"]["test"] == {
+        k: dataset["splits"]["test"][k] for k in ("hours", "utterances", "speakers")
+    }
     rows = json.loads((tmp_path / "plots/feature_stats.json").read_text())
     assert len(rows) == 39 and rows[0]["train_norm_mean"] == pytest.approx(0, abs=1e-4)
     assert rows[0]["train_norm_std"] == pytest.approx(1, abs=1e-4)
@@ -460,16 +468,23 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     assert proc.returncode == 0, proc.stderr
     result = json.loads((work / "reports/eval.json").read_text())
     raw = {"vqvae", "kmeans_mfcc", "kmeans_latent"}  # kmeans_latent: align kept train latents
-    assert set(result) == {*raw, *(f"{s}_dpdp" for s in raw), "kmeans_mfcc_matched", "random",
-                           "mfcc"}  # fmt: skip
+    assert set(result) == {
+        *raw,
+        *(f"{s}_dpdp" for s in raw),
+        "kmeans_mfcc_matched",
+        "random",
+        "mfcc",
+    }
     # at equal perplexity: the K' tried closest to the learned codes' perplexity on these frames
     matched, target = result["kmeans_mfcc_matched"], result["vqvae"]["all"]["code_perplexity"]
     tried = {int(c): p for c, p in matched["tried"].items()}
     assert 8 in tried  # it starts from K, the codebook size (8 here)
     assert matched["k"] == min(tried, key=lambda c: (abs(tried[c] - target), c))
     assert matched["all"]["code_perplexity"] == pytest.approx(tried[matched["k"]], abs=1e-3)
-    assert json.loads((work / "metrics/eval.json").read_text())["kmeans_mfcc_matched"]["k"] == (
-        matched["k"])  # fmt: skip
+    assert (
+        json.loads((work / "metrics/eval.json").read_text())["kmeans_mfcc_matched"]["k"]
+        == (matched["k"])
+    )
     for name in raw:  # DPDP trades quantization error for longer runs, never shorter ones
         dp = result[f"{name}_dpdp"]["all"]
         assert dp["mean_run_length"] >= result[name]["all"]["mean_run_length"]
@@ -500,8 +515,16 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     params = yaml.safe_load((work / "params.yaml").read_text())
     params.setdefault("eval", {}).setdefault("abx", {})["block_mb"] = 1e-6
     (work / "blocks.yaml").write_text(yaml.safe_dump(params))
-    proc = run_stage_in(work, "evaluate", "--params", "blocks.yaml", "--report",
-                        "reports/blocks.json", "--metrics", "metrics/blocks.json")  # fmt: skip
+    proc = run_stage_in(
+        work,
+        "evaluate",
+        "--params",
+        "blocks.yaml",
+        "--report",
+        "reports/blocks.json",
+        "--metrics",
+        "metrics/blocks.json",
+    )
     assert proc.returncode == 0, proc.stderr
     blocks = re.search(r"ABX items in (\d+) blocks at 20 ms, (\d+) at 10 ms", proc.stderr)
     assert blocks and min(map(int, blocks.groups())) > 1
@@ -631,20 +654,34 @@ def test_train_stage_bad_input(tiny_pipeline: Path, tmp_path: Path):
     assert "no 'train' utterances in the feature shards" in proc.stderr
 
 
-@pytest.mark.parametrize("model", [
-    {"decoder": "deconv"},
-    {"decoder": "wavenet", "wavenet": {"residual_channels": 8, "skip_channels": 8,
-                                       "layers_per_stack": 4}},
-    {"family": "vqcpc", "cpc": {"context_dim": 8, "prediction_steps": 2, "negatives": 3,
-                                "speakers_per_batch": 1}},
-], ids=["deconv", "wavenet", "vqcpc"])  # fmt: skip
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"decoder": "deconv"},
+        {
+            "decoder": "wavenet",
+            "wavenet": {"residual_channels": 8, "skip_channels": 8, "layers_per_stack": 4},
+        },
+        {
+            "family": "vqcpc",
+            "cpc": {
+                "context_dim": 8,
+                "prediction_steps": 2,
+                "negatives": 3,
+                "speakers_per_batch": 1,
+            },
+        },
+    ],
+    ids=["deconv", "wavenet", "vqcpc"],
+)
 def test_torchrun_ddp_two_cpu_ranks_keep_identical_codebooks(
     tiny_pipeline: Path, tmp_path: Path, model: dict
 ):
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     launcher = (torchrun, "--standalone", "--nproc_per_node=2")
-    proc = train_in(tiny_pipeline, tmp_path / "ddp", {"epochs": 2, "threads": 1}, *launcher,
-                    model=model)  # fmt: skip
+    proc = train_in(
+        tiny_pipeline, tmp_path / "ddp", {"epochs": 2, "threads": 1}, *launcher, model=model
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "codebooks identical across 2 ranks" in proc.stderr
     assert "device cpu x 2" in proc.stderr
@@ -659,19 +696,29 @@ def test_torchrun_multi_node_form_trains_what_one_node_trains(tiny_pipeline: Pat
 
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     train = {"epochs": 2, "threads": 1}
-    one = train_in(tiny_pipeline, tmp_path / "one", train, torchrun, "--standalone",
-                   "--nproc_per_node=2")  # fmt: skip
+    one = train_in(
+        tiny_pipeline, tmp_path / "one", train, torchrun, "--standalone", "--nproc_per_node=2"
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     work = tmp_path / "two"
     train_params_in(tiny_pipeline, work, train)
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    node = [torchrun, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
-            f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=vqspeech-test",
-            str(REPO / "stages/train.py"), "run"]  # fmt: skip
-    nodes = [subprocess.Popen(node, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]  # fmt: skip
+    node = [
+        torchrun,
+        "--nnodes=2",
+        "--nproc_per_node=1",
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint=127.0.0.1:{port}",
+        "--rdzv_id=vqspeech-test",
+        str(REPO / "stages/train.py"),
+        "run",
+    ]
+    nodes = [
+        subprocess.Popen(node, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     logs = [p.communicate(timeout=300)[1] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], "\n".join(log[-2000:] for log in logs)
     assert sum("codebooks identical across 2 ranks" in log for log in logs) >= 1
@@ -684,8 +731,11 @@ def test_torchrun_multi_node_form_trains_what_one_node_trains(tiny_pipeline: Pat
 def test_train_summary_command(tiny_pipeline: Path):
     proc = subprocess.run(
         [sys.executable, str(REPO / "stages/train.py"), "summary"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "encoder receptive field: 24 frames = 255 ms" in proc.stdout
     assert "speakers" in proc.stdout and "total" in proc.stdout
 
@@ -700,13 +750,26 @@ class DvcRepo:
         self.root, self.work = root, root / "repo"
         self.dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
         env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
-        self.env = {"PATH": env_path, "HOME": str(root), "DVC_NO_ANALYTICS": "1",
-                    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
-                    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip
+        self.env = {
+            "PATH": env_path,
+            "HOME": str(root),
+            "DVC_NO_ANALYTICS": "1",
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@localhost",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@localhost",
+        }
 
     def sh(self, *cmd: str, cwd: Path | None = None, timeout: int = 600) -> str:
-        proc = subprocess.run(cmd, cwd=cwd or self.work, env=self.env, capture_output=True,
-                              text=True, check=False, timeout=timeout)  # fmt: skip
+        proc = subprocess.run(
+            cmd,
+            cwd=cwd or self.work,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
         assert proc.returncode == 0, f"{cmd}: {proc.stdout}\n{proc.stderr}"
         return proc.stdout
 
@@ -794,9 +857,14 @@ def test_experiment_queue_compare_and_remote(dvc_repo: DvcRepo):
     exps = sh(dvc, "exp", "list", "--name-only").split()
     assert len(exps) == 1
     proc = subprocess.run(
-        [sys.executable, str(work / "tools/compare.py")], cwd=work, env=dvc_repo.env,
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
+        [sys.executable, str(work / "tools/compare.py")],
+        cwd=work,
+        env=dvc_repo.env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     table = (work / "plots/compare/table.md").read_text()
     assert "| seeds |" in table and "| 2 |" in table  # the commit's seed 0 + the queued seed 1
@@ -853,11 +921,19 @@ def test_dvc_fewer_epochs_exp_apply_status_and_module_edits(dvc_repo: DvcRepo):
     for name in stages:
         for f in imports.closure(work / f"stages/{name}.py", root):
             users.setdefault(f.relative_to(root).as_posix(), set()).add(name)
-    for module in ("data/textgrid.py", "features/shards.py", "data/manifest.py", "train/loop.py",
-                   "phones.py"):  # fmt: skip
+    for module in (
+        "data/textgrid.py",
+        "features/shards.py",
+        "data/manifest.py",
+        "train/loop.py",
+        "phones.py",
+    ):
         path = root / module
-        holders = {name for name, st in stages.items()
-                   if any(path.is_relative_to(work / d) for d in st["deps"])}  # fmt: skip
+        holders = {
+            name
+            for name, st in stages.items()
+            if any(path.is_relative_to(work / d) for d in st["deps"])
+        }
         assert users[module] <= holders, module
         text = path.read_text()
         path.write_text(text + "\n# edited\n")

@@ -71,9 +71,12 @@ def dot_files(cwd: Path) -> list[str]:
 def kill_when(cwd: Path, name: str, ready) -> None:
     """Start stage `name` and SIGKILL it (and its workers) as soon as `ready()` is true."""
     proc = subprocess.Popen(
-        stage(name), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stage(name),
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 120
         while not ready():
@@ -140,9 +143,12 @@ def test_git_ignores_the_temporaries():
         "metrics/.download.json.ab12cd34.tmp",
     ]
     proc = subprocess.run(
-        ["git", "check-ignore", "--no-index", *names], cwd=REPO, capture_output=True, text=True,
+        ["git", "check-ignore", "--no-index", *names],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
         check=False,
-    )  # fmt: skip
+    )
     assert proc.stdout.split() == names
 
 

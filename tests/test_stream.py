@@ -85,8 +85,11 @@ def test_windows_bound_memory_and_every_crop_is_a_stretch_of_one_utterance(tmp_p
             utt = ids[:, 0] // 1000
             np.testing.assert_array_equal(b.speakers, [names_index(streamed, u) for u in utt])
     # the shard order, and so the windows, change with the epoch and the seed
-    orders = {tuple(s for w in streamed.windows(seed, e) for s in w.shards)
-              for seed in (0, 1) for e in (0, 1, 2)}  # fmt: skip
+    orders = {
+        tuple(s for w in streamed.windows(seed, e) for s in w.shards)
+        for seed in (0, 1)
+        for e in (0, 1, 2)
+    }
     assert len(orders) > 1
 
 
@@ -102,8 +105,9 @@ def test_the_same_batches_in_the_same_order_whatever_the_workers(tmp_path: Path,
     parallel = list(loader(PLAN, streamed, 1, workers=workers))
     assert len(serial) == len(parallel) == PLAN.steps(streamed, 1)
     np.testing.assert_array_equal(stacked(serial), stacked(parallel))
-    np.testing.assert_array_equal(np.stack([b.speakers for b in serial]),
-                                  np.stack([b.speakers for b in parallel]))  # fmt: skip
+    np.testing.assert_array_equal(
+        np.stack([b.speakers for b in serial]), np.stack([b.speakers for b in parallel])
+    )
 
 
 def test_ranks_take_alternate_batches_of_one_epoch(tmp_path: Path):
@@ -134,16 +138,18 @@ def test_take_reads_crops_across_shards_in_the_order_asked(tmp_path: Path):
 
 def test_training_on_the_stream_gives_the_in_memory_weights(tmp_path: Path):
     write_shards(tmp_path / "shards")
-    model = model_params(channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4,
-                         quantizer={"codebook_size": 8})  # fmt: skip
+    model = model_params(
+        channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4, quantizer={"codebook_size": 8}
+    )
     cfg = TrainParams(epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
     memory, names = load_split(tmp_path / "shards", "train", NORM)
     val, _ = load_split(tmp_path / "shards", "val", NORM, {s: i for i, s in enumerate(names)})
     a = loop.train(model, cfg, memory, val, tmp_path / "a", "fp")
     streamed = Streamed(tmp_path / "shards", "train", NORM, buffer_bytes=1e9)
     val_s = Streamed(tmp_path / "shards", "val", NORM, 1e9, streamed.speaker_index)
-    b = loop.train(model, cfg.model_copy(update={"workers": 2}), streamed, val_s,
-                   tmp_path / "b", "fp")  # fmt: skip
+    b = loop.train(
+        model, cfg.model_copy(update={"workers": 2}), streamed, val_s, tmp_path / "b", "fp"
+    )
     assert a.steps == b.steps and a.last == b.last
     wa, wb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -184,9 +190,16 @@ def test_one_window_is_read_once_and_windows_are_read_each_epoch(tmp_path: Path,
 def test_windows_a_batch_could_not_be_cut_from_fail_before_training(tmp_path: Path):
     rng = np.random.default_rng(0)
     for s in range(6):  # one speaker per shard, as the features stage writes a speaker-sorted list
-        utts = [Utterance(f"s{s}u{i}", f"spk{s}", "train",
-                          rng.standard_normal((30, DIM)).astype(np.float32), ["AH"] * 30)
-                for i in range(4)]  # fmt: skip
+        utts = [
+            Utterance(
+                f"s{s}u{i}",
+                f"spk{s}",
+                "train",
+                rng.standard_normal((30, DIM)).astype(np.float32),
+                ["AH"] * 30,
+            )
+            for i in range(4)
+        ]
         shards.write(tmp_path / f"part-{s:05d}.parquet", utts, DIM)
     grouped = Plan(crop=8, batch_size=4, seed=0, speakers_per_batch=4)
     whole = Streamed(tmp_path, "train", NORM, buffer_bytes=1e9)
@@ -196,9 +209,13 @@ def test_windows_a_batch_could_not_be_cut_from_fail_before_training(tmp_path: Pa
         grouped.check(small, 5)
     with pytest.raises(ValueError, match="crop of 31 frames is longer than every utterance"):
         Plan(crop=31, batch_size=4, seed=0).check(whole, 3)
-    model = model_params(family="vqcpc", channels=16, res_blocks=1, embedding_dim=8,
-                         cpc={"context_dim": 8, "prediction_steps": 2, "negatives": 3,
-                              "speakers_per_batch": 4})  # fmt: skip
+    model = model_params(
+        family="vqcpc",
+        channels=16,
+        res_blocks=1,
+        embedding_dim=8,
+        cpc={"context_dim": 8, "prediction_steps": 2, "negatives": 3, "speakers_per_batch": 4},
+    )
     cfg = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
     with pytest.raises(loop.TrainingError, match=r"train split: model\.cpc\.speakers_per_batch"):
         loop.train(model, cfg, small, None, tmp_path / "ckpt", "fp")

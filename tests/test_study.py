@@ -35,8 +35,13 @@ def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: P
     assert len(queued) == 14 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
     assert len(set(names)) == 42 and {"base-s0", "all-s2", "jit-s1", "cpc-s2"} <= set(names)
-    knobs = {"train.seed", "features.normalize", "model.latent_norm", "model.jitter",
-             "model.decoder_kernel"}  # fmt: skip
+    knobs = {
+        "train.seed",
+        "features.normalize",
+        "model.latent_norm",
+        "model.jitter",
+        "model.decoder_kernel",
+    }
     for call in queued:
         overrides = dict(a.split("=", 1) for a in call[call.index("-n") + 2 :] if a != "-S")
         assert set(overrides) >= knobs
@@ -63,8 +68,12 @@ def test_study_queues_only_the_named_configurations_and_seeds(tmp_path: Path):
 
 
 def test_an_unknown_configuration_is_an_error_naming_the_known_ones(tmp_path: Path):
-    proc = subprocess.run(["bash", str(REPO / "tools/study.sh"), "jitonly", "cpcc"],
-                          env=stub_dvc(tmp_path), capture_output=True, text=True,
-                          check=False)  # fmt: skip
+    proc = subprocess.run(
+        ["bash", str(REPO / "tools/study.sh"), "jitonly", "cpcc"],
+        env=stub_dvc(tmp_path),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2 and "no configuration named 'cpcc'" in proc.stderr
     assert " causalcpc " in proc.stderr and not (tmp_path / "calls").exists()  # nothing queued

@@ -24,8 +24,14 @@ from vqspeech.train.targets import TARGET_MELS, add_logmel_targets, logmel_frame
 from .conftest import audio_options, features, model_params, write_grid
 
 MFCC = features()  # the default input: MFCC39, pre-emphasis 0.97
-MODEL = model_params(channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4, target="logmel",
-                     quantizer={"codebook_size": 8})  # fmt: skip
+MODEL = model_params(
+    channels=16,
+    res_blocks=1,
+    embedding_dim=8,
+    speaker_dim=4,
+    target="logmel",
+    quantizer={"codebook_size": 8},
+)
 CFG = TrainParams(epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
 
 
@@ -74,8 +80,14 @@ def test_targets_are_the_log_mel_energies_of_the_input_frames(tmp_path: Path):
 def test_targets_need_the_audio_of_exactly_the_frames(tmp_path: Path):
     train, _ = shard_split(tmp_path, "train", 2, 0)
     n = int(train.lengths[0])
-    fewer = SplitData(train.features[: n - 3], np.array([0, n - 3]), train.speakers[:1],
-                      train.utterance_ids[:1], train.audio, train.audio_offsets[:2])  # fmt: skip
+    fewer = SplitData(
+        train.features[: n - 3],
+        np.array([0, n - 3]),
+        train.speakers[:1],
+        train.utterance_ids[:1],
+        train.audio,
+        train.audio_offsets[:2],
+    )
     why = rf"train0: its audio gives {n} log-mel frames, not {n - 3}$"
     with pytest.raises(ValueError, match=why):
         logmel_frames(fewer, 0.97)
@@ -113,8 +125,11 @@ def test_training_rebuilds_the_targets_not_the_input(tmp_path: Path):
 
 def test_target_and_data_must_agree(tmp_path: Path):
     train, _ = shard_split(tmp_path, "train", 2, 0)
-    with pytest.raises(loop.TrainingError, match=r"model\.target is 'logmel' but the train split "
-                       r"has no decoder targets"):  # fmt: skip
+    with pytest.raises(
+        loop.TrainingError,
+        match=r"model\.target is 'logmel' but the train split "
+        r"has no decoder targets",
+    ):
         loop.train(MODEL, CFG, train, None, tmp_path / "a", "fp")
     add_logmel_targets(train, None, MFCC.preemphasis)
     plain = MODEL.model_copy(update={"target": "input"})

@@ -30,8 +30,12 @@ print(json.dumps({"env": {k: os.environ.get(k) for k in sys.argv[2:]}, "heavy": 
 def probe(stage: str, env: dict[str, str]) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(REPO / "stages" / f"{stage}.py"), *KEYS],
-        env=env, capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -67,8 +71,11 @@ def test_stage_chooses_before_any_openmp_library_loads(stage: str):
             p.kill()
             p.wait()
     assert result["heavy"] == []
-    assert result["env"] == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None,
-                             cli.OWN: "OMP_WAIT_POLICY"}  # fmt: skip
+    assert result["env"] == {
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "GOMP_SPINCOUNT": None,
+        cli.OWN: "OMP_WAIT_POLICY",
+    }
     assert "cores busy at the start: OpenMP threads wait passively" in result["said"]
 
 

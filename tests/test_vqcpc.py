@@ -19,8 +19,15 @@ from vqspeech.train.loop import TrainingError, train
 from .conftest import model_params
 
 CPC = {"context_dim": 8, "prediction_steps": 2, "negatives": 3, "speakers_per_batch": 2}
-MODEL = model_params(family="vqcpc", channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4,
-                     quantizer={"codebook_size": 8}, cpc=CPC)  # fmt: skip
+MODEL = model_params(
+    family="vqcpc",
+    channels=16,
+    res_blocks=1,
+    embedding_dim=8,
+    speaker_dim=4,
+    quantizer={"codebook_size": 8},
+    cpc=CPC,
+)
 CFG = TrainParams(epochs=2, batch_size=4, crop_frames=16, kmeans_batches=2, val_crops=8)
 
 
@@ -79,8 +86,10 @@ def test_speaker_batches_hold_distinct_speakers_equally_and_repeat_per_seed_and_
         assert (spk == spk[:, :1]).all() and len(set(spk[:, 0])) == 3
         assert (start >= 0).all() and (start + 16 <= data.lengths[utt]).all()
     again = epoch_batches(data, 16, 6, seed=3, epoch=1, speakers_per_batch=3)
-    assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-               for a, b in zip(batches, again, strict=True))  # fmt: skip
+    assert all(
+        np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+        for a, b in zip(batches, again, strict=True)
+    )
     other = epoch_batches(data, 16, 6, seed=3, epoch=2, speakers_per_batch=3)
     assert not all(np.array_equal(a[0], b[0]) for a, b in zip(batches, other, strict=True))
     match = "model.cpc.speakers_per_batch is 7, but only 6 train speakers"
@@ -114,8 +123,14 @@ def test_too_few_speakers_for_a_batch_is_a_training_error(tmp_path: Path):
     cpc = {**CPC, "speakers_per_batch": 4}
     match = "model.cpc.speakers_per_batch is 4, but only 2 train speakers"
     with pytest.raises(TrainingError, match=match):
-        train(model_params(**{**MODEL.model_dump(), "cpc": cpc}), CFG, toy(speakers=2), None,
-              tmp_path, "fp")  # fmt: skip
+        train(
+            model_params(**{**MODEL.model_dump(), "cpc": cpc}),
+            CFG,
+            toy(speakers=2),
+            None,
+            tmp_path,
+            "fp",
+        )
 
 
 @pytest.mark.parametrize(
@@ -176,8 +191,10 @@ def test_validation_leaves_training_unchanged(tmp_path: Path):
     """VQ-CPC's validation draws negatives from a forked, seeded RNG: how many val crops it
     scores (or whether there is a val split) does not move the trained weights."""
     data, val = toy(), toy(seed=1)
-    runs = [train(MODEL, CFG.model_copy(update={"val_crops": n}), data, v, tmp_path / str(i), "fp")
-            for i, (n, v) in enumerate(((8, val), (4, val), (8, None)))]  # fmt: skip
+    runs = [
+        train(MODEL, CFG.model_copy(update={"val_crops": n}), data, v, tmp_path / str(i), "fp")
+        for i, (n, v) in enumerate(((8, val), (4, val), (8, None)))
+    ]
     weights = [r.model.state_dict() for r in runs]
     for w in weights[1:]:
         assert all(torch.equal(weights[0][k], w[k]) for k in w)

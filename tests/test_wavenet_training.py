@@ -20,9 +20,15 @@ from vqspeech.train.loop import TrainingError, train
 from .conftest import model_params, vqvae
 
 WAVENET = {"residual_channels": 8, "skip_channels": 8, "layers_per_stack": 3}
-MODEL = model_params(channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4,
-                     decoder="wavenet", quantizer={"codebook_size": 8, "dead_threshold": 0.0},
-                     wavenet=WAVENET)  # fmt: skip
+MODEL = model_params(
+    channels=16,
+    res_blocks=1,
+    embedding_dim=8,
+    speaker_dim=4,
+    decoder="wavenet",
+    quantizer={"codebook_size": 8, "dead_threshold": 0.0},
+    wavenet=WAVENET,
+)
 CFG = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8, lr=3e-3)
 
 
@@ -34,8 +40,12 @@ def toy(n_utts: int = 12, frames: int = 60, seed: int = 0) -> SplitData:
     samples = 160 * (lengths - 1) + 400
     t = np.arange(int(samples.sum())) / 16000
     audio = (12000 * np.sin(2 * np.pi * 250 * t)).astype(np.int16)
-    data = SplitData(x, np.concatenate([[0], np.cumsum(lengths)]), np.arange(n_utts) % 2,
-                     [f"u{i}" for i in range(n_utts)])  # fmt: skip
+    data = SplitData(
+        x,
+        np.concatenate([[0], np.cumsum(lengths)]),
+        np.arange(n_utts) % 2,
+        [f"u{i}" for i in range(n_utts)],
+    )
     data.audio, data.audio_offsets = audio, np.concatenate([[0], np.cumsum(samples)])
     return data
 

@@ -140,9 +140,11 @@ class _BarAwareHandler(logging.Handler):
 
 def setup(level: int = logging.INFO) -> logging.Logger:
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
         handlers=[_BarAwareHandler()],
-    )  # fmt: skip
+    )
     return log
 
 

@@ -85,12 +85,23 @@ BUILTIN_PRESETS: dict[str, dict] = {
     # speaker), per-utterance prosody and a mild recording channel; val and test hold out whole
     # voices of every engine
     "read": {
-        "voices": ["flite/awb", "flite/rms", "flite/slt", "flite/kal16",
-                   "festival/kal_diphone", "festival/ked_diphone",
-                   "festival/cmu_us_slt_arctic_hts",
-                   "espeak/en-us", "espeak/en+f2", "espeak/en-gb-scotland",
-                   "espeak/en-gb-x-rp+f4", "espeak/en-gb-x-gbclan", "espeak/en-gb-x-gbcwmd",
-                   "espeak/en-029", "espeak/en-us-nyc+f1"],
+        "voices": [
+            "flite/awb",
+            "flite/rms",
+            "flite/slt",
+            "flite/kal16",
+            "festival/kal_diphone",
+            "festival/ked_diphone",
+            "festival/cmu_us_slt_arctic_hts",
+            "espeak/en-us",
+            "espeak/en+f2",
+            "espeak/en-gb-scotland",
+            "espeak/en-gb-x-rp+f4",
+            "espeak/en-gb-x-gbclan",
+            "espeak/en-gb-x-gbcwmd",
+            "espeak/en-029",
+            "espeak/en-us-nyc+f1",
+        ],
         "speakers_per_voice": 4,
         "variants": [],
         "warp": {"low": 0.88, "high": 1.12},
@@ -98,8 +109,10 @@ BUILTIN_PRESETS: dict[str, dict] = {
         "tempo": {"low": 0.88, "high": 1.12},
         "prosody": {"stretch": 0.1, "f0_mean": 0.1, "f0_range": 0.3},
         "channel": "mild",
-        "held_out": {"val": ["flite/kal16", "espeak/en-029"],
-                     "test": ["flite/rms", "festival/ked_diphone", "espeak/en-gb-scotland"]},
+        "held_out": {
+            "val": ["flite/kal16", "espeak/en-029"],
+            "test": ["flite/rms", "festival/ked_diphone", "espeak/en-gb-scotland"],
+        },
         "utterances_per_speaker": 25,
     },
     # the corpus of every result before 2026-12: four flite voices x three pitch/tempo variants,
@@ -107,9 +120,11 @@ BUILTIN_PRESETS: dict[str, dict] = {
     "flite12": {
         "voices": ["flite/awb", "flite/rms", "flite/slt", "flite/kal16"],
         "speakers_per_voice": 1,
-        "variants": [{"name": "base", "f0_scale": 1.0, "tempo": 1.0},
-                     {"name": "high", "f0_scale": 1.25, "tempo": 1.1},
-                     {"name": "low", "f0_scale": 0.8, "tempo": 0.9}],
+        "variants": [
+            {"name": "base", "f0_scale": 1.0, "tempo": 1.0},
+            {"name": "high", "f0_scale": 1.25, "tempo": 1.1},
+            {"name": "low", "f0_scale": 0.8, "tempo": 0.9},
+        ],
         "warp": {"low": 1.0, "high": 1.0},
         "f0_scale": {"low": 1.0, "high": 1.0},
         "tempo": {"low": 1.0, "high": 1.0},
@@ -118,7 +133,7 @@ BUILTIN_PRESETS: dict[str, dict] = {
         "held_out": {"val": ["awb_low", "slt_high"], "test": ["rms", "rms_high", "rms_low"]},
         "utterances_per_speaker": 80,
     },
-}  # fmt: skip
+}
 
 
 def _merged(base: dict, given: dict) -> dict:
@@ -204,8 +219,9 @@ class DataParams(_Strict):
     @model_validator(mode="after")
     def _corpus_settings(self) -> DataParams:
         if self.corpus == "vctk" and not self.vctk.alignments and self.aligner == "none":
-            raise ValueError("data.vctk.alignments must name a folder of MFA TextGrids when "
-                             "data.aligner is none")  # fmt: skip
+            raise ValueError(
+                "data.vctk.alignments must name a folder of MFA TextGrids when data.aligner is none"
+            )
         if self.corpus == "folder" and not self.folder.audio_dir:
             raise ValueError("data.folder.audio_dir must name a folder of wav/flac files")
         return self
@@ -311,15 +327,19 @@ class ModelParams(_Strict):
     @model_validator(mode="after")
     def _odd_decoder_kernel(self) -> ModelParams:
         if self.decoder_kernel % 2 == 0:
-            raise ValueError(f"model.decoder_kernel must be odd (1, 3, 5, 7), not "
-                             f"{self.decoder_kernel}")  # fmt: skip
+            raise ValueError(
+                f"model.decoder_kernel must be odd (1, 3, 5, 7), not {self.decoder_kernel}"
+            )
         if self.family == "vqcpc" and self.decoder != "deconv":
-            raise ValueError("model.family vqcpc has no decoder: leave model.decoder at deconv "
-                             "(the default)")  # fmt: skip
+            raise ValueError(
+                "model.family vqcpc has no decoder: leave model.decoder at deconv (the default)"
+            )
         if self.target != "input" and (self.family != "vqvae" or self.decoder != "deconv"):
-            raise ValueError(f"model.target {self.target!r} is what the deconv decoder of a VQ-VAE "
-                             "reconstructs: it needs model.family vqvae and model.decoder deconv "
-                             f"(not {self.family} / {self.decoder})")  # fmt: skip
+            raise ValueError(
+                f"model.target {self.target!r} is what the deconv decoder of a VQ-VAE "
+                "reconstructs: it needs model.family vqvae and model.decoder deconv "
+                f"(not {self.family} / {self.decoder})"
+            )
         return self
 
 
@@ -405,12 +425,16 @@ class Params(_Strict):
             return self
         cpc, t = self.model.cpc, self.train
         if t.batch_size % cpc.speakers_per_batch:
-            raise ValueError(f"train.batch_size ({t.batch_size}) must be a multiple of model.cpc."
-                             f"speakers_per_batch ({cpc.speakers_per_batch})")  # fmt: skip
+            raise ValueError(
+                f"train.batch_size ({t.batch_size}) must be a multiple of model.cpc."
+                f"speakers_per_batch ({cpc.speakers_per_batch})"
+            )
         if t.crop_frames // 2 <= cpc.prediction_steps + 1:
-            raise ValueError(f"train.crop_frames ({t.crop_frames}) gives {t.crop_frames // 2} "
-                             f"latents, too few to predict {cpc.prediction_steps} steps ahead: "
-                             f"raise it to {2 * (cpc.prediction_steps + 2)} or more")  # fmt: skip
+            raise ValueError(
+                f"train.crop_frames ({t.crop_frames}) gives {t.crop_frames // 2} "
+                f"latents, too few to predict {cpc.prediction_steps} steps ahead: "
+                f"raise it to {2 * (cpc.prediction_steps + 2)} or more"
+            )
         return self
 
 

@@ -13,14 +13,24 @@ FLITE_F0_HZ: dict[str, float] = {"awb": 131.0, "rms": 98.0, "slt": 171.0, "kal16
 # Festival's diphone voices: their own `int_lr_params` targets (festvox/<voice>.scm), which an
 # f0 scale and range multiply. The HTS voice takes a speaking rate only (hts_engine's -r): its f0
 # moves with the speaker's vocal-tract warp.
-FESTIVAL_F0: dict[str, tuple[float, float]] = {"kal_diphone": (105.0, 14.0),
-                                               "ked_diphone": (105.0, 15.0)}  # fmt: skip
+FESTIVAL_F0: dict[str, tuple[float, float]] = {
+    "kal_diphone": (105.0, 14.0),
+    "ked_diphone": (105.0, 15.0),
+}
 FESTIVAL_HTS = ("cmu_us_slt_arctic_hts",)
 FESTIVAL_VOICES = (*FESTIVAL_F0, *FESTIVAL_HTS)
 # espeak-ng voices as espeak_SetVoiceByName takes them (`en` is British English); a `+variant`
 # (f1..f5, m1..m7) changes the voice's formants and pitch.
-ESPEAK_LANGUAGES = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
-                    "en-gb-x-gbcwmd", "en-029", "en-us-nyc")  # fmt: skip
+ESPEAK_LANGUAGES = (
+    "en",
+    "en-us",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
 ESPEAK_VARIANTS = (*(f"f{i}" for i in range(1, 6)), *(f"m{i}" for i in range(1, 8)))
 
 

@@ -88,8 +88,15 @@ def speakers(b: BuiltinParams) -> list[Speaker]:
                 rng = np.random.default_rng([b.seed, len(out), 1])
                 f0 = variant.f0_scale if variant else 1.0
                 tempo = variant.tempo if variant else 1.0
-                out.append(Speaker(name, spec, _draw(b.warp, rng), f0 * _draw(b.f0_scale, rng),
-                                   tempo * _draw(b.tempo, rng)))  # fmt: skip
+                out.append(
+                    Speaker(
+                        name,
+                        spec,
+                        _draw(b.warp, rng),
+                        f0 * _draw(b.f0_scale, rng),
+                        tempo * _draw(b.tempo, rng),
+                    )
+                )
     return out
 
 
@@ -104,8 +111,9 @@ def held_out(b: BuiltinParams) -> tuple[list[str], list[str]]:
                 check_voice(entry)
                 of_voice = [s.name for s in everyone if s.voice == entry]
                 if not of_voice:
-                    raise ValueError(f"data.builtin.held_out: voice {entry!r} is not in "
-                                     f"data.builtin.voices")  # fmt: skip
+                    raise ValueError(
+                        f"data.builtin.held_out: voice {entry!r} is not in data.builtin.voices"
+                    )
                 out += of_voice
             else:
                 out.append(entry)
@@ -126,10 +134,16 @@ def utterances(b: BuiltinParams) -> list[Utterance]:
                 f0_range=_spread(p.f0_range, rng),
                 stretch=1.0 / speaker.tempo * _spread(p.stretch, rng),
             )
-            out.append(Utterance(
-                f"{speaker.name}_{u_idx:04d}", speaker, sentence_for(b.seed, s_idx, u_idx),
-                prosody, channel.Channel.draw(b.channel, rng), [b.seed, s_idx, u_idx, 3],
-            ))  # fmt: skip
+            out.append(
+                Utterance(
+                    f"{speaker.name}_{u_idx:04d}",
+                    speaker,
+                    sentence_for(b.seed, s_idx, u_idx),
+                    prosody,
+                    channel.Channel.draw(b.channel, rng),
+                    [b.seed, s_idx, u_idx, 3],
+                )
+            )
     return out
 
 
@@ -169,13 +183,17 @@ def generate(root: Path, b: BuiltinParams, jobs: int) -> list[Candidate]:
         by_speaker.setdefault(u.speaker.name, []).append(i)
         wav = PurePosixPath("wav", u.speaker.name, f"{u.utterance_id}.wav")
         grid = PurePosixPath("textgrids", u.speaker.name, f"{u.utterance_id}.TextGrid")
-        candidates.append(Candidate(u.utterance_id, u.speaker.name, root / wav, root / grid,
-                                    wav, grid, u.text))  # fmt: skip
+        candidates.append(
+            Candidate(u.utterance_id, u.speaker.name, root / wav, root / grid, wav, grid, u.text)
+        )
 
     def run(indices: list[int]) -> int:
         group = [todo[i] for i in indices]
-        rendered = engines.render(group[0].speaker.voice, [(u.text, u.prosody) for u in group],
-                                  [str(candidates[i].audio) for i in indices])  # fmt: skip
+        rendered = engines.render(
+            group[0].speaker.voice,
+            [(u.text, u.prosody) for u in group],
+            [str(candidates[i].audio) for i in indices],
+        )
         for i, u, r in zip(indices, group, rendered, strict=True):
             samples, intervals, duration = finish(r, u, rooms)
             c = candidates[i]
@@ -186,12 +204,16 @@ def generate(root: Path, b: BuiltinParams, jobs: int) -> list[Candidate]:
 
     # the engines run as subprocesses (flite, Festival) or release the GIL (libespeak-ng,
     # soxr, scipy), so threads give real parallelism; a speaker is one task (one Festival run)
-    with ThreadPoolExecutor(max_workers=jobs) as pool, progress(
-        total=len(todo), desc="synthesize", unit="utt"
-    ) as bar:  # fmt: skip
+    with (
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+        progress(total=len(todo), desc="synthesize", unit="utt") as bar,
+    ):
         for done in as_completed([pool.submit(run, ix) for ix in by_speaker.values()]):
             bar.update(done.result())
-    record = {"params": b.model_dump(), "speakers": [asdict(s) for s in speakers(b)],
-              "utterances": [_record(u) for u in todo]}  # fmt: skip
+    record = {
+        "params": b.model_dump(),
+        "speakers": [asdict(s) for s in speakers(b)],
+        "utterances": [_record(u) for u in todo],
+    }
     atomic.write_text(root / "corpus.json", json.dumps(record, indent=1) + "\n")
     return candidates

@@ -75,9 +75,15 @@ class Channel:
         gains = tuple(float(g) for g in rng.uniform(-r.eq_db, r.eq_db, len(_OCTAVES)))
         reverb = rng.random() < r.reverb_share
         room = int(rng.integers(ROOMS))
-        return Channel(gains, float(rng.uniform(*r.highpass_hz)), float(rng.uniform(*r.lowpass_hz)),
-                       room if reverb else None, float(rng.uniform(*r.snr_db)),
-                       float(rng.uniform(0.0, 2.0)), float(rng.uniform(*r.gain_db)))  # fmt: skip
+        return Channel(
+            gains,
+            float(rng.uniform(*r.highpass_hz)),
+            float(rng.uniform(*r.lowpass_hz)),
+            room if reverb else None,
+            float(rng.uniform(*r.snr_db)),
+            float(rng.uniform(0.0, 2.0)),
+            float(rng.uniform(*r.gain_db)),
+        )
 
 
 def room_bank(level: str, seed: int) -> list[np.ndarray]:
@@ -97,8 +103,12 @@ def room_bank(level: str, seed: int) -> list[np.ndarray]:
             dim = rng.uniform([3.0, 3.0, 2.4], [9.0, 7.0, 3.6])
             rt60 = float(rng.uniform(*r.rt60_s))
             absorption, max_order = pra.inverse_sabine(rt60, dim)
-            room = pra.ShoeBox(dim, fs=SAMPLE_RATE, materials=pra.Material(absorption),
-                               max_order=min(max_order, 60))  # fmt: skip
+            room = pra.ShoeBox(
+                dim,
+                fs=SAMPLE_RATE,
+                materials=pra.Material(absorption),
+                max_order=min(max_order, 60),
+            )
             source = rng.uniform([0.5, 0.5, 1.2], dim - [0.5, 0.5, 1.0])
             mic = rng.uniform([0.5, 0.5, 0.8], dim - [0.5, 0.5, 1.0])
             room.add_source(source.tolist())
@@ -137,8 +147,9 @@ def coloured_noise(n: int, slope: float, rng: np.random.Generator) -> np.ndarray
     return noise / (noise.std() + 1e-12)
 
 
-def apply(samples: np.ndarray, c: Channel | None, rooms: Sequence[np.ndarray],
-          rng: np.random.Generator) -> np.ndarray:  # fmt: skip
+def apply(
+    samples: np.ndarray, c: Channel | None, rooms: Sequence[np.ndarray], rng: np.random.Generator
+) -> np.ndarray:
     """`samples` (16 kHz float) through channel `c`, the same length, no sample moved; peak at
     most 0.99. `rng` draws the noise itself."""
     y = samples.astype(np.float64)

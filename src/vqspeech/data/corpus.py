@@ -20,9 +20,14 @@ def candidates(data: DataParams, root: Path, jobs: int) -> list[Candidate]:
         from vqspeech.data import builtin
 
         b = data.builtin
-        log.info("synthesizing preset %s: %d voices, %d speakers x %d utterances, channel %s",
-                 b.preset, len(b.voices), len(builtin.speakers(b)), b.utterances_per_speaker,
-                 b.channel)  # fmt: skip
+        log.info(
+            "synthesizing preset %s: %d voices, %d speakers x %d utterances, channel %s",
+            b.preset,
+            len(b.voices),
+            len(builtin.speakers(b)),
+            b.utterances_per_speaker,
+            b.channel,
+        )
         return builtin.generate(root, b, jobs)
     if data.corpus == "vctk":
         from vqspeech.data import vctk

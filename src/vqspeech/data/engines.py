@@ -96,8 +96,10 @@ def parse_ends(tokens: Sequence[str], what: str) -> list[Interval]:
 def _binary(name: str, package: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise SynthesisError(f"{name} not found on PATH: install it with "
-                             f"`apt-get install -y {package}` (or run `make setup`)")  # fmt: skip
+        raise SynthesisError(
+            f"{name} not found on PATH: install it with "
+            f"`apt-get install -y {package}` (or run `make setup`)"
+        )
     return path
 
 
@@ -140,8 +142,10 @@ _FESTIVAL_SAY = """(define (vq-say file text)
 def _festival_settings(voice: str, p: Prosody) -> str:
     if voice in FESTIVAL_HTS:
         rate = 1.0 / p.stretch
-        return (f"(set! hts_engine_params (append {voice}::hts_engine_params "
-                f"(list (list \"-r\" {rate:.4f}))))")  # fmt: skip
+        return (
+            f"(set! hts_engine_params (append {voice}::hts_engine_params "
+            f'(list (list "-r" {rate:.4f}))))'
+        )
     mean, std = FESTIVAL_F0[voice]
     return (
         f"(Parameter.set 'Duration_Stretch {p.stretch:.4f})\n"
@@ -150,8 +154,9 @@ def _festival_settings(voice: str, p: Prosody) -> str:
     )
 
 
-def _festival(voice: str, items: Sequence[tuple[str, Prosody]], label: Sequence[str]
-              ) -> list[Rendered]:  # fmt: skip
+def _festival(
+    voice: str, items: Sequence[tuple[str, Prosody]], label: Sequence[str]
+) -> list[Rendered]:
     festival = _binary("festival", f"festival {_FESTIVAL_PACKAGES[voice]}")
     with tempfile.TemporaryDirectory(prefix="vqspeech-festival-") as tmp:
         lines = [f"(voice_{voice})", _FESTIVAL_SAY]
@@ -162,8 +167,9 @@ def _festival(voice: str, items: Sequence[tuple[str, Prosody]], label: Sequence[
             ]
         script = Path(tmp, "batch.scm")
         script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        proc = subprocess.run([festival, "-b", str(script)], capture_output=True, text=True,
-                              check=False)  # fmt: skip
+        proc = subprocess.run(
+            [festival, "-b", str(script)], capture_output=True, text=True, check=False
+        )
         segments = {}
         for line in proc.stdout.splitlines():
             if line.startswith("@@ "):
@@ -173,15 +179,20 @@ def _festival(voice: str, items: Sequence[tuple[str, Prosody]], label: Sequence[
         for i, what in enumerate(label):
             file = f"{tmp}/{i}.wav"
             if proc.returncode != 0 or file not in segments:
-                raise SynthesisError(f"{what}: festival ({voice}) exited {proc.returncode} "
-                                     f"without it: {proc.stderr.strip()[-500:]}")  # fmt: skip
+                raise SynthesisError(
+                    f"{what}: festival ({voice}) exited {proc.returncode} "
+                    f"without it: {proc.stderr.strip()[-500:]}"
+                )
             samples, sr = _read(Path(file), what)
             out.append(Rendered(samples, sr, parse_ends(segments[file], what)))
     return out
 
 
-_FESTIVAL_PACKAGES = {"kal_diphone": "festvox-kallpc16k", "ked_diphone": "festvox-kdlpc16k",
-                      "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}  # fmt: skip
+_FESTIVAL_PACKAGES = {
+    "kal_diphone": "festvox-kallpc16k",
+    "ked_diphone": "festvox-kdlpc16k",
+    "cmu_us_slt_arctic_hts": "festvox-us-slt-hts",
+}
 
 
 # --- espeak-ng, in process -------------------------------------------------------------------
@@ -192,19 +203,25 @@ _ESPEAK_DEFAULT_WPM = 175
 
 
 class _EventId(ctypes.Union):
-    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p),
-                ("string", ctypes.c_char * 8)]  # fmt: skip
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
 
 
 class _Event(ctypes.Structure):  # espeak_EVENT (speak_lib.h)
-    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
-                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
-                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
-                ("user_data", ctypes.c_void_p), ("id", _EventId)]  # fmt: skip
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
 
 
-_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
-                             ctypes.POINTER(_Event))  # fmt: skip
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
+)
 
 
 class _Espeak:
@@ -248,8 +265,11 @@ class _Espeak:
             wpm = round(_ESPEAK_DEFAULT_WPM / p.stretch)
             pitch = round(float(np.clip(50 + 100 * np.log2(p.f0_scale), 0, 100)))
             pitch_range = round(float(np.clip(50 * p.f0_range, 0, 100)))
-            for parameter, value in ((_ESPEAK_RATE, wpm), (_ESPEAK_PITCH, pitch),
-                                     (_ESPEAK_RANGE, pitch_range)):  # fmt: skip
+            for parameter, value in (
+                (_ESPEAK_RATE, wpm),
+                (_ESPEAK_PITCH, pitch),
+                (_ESPEAK_RANGE, pitch_range),
+            ):
                 self.lib.espeak_SetParameter(parameter, value, 0)
             self.chunks, self.events = [], []
             # from character 0 (POS_CHARACTER), no end position, espeakCHARS_UTF8
@@ -272,8 +292,9 @@ def _espeak_engine() -> _Espeak:
         return _espeak_instance
 
 
-def espeak_intervals(events: Sequence[tuple[int, str]], n_samples: int, rate: int
-                     ) -> list[Interval]:  # fmt: skip
+def espeak_intervals(
+    events: Sequence[tuple[int, str]], n_samples: int, rate: int
+) -> list[Interval]:
     """Phoneme events (onset sample, espeak name) to intervals: each lasts to the next onset,
     the last to the end; before the first is silence; a two-phone mapping splits evenly."""
     out = [Interval(0.0, events[0][0] / rate, "sil")] if events and events[0][0] > 0 else []
@@ -281,8 +302,10 @@ def espeak_intervals(events: Sequence[tuple[int, str]], n_samples: int, rate: in
     for (start, name), end in zip(events, bounds, strict=True):
         mapped = phones.from_espeak(name)
         edges = np.linspace(start, max(end, start), len(mapped) + 1) / rate
-        out += [Interval(float(a), float(b), ph)
-                for a, b, ph in zip(edges[:-1], edges[1:], mapped, strict=True)]  # fmt: skip
+        out += [
+            Interval(float(a), float(b), ph)
+            for a, b, ph in zip(edges[:-1], edges[1:], mapped, strict=True)
+        ]
     return merge_silences(out)
 
 
@@ -295,18 +318,28 @@ def _espeak(voice: str, text: str, p: Prosody, what: str) -> Rendered:
     return Rendered(pcm, engine.rate, espeak_intervals(events, len(samples), engine.rate))
 
 
-def _espeak_batch(voice: str, items: Sequence[tuple[str, Prosody]], label: Sequence[str]
-                  ) -> list[Rendered]:  # fmt: skip
+def _espeak_batch(
+    voice: str, items: Sequence[tuple[str, Prosody]], label: Sequence[str]
+) -> list[Rendered]:
     """A batch in a fresh process: libespeak-ng carries state from one utterance to the next
     (its output depends on what it said before), so a batch is deterministic only from a fresh
     start; `python -m vqspeech.data.engines` is that process."""
     with tempfile.TemporaryDirectory(prefix="vqspeech-espeak-") as tmp:
-        request = {"voice": voice, "out": tmp, "items": [
-            {"text": t, "prosody": dataclasses.asdict(p), "label": name}
-            for (t, p), name in zip(items, label, strict=True)]}  # fmt: skip
-        proc = subprocess.run([sys.executable, "-m", "vqspeech.data.engines"],
-                              input=json.dumps(request), capture_output=True, text=True,
-                              check=False)  # fmt: skip
+        request = {
+            "voice": voice,
+            "out": tmp,
+            "items": [
+                {"text": t, "prosody": dataclasses.asdict(p), "label": name}
+                for (t, p), name in zip(items, label, strict=True)
+            ],
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "vqspeech.data.engines"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             last = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
             raise SynthesisError(last[0].removeprefix("SynthesisError: "))
@@ -323,8 +356,9 @@ def _espeak_worker() -> None:
     try:
         for i, item in enumerate(request["items"]):
             r = _espeak(request["voice"], item["text"], Prosody(**item["prosody"]), item["label"])
-            sf.write(str(Path(request["out"], f"{i}.wav")), r.samples, r.sample_rate,
-                     subtype="PCM_16")  # fmt: skip
+            sf.write(
+                str(Path(request["out"], f"{i}.wav")), r.samples, r.sample_rate, subtype="PCM_16"
+            )
             print(json.dumps([(iv.start, iv.end, iv.label) for iv in r.intervals]), flush=True)
     except SynthesisError as exc:
         print(f"SynthesisError: {exc}", file=sys.stderr)

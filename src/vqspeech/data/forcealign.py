@@ -90,14 +90,16 @@ class Aligner:
         decoder = self._decoder()
         return list(dict.fromkeys(w for w in transcript if decoder.lookup_word(w) is None))
 
-    def align(self, samples: np.ndarray, transcript: Sequence[str], what: str
-              ) -> tuple[list[Interval], list[Interval]]:  # fmt: skip
+    def align(
+        self, samples: np.ndarray, transcript: Sequence[str], what: str
+    ) -> tuple[list[Interval], list[Interval]]:
         """(phones, words) of 16 kHz int16 `samples` saying `transcript`, from 0 to their end;
         the words tier leaves silences unlabelled, as MFA does."""
         missing = self.missing_words(transcript)
         if missing:
-            raise AlignError(f"{what}: words not in the pronunciation dictionary: "
-                             f"{', '.join(missing)}")  # fmt: skip
+            raise AlignError(
+                f"{what}: words not in the pronunciation dictionary: {', '.join(missing)}"
+            )
         if not transcript:
             raise AlignError(f"{what}: empty transcript")
         decoder = self._decoder()
@@ -187,8 +189,9 @@ def align_candidates(candidates: list[Candidate], root: Path, jobs: int) -> list
     todo = [i for i, c in enumerate(candidates) if c.textgrid is None and c.transcript]
     if not todo:
         return candidates
-    log.info("aligning %d utterances that have a transcript but no TextGrid (pocketsphinx)",
-             len(todo))  # fmt: skip
+    log.info(
+        "aligning %d utterances that have a transcript but no TextGrid (pocketsphinx)", len(todo)
+    )
     aligner = Aligner()
 
     def run(i: int) -> Candidate:
@@ -215,8 +218,9 @@ def align_candidates(candidates: list[Candidate], root: Path, jobs: int) -> list
     out = list(candidates)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         done = pool.map(run, todo)
-        for i, c in zip(todo, progress(done, total=len(todo), desc="align", unit="utt"),
-                        strict=True):  # fmt: skip
+        for i, c in zip(
+            todo, progress(done, total=len(todo), desc="align", unit="utt"), strict=True
+        ):
             out[i] = c
     return out
 
@@ -229,8 +233,9 @@ def boundary_errors(reference: Sequence[Interval], hypothesis: Sequence[Interval
 
     ref = [iv for iv in reference if iv.label not in phones.SILENCES]
     hyp = [iv for iv in hypothesis if iv.label not in phones.SILENCES]
-    matcher = difflib.SequenceMatcher(a=[iv.label for iv in ref], b=[iv.label for iv in hyp],
-                                      autojunk=False)  # fmt: skip
+    matcher = difflib.SequenceMatcher(
+        a=[iv.label for iv in ref], b=[iv.label for iv in hyp], autojunk=False
+    )
     errors = []
     for block in matcher.get_matching_blocks():
         for k in range(block.size):

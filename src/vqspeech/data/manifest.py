@@ -95,8 +95,10 @@ def check(candidate: Candidate, tolerance_s: float) -> tuple[float, int, str]:
         raise ValueError(f"{audio}: empty audio (0 samples)")
     duration = info.frames / info.samplerate
     if candidate.textgrid is None:
-        raise ValueError(f"{audio}: no TextGrid found for this utterance, and no .lab/.txt "
-                         "transcript beside it to align (data.aligner)")  # fmt: skip
+        raise ValueError(
+            f"{audio}: no TextGrid found for this utterance, and no .lab/.txt "
+            "transcript beside it to align (data.aligner)"
+        )
     alignment = read_phones(candidate.textgrid)
     if abs(alignment.duration - duration) > tolerance_s:
         raise TextGridError(
@@ -129,9 +131,10 @@ def build(
         if others:
             also = ", ".join(str(o.audio) for o in others)
             return Skip(
-                c.utterance_id, str(c.audio),
+                c.utterance_id,
+                str(c.audio),
                 f"{c.audio}: utterance id {c.utterance_id!r} is also the id of {also}",
-            )  # fmt: skip
+            )
         try:
             return check(c, tolerance_s)
         except ValueError as exc:

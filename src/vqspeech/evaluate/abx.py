@@ -56,8 +56,9 @@ class Items:
         return len(self.start)
 
     def subset(self, keep: np.ndarray) -> Items:
-        return Items(*(getattr(self, f)[keep] for f in ("start", "length", "phone", "context",
-                                                        "speaker")))  # fmt: skip
+        return Items(
+            *(getattr(self, f)[keep] for f in ("start", "length", "phone", "context", "speaker"))
+        )
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,12 @@ def items_from_layout(
 def compact(items: Items) -> tuple[Items, np.ndarray]:
     """The frame-table rows the items use (sorted) and the items re-indexed into those rows:
     a representation gathered at the rows scores them as the whole table would."""
-    rows = np.unique(np.concatenate([np.arange(s, s + n) for s, n in
-                                     zip(items.start, items.length, strict=True)]
-                                    or [np.zeros(0, np.int64)]))  # fmt: skip
+    rows = np.unique(
+        np.concatenate(
+            [np.arange(s, s + n) for s, n in zip(items.start, items.length, strict=True)]
+            or [np.zeros(0, np.int64)]
+        )
+    )
     start = np.searchsorted(rows, items.start).astype(np.int64)
     return Items(start, items.length, items.phone, items.context, items.speaker), rows
 
@@ -263,9 +267,13 @@ def dtw(d: np.ndarray, len_a: np.ndarray, len_b: np.ndarray) -> np.ndarray:
 
 
 def pair_distances(
-    items: Items, pairs: np.ndarray, frame_distance: FrameDistance, chunk: int = 20_000,
-    max_cells: int = 2**21, max_frames: int = 2**17,
-) -> np.ndarray:  # fmt: skip
+    items: Items,
+    pairs: np.ndarray,
+    frame_distance: FrameDistance,
+    chunk: int = 20_000,
+    max_cells: int = 2**21,
+    max_frames: int = 2**17,
+) -> np.ndarray:
     """DTW distance of item pairs [P, 2], in chunks of pairs with similar lengths: at most
     `chunk` pairs, `max_cells` DTW cells (pairs x longest A x longest B) and `max_frames`
     gathered frames (pairs x (longest A + longest B)) a chunk, so long items come in smaller
@@ -304,9 +312,12 @@ class ABXResult:
 
     def as_percent(self) -> dict[str, float | int]:
         return {
-            "within": 100.0 * self.within, "across": 100.0 * self.across, "items": self.items,
-            "within_cells": self.within_cells, "across_cells": self.across_cells,
-        }  # fmt: skip
+            "within": 100.0 * self.within,
+            "across": 100.0 * self.across,
+            "items": self.items,
+            "within_cells": self.within_cells,
+            "across_cells": self.across_cells,
+        }
 
 
 def _triplet_error(dxa: np.ndarray, dxb: np.ndarray, exclude_diag: bool) -> float:
@@ -335,8 +346,11 @@ def _average(cells: pd.DataFrame, speaker: str) -> float:
 
 
 def abx(
-    items: Items, frame_distance: FrameDistance, max_x_across: int, seed: int,
-) -> ABXResult:  # fmt: skip
+    items: Items,
+    frame_distance: FrameDistance,
+    max_x_across: int,
+    seed: int,
+) -> ABXResult:
     """Within- and across-speaker ABX error of `items` (already capped per group)."""
     return abx_of_blocks([(items, frame_distance)], max_x_across, seed)
 
@@ -367,9 +381,13 @@ def abx_of_blocks(
 
 
 def _cells(
-    items: Items, frame_distance: FrameDistance, max_x_across: int, rng: np.random.Generator,
-    within_rows: list[tuple], across_rows: list[tuple],
-) -> None:  # fmt: skip
+    items: Items,
+    frame_distance: FrameDistance,
+    max_x_across: int,
+    rng: np.random.Generator,
+    within_rows: list[tuple],
+    across_rows: list[tuple],
+) -> None:
     """Append the within and across cells of `items` (whole contexts), contexts in sorted order,
     X speakers drawn from `rng`."""
     contexts, ctx = np.unique(items.context, return_inverse=True)

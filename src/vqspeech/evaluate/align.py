@@ -29,9 +29,12 @@ from vqspeech.model.build import UnitModel
 
 
 def latent_labels(
-    alignment: PhoneAlignment, n_latents: int, start_s: float = 0.0, hop_s: float = 0.01,
+    alignment: PhoneAlignment,
+    n_latents: int,
+    start_s: float = 0.0,
+    hop_s: float = 0.01,
     win_s: float = 0.025,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """The phone at the centre of each latent's two frames: start_s + 20 k ms + 17.5 ms."""
     shifted = [
         Interval(iv.start - start_s, iv.end - start_s, iv.label)
@@ -56,10 +59,12 @@ def intervals_of(
     sample (shifted by `start_s`; an interval before it keeps its negative times): the rows of
     data/codes/phones.parquet, which ABX takes its items from."""
     return pd.DataFrame(
-        [(utterance_id, speaker, iv.start - start_s, iv.end - start_s, iv.label)
-         for iv in alignment.intervals],
+        [
+            (utterance_id, speaker, iv.start - start_s, iv.end - start_s, iv.label)
+            for iv in alignment.intervals
+        ],
         columns=INTERVAL_COLUMNS,
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -85,9 +90,13 @@ def solo(lengths: Iterable[tuple[str, int]], batch_size: int) -> set[str]:
 
 @torch.no_grad()
 def encode(
-    model: UnitModel, utterances: list[Utterance], norm: Normalizer, device: torch.device,
-    batch_size: int, alone: set[str] | None = None,
-) -> Iterator[Encoded]:  # fmt: skip
+    model: UnitModel,
+    utterances: list[Utterance],
+    norm: Normalizer,
+    device: torch.device,
+    batch_size: int,
+    alone: set[str] | None = None,
+) -> Iterator[Encoded]:
     """Latents and codes of whole utterances, batched by exact length (no padding, which would
     change the latents near the end through the convolutions' context). `alone`: the ids run in
     a batch of one (default: `solo` of `utterances`); every other batch has two or more (one
@@ -147,9 +156,15 @@ class Aligned:
 
 
 def align(
-    model: UnitModel, utterances: list[Utterance], textgrids: dict[str, str], norm: Normalizer,
-    device: torch.device, batch_size: int, wrap=lambda it, n: it, alone: set[str] | None = None,
-) -> Aligned:  # fmt: skip
+    model: UnitModel,
+    utterances: list[Utterance],
+    textgrids: dict[str, str],
+    norm: Normalizer,
+    device: torch.device,
+    batch_size: int,
+    wrap=lambda it, n: it,
+    alone: set[str] | None = None,
+) -> Aligned:
     """Encode `utterances`, label each latent from its TextGrid, join; one row per 20 ms latent:
     utterance_id, speaker, frame, code, phone, latent, utterances in the order given, frames in
     order; and the TextGrids' intervals, in the same utterance order. `wrap(iterator, total)`
@@ -176,14 +191,16 @@ def align(
     ]
     vectors = np.stack(latents)[joined["row"].to_numpy()].astype(np.float32)
     dim = vectors.shape[1]
-    table = pa.table({
-        "utterance_id": pa.array(joined["utterance_id"], pa.string()),
-        "speaker": pa.array(joined["speaker"], pa.string()),
-        "frame": pa.array(joined["frame"], pa.int32()),
-        "code": pa.array(joined["code"], pa.int32()),
-        "phone": pa.array(joined["phone"], pa.string()),
-        "latent": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "utterance_id": pa.array(joined["utterance_id"], pa.string()),
+            "speaker": pa.array(joined["speaker"], pa.string()),
+            "frame": pa.array(joined["frame"], pa.int32()),
+            "code": pa.array(joined["code"], pa.int32()),
+            "phone": pa.array(joined["phone"], pa.string()),
+            "latent": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+        }
+    )
     phones = pd.concat([intervals[u.utterance_id] for u in utterances], ignore_index=True)
     return Aligned(table, phones, report)
 
@@ -205,17 +222,21 @@ class CodesWriter:
         table = aligned.table
         phones = pa.Table.from_pandas(aligned.intervals[INTERVAL_COLUMNS], preserve_index=False)
         if self._codes is None:
-            self._codes = pq.ParquetWriter(self.folder / "codes.parquet", table.schema,
-                                           compression="zstd")  # fmt: skip
-            self._phones = pq.ParquetWriter(self.folder / "phones.parquet", phones.schema,
-                                            compression="zstd")  # fmt: skip
+            self._codes = pq.ParquetWriter(
+                self.folder / "codes.parquet", table.schema, compression="zstd"
+            )
+            self._phones = pq.ParquetWriter(
+                self.folder / "phones.parquet", phones.schema, compression="zstd"
+            )
         self._codes.write_table(table)
         self._phones.write_table(phones)
         self.used.update(np.unique(table.column("code").to_numpy()).tolist())
         r = aligned.report
-        self.report = JoinReport(self.report.frames + r.frames,
-                                 {**self.report.only_codes, **r.only_codes},
-                                 {**self.report.only_labels, **r.only_labels})  # fmt: skip
+        self.report = JoinReport(
+            self.report.frames + r.frames,
+            {**self.report.only_codes, **r.only_codes},
+            {**self.report.only_labels, **r.only_labels},
+        )
         self.utterances += utterances
 
     def close(self) -> None:
@@ -229,18 +250,26 @@ class CodesWriter:
 def summary(split: str, utterances: int, codes_used: int, report: JoinReport) -> dict:
     """data/align_report.json: what was joined, and every frame left out on either side."""
     return {
-        "split": split, "utterances": utterances, "frames": report.frames,
+        "split": split,
+        "utterances": utterances,
+        "frames": report.frames,
         "codes_used": codes_used,
         "frames_only_codes": sum(report.only_codes.values()),
         "frames_only_labels": sum(report.only_labels.values()),
-        "only_codes": report.only_codes, "only_labels": report.only_labels,
-    }  # fmt: skip
+        "only_codes": report.only_codes,
+        "only_labels": report.only_labels,
+    }
 
 
 def train_latent_sample(
-    model: UnitModel, utterances: Iterable[list[Utterance]], norm: Normalizer,
-    device: torch.device, batch_size: int, count: int, seed: int,
-) -> tuple[np.ndarray, int]:  # fmt: skip
+    model: UnitModel,
+    utterances: Iterable[list[Utterance]],
+    norm: Normalizer,
+    device: torch.device,
+    batch_size: int,
+    count: int,
+    seed: int,
+) -> tuple[np.ndarray, int]:
     """A seeded sample of at most `count` latents [N, E] of the (train) `utterances`, which the
     `kmeans_latent` baseline is fitted on (as HuBERT clusters its hidden features), and the
     number of utterances read. `utterances` come a shard at a time (`shards.iter_shards`); one
@@ -272,8 +301,9 @@ def read_intervals(folder: str | os.PathLike[str]) -> pd.DataFrame:
     time order (utterance_id, speaker, start, end, phone; seconds from the features' start)."""
     path = Path(folder) / "phones.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; it is written by the align stage "
-                                "(run `dvc repro align`)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{path}: missing; it is written by the align stage (run `dvc repro align`)"
+        )
     phones = pq.read_table(path).to_pandas()
     if list(phones.columns) != INTERVAL_COLUMNS:
         raise ValueError(f"{path}: columns {list(phones.columns)}, expected {INTERVAL_COLUMNS}")
@@ -284,10 +314,12 @@ def codebook_table(codebook: np.ndarray) -> pa.Table:
     """The quantizer's code vectors [K, E] as a table: code, vector."""
     k, dim = codebook.shape
     flat = pa.array(codebook.astype(np.float32).reshape(-1))
-    return pa.table({
-        "code": pa.array(np.arange(k), pa.int32()),
-        "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "code": pa.array(np.arange(k), pa.int32()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+        }
+    )
 
 
 def read_codes(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -295,8 +327,9 @@ def read_codes(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, np.ndarray
     row order, and the codebook [K, E]. The stages read the latents a shard at a time instead
     (`Latents`)."""
     frames = read_frames(folder).frames
-    latents = _matrix(pq.read_table(Path(folder) / "codes.parquet", columns=["latent"])
-                      .column("latent"))  # fmt: skip
+    latents = _matrix(
+        pq.read_table(Path(folder) / "codes.parquet", columns=["latent"]).column("latent")
+    )
     return frames, latents, read_codebook(folder)
 
 
@@ -324,8 +357,7 @@ def layout_of(frames: pd.DataFrame, source: str = "frames") -> Layout:
     ids = utt[starts].astype(str)
     expected = np.arange(len(utt)) - np.repeat(starts, np.diff(offsets))
     if len(set(ids)) != len(ids) or (frame != expected).any():
-        raise ValueError(f"{source}: rows not grouped by utterance with frames 0, 1, ... in "
-                         "order")  # fmt: skip
+        raise ValueError(f"{source}: rows not grouped by utterance with frames 0, 1, ... in order")
     return Layout(frames, ids, offsets)
 
 
@@ -338,8 +370,9 @@ def read_frames(folder: str | os.PathLike[str]) -> Layout:
     categoricals; a few bytes per latent, whatever their dimension."""
     path = Path(folder) / "codes.parquet"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: missing; it is written by the align stage "
-                                "(run `dvc repro align`)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{path}: missing; it is written by the align stage (run `dvc repro align`)"
+        )
     strings = ["utterance_id", "speaker", "phone"]
     table = pq.read_table(path, columns=FRAME_COLUMNS, read_dictionary=strings)
     return layout_of(table.to_pandas(), str(path))
@@ -374,8 +407,9 @@ class Latents:
             if len(self._held) == 0:
                 batch = next(self._batches, None)
                 if batch is None:
-                    raise ValueError(f"{self.path}: {n} more latents asked for at row "
-                                     f"{self.row}, past the end")  # fmt: skip
+                    raise ValueError(
+                        f"{self.path}: {n} more latents asked for at row {self.row}, past the end"
+                    )
                 self._held = _matrix(batch.column("latent"))
             take, self._held = self._held[:need], self._held[need:]
             parts.append(take)

@@ -49,8 +49,18 @@ from vqspeech.phones import SILENCES
 
 log = logging.getLogger(__name__)
 # all frames; the rest (speech frames, AMI, ARI, ..., ABX cell counts) is in reports/eval.json
-HEADLINE = ("pnmi", "nmi", "ami", "phone_purity", "one_to_one", "boundary_f1", "code_perplexity",
-            "codes_used", "bitrate", "mean_run_length")  # fmt: skip
+HEADLINE = (
+    "pnmi",
+    "nmi",
+    "ami",
+    "phone_purity",
+    "one_to_one",
+    "boundary_f1",
+    "code_perplexity",
+    "codes_used",
+    "bitrate",
+    "mean_run_length",
+)
 
 
 def train_frames(
@@ -77,9 +87,13 @@ def code_perplexity(codes: np.ndarray) -> float:
 
 
 def matched_kmeans(
-    km: MiniBatchKMeans, train: np.ndarray, predict: Callable[[MiniBatchKMeans], np.ndarray],
-    target: float, seed: int, refits: int = 2,
-) -> tuple[MiniBatchKMeans, dict[int, float], np.ndarray]:  # fmt: skip
+    km: MiniBatchKMeans,
+    train: np.ndarray,
+    predict: Callable[[MiniBatchKMeans], np.ndarray],
+    target: float,
+    seed: int,
+    refits: int = 2,
+) -> tuple[MiniBatchKMeans, dict[int, float], np.ndarray]:
     """k-means on the same train frames at the K' whose codes' perplexity on the held-out frames
     (`predict(fit)`: a fit's codes of them) comes closest to `target` (the learned codes'): the
     comparison at equal used codes. Starting from `km` (K codes), K' is scaled by
@@ -134,8 +148,9 @@ def score_system(
     utt = frames["utterance_id"].to_numpy()
     starts = np.flatnonzero(np.r_[True, utt[1:] != utt[:-1]]) if len(utt) else np.zeros(0, int)
     offsets = np.r_[starts, len(utt)].astype(np.int64)
-    return score_codes(ids, names, frames["code"].to_numpy(), offsets, tolerance,
-                       symbols_per_second)  # fmt: skip
+    return score_codes(
+        ids, names, frames["code"].to_numpy(), offsets, tolerance, symbols_per_second
+    )
 
 
 def phone_labels(phones: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,9 +168,13 @@ def phone_labels(phones: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def score_codes(
-    phone_ids: np.ndarray, phone_names: np.ndarray, codes: np.ndarray, offsets: np.ndarray,
-    tolerance: int, symbols_per_second: float,
-) -> dict[str, dict[str, float]]:  # fmt: skip
+    phone_ids: np.ndarray,
+    phone_names: np.ndarray,
+    codes: np.ndarray,
+    offsets: np.ndarray,
+    tolerance: int,
+    symbols_per_second: float,
+) -> dict[str, dict[str, float]]:
     """`score_system` of label arrays: phone ids (into `phone_names`) and codes per latent,
     utterance u the rows offsets[u]:offsets[u + 1]."""
     bounds = list(itertools.pairwise(offsets))
@@ -194,9 +213,13 @@ def native_features(utts: Iterable[Utterance], norm: Normalizer) -> tuple[pd.Dat
     ordered = sorted(utts, key=lambda u: u.utterance_id)
     if not ordered:
         raise ValueError("no utterances")
-    keys = pd.concat([pd.DataFrame({"utterance_id": u.utterance_id,
-                                    "frame": np.arange(len(u.features))}) for u in ordered],
-                     ignore_index=True)  # fmt: skip
+    keys = pd.concat(
+        [
+            pd.DataFrame({"utterance_id": u.utterance_id, "frame": np.arange(len(u.features))})
+            for u in ordered
+        ],
+        ignore_index=True,
+    )
     return keys, np.concatenate([norm(u.features, np.float64) for u in ordered])
 
 
@@ -215,16 +238,27 @@ def rounded(d: dict, digits: int = 4) -> dict:
 
 
 def abx_items(
-    intervals: pd.DataFrame, ids: np.ndarray, counts: np.ndarray, stride: int, max_group: int,
+    intervals: pd.DataFrame,
+    ids: np.ndarray,
+    counts: np.ndarray,
+    stride: int,
+    max_group: int,
     seed: int,
-) -> abx.Items:  # fmt: skip
+) -> abx.Items:
     """ABX items of the phone intervals over a frame table of utterances `ids` with `counts`
     frames each, at `stride` 10 ms frames per frame, capped per group (vqspeech.evaluate.abx)."""
     items = abx.items_from_layout(intervals, ids, counts, abx.FrameGrid.of(stride))
     cut, groups = abx.over_cap(items, max_group)
-    log.info("ABX at %d ms: %d items of %d intervals; %d of %d (context, speaker, phone) groups "
-             "over %d items, cut", 10 * stride, len(items), len(intervals), cut, groups,
-             max_group)  # fmt: skip
+    log.info(
+        "ABX at %d ms: %d items of %d intervals; %d of %d (context, speaker, phone) groups "
+        "over %d items, cut",
+        10 * stride,
+        len(items),
+        len(intervals),
+        cut,
+        groups,
+        max_group,
+    )
     return abx.cap_groups(items, max_group, seed)
 
 
@@ -235,11 +269,22 @@ def _ranges(offsets: np.ndarray, which: np.ndarray) -> np.ndarray:
 
 
 def evaluate(
-    held: CodedSplit, codebook: np.ndarray, km: MiniBatchKMeans, *, intervals: pd.DataFrame,
-    seed: int, tolerance: int, max_group: int, max_x_across: int,
-    scratch: Path, block_mb: float = 64.0, train_latents: np.ndarray | None = None,
-    dpdp_mean: float = 0.0, dpdp_max: int = 20, train_mfcc: np.ndarray | None = None,
-) -> dict[str, dict]:  # fmt: skip
+    held: CodedSplit,
+    codebook: np.ndarray,
+    km: MiniBatchKMeans,
+    *,
+    intervals: pd.DataFrame,
+    seed: int,
+    tolerance: int,
+    max_group: int,
+    max_x_across: int,
+    scratch: Path,
+    block_mb: float = 64.0,
+    train_latents: np.ndarray | None = None,
+    dpdp_mean: float = 0.0,
+    dpdp_max: int = 20,
+    train_mfcc: np.ndarray | None = None,
+) -> dict[str, dict]:
     """Every system's scores on the same frames (see the module docstring), the full grid.
 
     held: the coded frames (`held.layout`: one row per 20 ms latent, utterance_id, frame,
@@ -263,15 +308,24 @@ def evaluate(
     # ABX items' frames, unit vectors in blocks of whole contexts on disk, a block in memory
     budget = block_mb * 2**20
     width = max(codebook.shape[1], len(held.norm.mean))  # the widest representation at 20 ms
-    blocks_20 = abx.blocks(abx_items(intervals, layout.ids, layout.counts, 2, max_group, seed),
-                           4 * width, budget)  # fmt: skip
-    blocks_10 = abx.blocks(abx_items(intervals, layout.ids, held.n_frames, 1, max_group, seed),
-                           4 * len(held.norm.mean), budget)  # fmt: skip
-    log.info("ABX items in %d blocks at 20 ms, %d at 10 ms (eval.abx.block_mb %g)",
-             len(blocks_20), len(blocks_10), block_mb)  # fmt: skip
-    spills = {name: Spill([rows for _, rows in blocks], scratch, name)
-              for name, blocks in (("latent", blocks_20), ("mfcc", blocks_20),
-                                   ("native", blocks_10))}  # fmt: skip
+    blocks_20 = abx.blocks(
+        abx_items(intervals, layout.ids, layout.counts, 2, max_group, seed), 4 * width, budget
+    )
+    blocks_10 = abx.blocks(
+        abx_items(intervals, layout.ids, held.n_frames, 1, max_group, seed),
+        4 * len(held.norm.mean),
+        budget,
+    )
+    log.info(
+        "ABX items in %d blocks at 20 ms, %d at 10 ms (eval.abx.block_mb %g)",
+        len(blocks_20),
+        len(blocks_10),
+        block_mb,
+    )
+    spills = {
+        name: Spill([rows for _, rows in blocks], scratch, name)
+        for name, blocks in (("latent", blocks_20), ("mfcc", blocks_20), ("native", blocks_10))
+    }
     pick = dpdp.calibration_pick(len(layout.ids), seed) if dpdp_mean > 0 else np.zeros(0, int)
     cal_rows = _ranges(offsets, pick)
     want = {"latent": Rows(cal_rows), "mfcc": Rows(cal_rows)}
@@ -279,10 +333,12 @@ def evaluate(
     for c in held.chunks(native=True):
         mfcc_codes.append(km.predict(c.paired).astype(np.int64))
         if with_latents is not None:
-            latent_codes.append(with_latents.predict(c.latents.astype(np.float64))
-                                .astype(np.int64))  # fmt: skip
-        for name, part, rows in (("latent", c.latents, c.rows), ("mfcc", c.paired, c.rows),
-                                 ("native", c.native, c.native_rows)):  # fmt: skip
+            latent_codes.append(with_latents.predict(c.latents.astype(np.float64)).astype(np.int64))
+        for name, part, rows in (
+            ("latent", c.latents, c.rows),
+            ("mfcc", c.paired, c.rows),
+            ("native", c.native, c.native_rows),
+        ):
             spills[name].add(abx.unit(part), rows)
         want["latent"].add(c.latents, c.rows)
         want["mfcc"].add(c.paired, c.rows)
@@ -293,8 +349,11 @@ def evaluate(
         "kmeans_mfcc": (np.concatenate(mfcc_codes), "mfcc", km.cluster_centers_),
     }
     if with_latents is not None:
-        systems["kmeans_latent"] = (np.concatenate(latent_codes), "latent",
-                                    with_latents.cluster_centers_)  # fmt: skip
+        systems["kmeans_latent"] = (
+            np.concatenate(latent_codes),
+            "latent",
+            with_latents.cluster_centers_,
+        )
     penalties = {}
     if dpdp_mean > 0:
         cal_offsets = np.r_[0, np.cumsum(np.diff(offsets)[pick])].astype(np.int64)
@@ -309,13 +368,19 @@ def evaluate(
             for name in raw:
                 _, kind, book = systems[name]
                 d = dpdp.squared_distances(c.latents if kind == "latent" else c.paired, book)
-                segmented[name] += [dpdp.segment(d[a:b], penalties[name], dpdp_max)
-                                    for a, b in itertools.pairwise(c.offsets)]  # fmt: skip
+                segmented[name] += [
+                    dpdp.segment(d[a:b], penalties[name], dpdp_max)
+                    for a, b in itertools.pairwise(c.offsets)
+                ]
         for name in raw:
             _, kind, book = systems[name]
             systems[f"{name}_dpdp"] = (np.concatenate(segmented[name]), kind, book)
-            log.info("DPDP %s: penalty %.4g per segment (segments of %.1f latents on average)",
-                     name, penalties[name], dpdp_mean)  # fmt: skip
+            log.info(
+                "DPDP %s: penalty %.4g per segment (segments of %.1f latents on average)",
+                name,
+                penalties[name],
+                dpdp_mean,
+            )
     matched: dict[int, float] = {}
     if train_mfcc is not None:
         target = code_perplexity(systems["vqvae"][0])
@@ -323,14 +388,18 @@ def evaluate(
         def predict(fit: MiniBatchKMeans) -> np.ndarray:
             if fit is km:
                 return systems["kmeans_mfcc"][0]
-            return np.concatenate([fit.predict(c.paired).astype(np.int64)
-                                   for c in held.chunks(latents=False)])  # fmt: skip
+            return np.concatenate(
+                [fit.predict(c.paired).astype(np.int64) for c in held.chunks(latents=False)]
+            )
 
         fit, matched, codes = matched_kmeans(km, train_mfcc, predict, target, seed)
         systems["kmeans_mfcc_matched"] = (codes, "mfcc", fit.cluster_centers_)
-        log.info("k-means on MFCC at the learned codes' perplexity %.2f: K' = %d (tried %s)",
-                 target, fit.n_clusters,
-                 ", ".join(f"{c}: {p:.2f}" for c, p in matched.items()))  # fmt: skip
+        log.info(
+            "k-means on MFCC at the learned codes' perplexity %.2f: K' = %d (tried %s)",
+            target,
+            fit.n_clusters,
+            ", ".join(f"{c}: {p:.2f}" for c, p in matched.items()),
+        )
     systems["random"] = (np.random.default_rng(seed).integers(0, k, n), None, None)
     phone_ids, phone_names = phone_labels(layout.frames["phone"])
     rate = symbol_rate_of(n, held.n_frames)
@@ -343,9 +412,15 @@ def evaluate(
             result[name]["k"] = len(systems[name][2])
             result[name]["tried"] = {str(c): p for c, p in matched.items()}
         r = result[name]["all"]
-        log.info("%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f, mean run %.2f",
-                 name, r["nmi"], r["pnmi"], r["phone_purity"], r["boundary_f1"],
-                 r["mean_run_length"])  # fmt: skip
+        log.info(
+            "%s: NMI %.3f, PNMI %.3f, phone purity %.3f, boundary F1 %.3f, mean run %.2f",
+            name,
+            r["nmi"],
+            r["pnmi"],
+            r["phone_purity"],
+            r["boundary_f1"],
+            r["mean_run_length"],
+        )
 
     # ABX a block of the items' frames at a time (abx.blocks): the same scores as over every
     # frame at once; a representation is (its blocks, the frame distance of block b)
@@ -366,8 +441,14 @@ def evaluate(
         parts = ((items, distance(b)) for b, (items, _) in enumerate(blocks))
         res = abx.abx_of_blocks(parts, max_x_across, seed)
         result.setdefault(system, {}).setdefault("abx", {})[rep] = res.as_percent()
-        log.info("ABX %s %s: within %.2f %%, across %.2f %% (%.1f s)", system, rep,
-                 100 * res.within, 100 * res.across, time.perf_counter() - started)  # fmt: skip
+        log.info(
+            "ABX %s %s: within %.2f %%, across %.2f %% (%.1f s)",
+            system,
+            rep,
+            100 * res.within,
+            100 * res.across,
+            time.perf_counter() - started,
+        )
     return rounded(result)
 
 
@@ -381,6 +462,7 @@ def headline(result: dict[str, dict]) -> dict[str, dict]:
         if "k" in r:  # kmeans_mfcc_matched: the K' it was fitted with
             out[system]["k"] = r["k"]
         if "abx" in r:
-            out[system]["abx"] = {rep: {side: v[side] for side in ("within", "across")}
-                                  for rep, v in r["abx"].items()}  # fmt: skip
+            out[system]["abx"] = {
+                rep: {side: v[side] for side in ("within", "across")} for rep, v in r["abx"].items()
+            }
     return out

@@ -24,8 +24,10 @@ from vqspeech.features.stats import Normalizer
 
 
 def frames_of(
-    features_dir: str | os.PathLike[str], manifest_path: str | os.PathLike[str], split: str,
-) -> tuple[list[Utterance], pd.DataFrame, pd.DataFrame]:  # fmt: skip
+    features_dir: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
+    split: str,
+) -> tuple[list[Utterance], pd.DataFrame, pd.DataFrame]:
     """The utterances of `split` (by id), the (utterance_id, speaker, frame, phone) table of
     their 20 ms frames labelled as align labels latents, and their phone intervals."""
     grids = manifest.by_id(manifest.read(manifest_path), "textgrid")
@@ -36,18 +38,31 @@ def frames_of(
     for u in utts:
         alignment = read_phones(grids[u.utterance_id])
         n = len(u.features) // 2
-        rows.append(pd.DataFrame({"utterance_id": u.utterance_id, "speaker": u.speaker,
-                                  "frame": np.arange(n),
-                                  "phone": latent_labels(alignment, n, u.start_s)}))  # fmt: skip
+        rows.append(
+            pd.DataFrame(
+                {
+                    "utterance_id": u.utterance_id,
+                    "speaker": u.speaker,
+                    "frame": np.arange(n),
+                    "phone": latent_labels(alignment, n, u.start_s),
+                }
+            )
+        )
         intervals.append(intervals_of(alignment, u.utterance_id, u.speaker, u.start_s))
     return utts, pd.concat(rows, ignore_index=True), pd.concat(intervals, ignore_index=True)
 
 
 def measure(
-    features_dir: str | os.PathLike[str], manifest_path: str | os.PathLike[str],
-    stats_path: str | os.PathLike[str], *, split: str, k: int, seed: int, max_group: int,
+    features_dir: str | os.PathLike[str],
+    manifest_path: str | os.PathLike[str],
+    stats_path: str | os.PathLike[str],
+    *,
+    split: str,
+    k: int,
+    seed: int,
+    max_group: int,
     max_x_across: int,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """k-means (K = k, fitted on train) PNMI and MFCC-frame ABX (%) on `split`, at 10 ms (as
     libri-light's published MFCC numbers) and paired to 20 ms (as k-means sees them)."""
     norm = Normalizer.load(stats_path)
@@ -55,8 +70,9 @@ def measure(
     utts, frames, intervals = frames_of(features_dir, manifest_path, split)
     paired = np.concatenate([baselines.pair_frames(norm(u.features, np.float64)) for u in utts])
     rate = baselines.symbol_rate(len(frames), utts)
-    scored = baselines.score_system(frames.assign(code=km.predict(paired).astype(np.int64)), 1,
-                                    rate)  # fmt: skip
+    scored = baselines.score_system(
+        frames.assign(code=km.predict(paired).astype(np.int64)), 1, rate
+    )
     keys, native = baselines.native_features(utts, norm)
     out = {"kmeans_mfcc_pnmi": round(float(scored["all"]["pnmi"]), 4)}
     for suffix, table, vectors, stride in (("", keys, native, 1), ("_20ms", frames, paired, 2)):

@@ -73,8 +73,11 @@ def _utterances(utterance_ids: np.ndarray) -> list[slice]:
 
 
 def calibrate(
-    costs: list[np.ndarray], mean_latents: float, max_len: int, steps: int = 24,
-) -> float:  # fmt: skip
+    costs: list[np.ndarray],
+    mean_latents: float,
+    max_len: int,
+    steps: int = 24,
+) -> float:
     """The per-segment penalty whose DPDP segments of the utterances' frame costs `costs` are
     `mean_latents` long on average (bisection on a log scale; 0 when the raw codes already are)."""
     if mean_run([d.argmin(axis=1) for d in costs]) >= mean_latents:
@@ -95,9 +98,14 @@ def calibration_pick(utterances: int, seed: int, count: int = 60) -> np.ndarray:
 
 
 def resegment(
-    utterance_ids: np.ndarray, vectors: np.ndarray, codebook: np.ndarray, mean_latents: float,
-    max_len: int, seed: int, calibration_utterances: int = 60,
-) -> tuple[np.ndarray, float]:  # fmt: skip
+    utterance_ids: np.ndarray,
+    vectors: np.ndarray,
+    codebook: np.ndarray,
+    mean_latents: float,
+    max_len: int,
+    seed: int,
+    calibration_utterances: int = 60,
+) -> tuple[np.ndarray, float]:
     """DPDP codes for frames sorted by utterance (`utterance_ids` [N], one per row of vectors),
     with the penalty `calibrate` finds on a seeded subset of `calibration_utterances`; returns
     the codes and that penalty. (The evaluate stage does the same a shard at a time.)"""

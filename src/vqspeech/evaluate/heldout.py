@@ -44,9 +44,11 @@ def index(folder: str | os.PathLike[str], split: str | None = None) -> pa.Table:
 
 
 def read_utterances(
-    folder: str | os.PathLike[str], ids: Iterable[str], split: str | None = None,
+    folder: str | os.PathLike[str],
+    ids: Iterable[str],
+    split: str | None = None,
     audio: bool = False,
-) -> dict[str, Utterance]:  # fmt: skip
+) -> dict[str, Utterance]:
     """The utterances `ids` (of `split`), read a shard at a time and copied out of it, so only
     they stay in memory; a missing one is a ShardError naming `folder`."""
     wanted, found = set(ids), {}
@@ -58,8 +60,9 @@ def read_utterances(
     missing = sorted(wanted - set(found))
     if missing:
         where = "" if split is None else f" in split {split!r}"
-        raise shards.ShardError(f"{folder}: {len(missing)} utterances not found{where}, "
-                                f"e.g. {missing[0]!r}")  # fmt: skip
+        raise shards.ShardError(
+            f"{folder}: {len(missing)} utterances not found{where}, e.g. {missing[0]!r}"
+        )
     return found
 
 
@@ -86,26 +89,39 @@ class CodedSplit:
     """The coded utterances of `layout` in the features of `split` under `features_dir`."""
 
     def __init__(
-        self, layout: Layout, codes_dir: str | os.PathLike[str],
-        features_dir: str | os.PathLike[str], split: str, norm: Normalizer,
-    ) -> None:  # fmt: skip
+        self,
+        layout: Layout,
+        codes_dir: str | os.PathLike[str],
+        features_dir: str | os.PathLike[str],
+        split: str,
+        norm: Normalizer,
+    ) -> None:
         self.layout, self.codes_dir, self.norm = layout, Path(codes_dir), norm
         self.features_dir, self.split = Path(features_dir), split
         table = index(features_dir, split)
-        n_frames = dict(zip(table.column("utterance_id").to_pylist(),
-                            table.column("n_frames").to_pylist(), strict=True))  # fmt: skip
+        n_frames = dict(
+            zip(
+                table.column("utterance_id").to_pylist(),
+                table.column("n_frames").to_pylist(),
+                strict=True,
+            )
+        )
         missing = [u for u in layout.ids if u not in n_frames]
         if missing:
-            raise ValueError(f"{features_dir}: {len(missing)} coded utterances are not in its "
-                             f"{split!r} split, e.g. {missing[0]!r} (rerun align)")  # fmt: skip
+            raise ValueError(
+                f"{features_dir}: {len(missing)} coded utterances are not in its "
+                f"{split!r} split, e.g. {missing[0]!r} (rerun align)"
+            )
         self.n_frames = np.array([n_frames[u] for u in layout.ids], dtype=np.int64)
         short = np.flatnonzero(self.n_frames // 2 < layout.counts)
         if len(short):
             u = int(short[0])
-            raise ValueError(f"{features_dir}: no MFCC frames for some coded frames of "
-                             f"{len(short)} utterances, e.g. {layout.ids[u]!r}: "
-                             f"{layout.counts[u]} latents, {self.n_frames[u]} 10 ms "
-                             "frames")  # fmt: skip
+            raise ValueError(
+                f"{features_dir}: no MFCC frames for some coded frames of "
+                f"{len(short)} utterances, e.g. {layout.ids[u]!r}: "
+                f"{layout.counts[u]} latents, {self.n_frames[u]} 10 ms "
+                "frames"
+            )
         self.native_offsets = np.r_[0, np.cumsum(self.n_frames)].astype(np.int64)
 
     def chunks(
@@ -121,17 +137,21 @@ class CodedSplit:
                 continue
             got = [position[u.utterance_id] for u in utts]
             if got != list(range(at, at + len(utts))):
-                raise ValueError(f"{self.codes_dir / 'codes.parquet'}: utterances not in the "
-                                 f"order of {self.features_dir} (rerun align)")  # fmt: skip
+                raise ValueError(
+                    f"{self.codes_dir / 'codes.parquet'}: utterances not in the "
+                    f"order of {self.features_dir} (rerun align)"
+                )
             end = at + len(utts)
             rows = slice(int(off[at]), int(off[end]))
             local = off[at : end + 1] - off[at]
             pair = nat = None
             if paired:
-                pair = np.concatenate([
-                    pair_frames(self.norm(u.features, np.float64))[:n]
-                    for u, n in zip(utts, np.diff(local), strict=True)
-                ])  # fmt: skip
+                pair = np.concatenate(
+                    [
+                        pair_frames(self.norm(u.features, np.float64))[:n]
+                        for u, n in zip(utts, np.diff(local), strict=True)
+                    ]
+                )
             if native:
                 nat = np.concatenate([self.norm(u.features, np.float64) for u in utts])
             lat = reader.next(rows.stop - rows.start) if reader is not None else None
@@ -139,8 +159,9 @@ class CodedSplit:
             yield Chunk(at, rows, lat, pair, nat, nrows, local)
             at = end
         if at != len(self.layout.ids):
-            raise ValueError(f"{self.features_dir}: {len(self.layout.ids) - at} coded "
-                             "utterances not found")  # fmt: skip
+            raise ValueError(
+                f"{self.features_dir}: {len(self.layout.ids) - at} coded utterances not found"
+            )
 
 
 class Rows:
@@ -169,9 +190,12 @@ class Spill:
     as raw `dtype` values (the process's own scratch, never an output)."""
 
     def __init__(
-        self, wanted: list[np.ndarray], folder: str | os.PathLike[str], name: str,
+        self,
+        wanted: list[np.ndarray],
+        folder: str | os.PathLike[str],
+        name: str,
         dtype: np.dtype | type = np.float32,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.wanted = [np.asarray(w, dtype=np.int64) for w in wanted]
         self.paths = [Path(folder) / f"{name}.{b}.bin" for b in range(len(wanted))]
         self.dtype, self.dim = np.dtype(dtype), None
@@ -189,6 +213,8 @@ class Spill:
     def block(self, b: int) -> np.ndarray:
         out = np.fromfile(self.paths[b], dtype=self.dtype)
         if self.dim is None or len(out) != len(self.wanted[b]) * self.dim:
-            raise ValueError(f"{self.paths[b]}: gathered {len(out)} values, not "
-                             f"{len(self.wanted[b])} rows of {self.dim}")  # fmt: skip
+            raise ValueError(
+                f"{self.paths[b]}: gathered {len(out)} values, not "
+                f"{len(self.wanted[b])} rows of {self.dim}"
+            )
         return out.reshape(len(self.wanted[b]), self.dim)

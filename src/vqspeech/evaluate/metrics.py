@@ -122,9 +122,11 @@ def boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def boundary_scores(
-    phone_seqs: Sequence[np.ndarray], code_seqs: Sequence[np.ndarray], tolerance: int,
+    phone_seqs: Sequence[np.ndarray],
+    code_seqs: Sequence[np.ndarray],
+    tolerance: int,
     speech_only: bool = False,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """Phone-boundary precision, recall and F1 of code changes, per utterance, pooled.
 
     A code boundary is a hit when a phone boundary lies within `tolerance` frames of it; each

@@ -50,9 +50,13 @@ def mel_cepstra(audio: np.ndarray, sr: int = 16000, n: int = 24) -> np.ndarray:
     import librosa
 
     power = librosa.feature.melspectrogram(
-        y=np.asarray(audio, dtype=np.float32), sr=sr, n_fft=int(0.025 * sr),
-        hop_length=int(0.01 * sr), n_mels=80, center=False,
-    )  # fmt: skip
+        y=np.asarray(audio, dtype=np.float32),
+        sr=sr,
+        n_fft=int(0.025 * sr),
+        hop_length=int(0.01 * sr),
+        n_mels=80,
+        center=False,
+    )
     return cepstra(0.5 * np.log(np.maximum(power, 1e-10)).T, n)
 
 
@@ -113,9 +117,12 @@ class SpeakerClassifier:
 
 
 def choose(
-    utterances: Sequence[Utterance], count: int, seconds: float, rng: np.random.Generator,
+    utterances: Sequence[Utterance],
+    count: int,
+    seconds: float,
+    rng: np.random.Generator,
     lead_latents: int = 5,
-) -> tuple[list[Utterance], list[int], int]:  # fmt: skip
+) -> tuple[list[Utterance], list[int], int]:
     """`count` utterances (seeded, in id order: `choose_ids`) and their `excerpts`."""
     by_id = {u.utterance_id: u for u in utterances}
     chosen = [by_id[i] for i in choose_ids(list(by_id), count, rng)]
@@ -143,22 +150,27 @@ def excerpts(
     starts = []
     for u in chosen:
         if u.audio is None:
-            raise ValueError(f"{u.utterance_id}: no audio in the feature shards "
-                             "(features.audio: false)")  # fmt: skip
+            raise ValueError(
+                f"{u.utterance_id}: no audio in the feature shards (features.audio: false)"
+            )
         speech = [i for i, p in enumerate(u.phones) if p not in SILENCES]
         starts.append(max(0, (speech[0] if speech else 0) // 2 - lead))
-    n_latents = min(wanted, *(len(u.features) // 2 - s for u, s in
-                                           zip(chosen, starts, strict=True)))  # fmt: skip
+    n_latents = min(
+        wanted, *(len(u.features) // 2 - s for u, s in zip(chosen, starts, strict=True))
+    )
     return starts, n_latents
 
 
-def targets(speakers: Sequence[str], count: int, per_utterance: int, rng: np.random.Generator
-            ) -> list[list[str]]:  # fmt: skip
+def targets(
+    speakers: Sequence[str], count: int, per_utterance: int, rng: np.random.Generator
+) -> list[list[str]]:
     """For each of `count` utterances, `per_utterance` distinct target speakers (seeded)."""
     if per_utterance > len(speakers):
         raise ValueError(f"{per_utterance} conversion targets but {len(speakers)} train speakers")
-    return [[speakers[i] for i in sorted(rng.choice(len(speakers), per_utterance, replace=False))]
-            for _ in range(count)]  # fmt: skip
+    return [
+        [speakers[i] for i in sorted(rng.choice(len(speakers), per_utterance, replace=False))]
+        for _ in range(count)
+    ]
 
 
 def classifier_picks(
@@ -182,9 +194,12 @@ def classifier_picks(
 
 
 def classifier_split(
-    utterances: Sequence[Utterance], per_speaker: int, holdout: float, samples: int,
+    utterances: Sequence[Utterance],
+    per_speaker: int,
+    holdout: float,
+    samples: int,
     rng: np.random.Generator,
-) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:  # fmt: skip
+) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
     """(fit, test) lists of (speaker, float audio) of the utterances with audio that
     `classifier_picks` picks, each cut to its first `samples` samples (the length of what is
     synthesized)."""
@@ -213,8 +228,9 @@ def classifier_viable(speakers: Iterable[str]) -> bool:
     if len(counts) < 2 or min(counts.values()) < 2:
         log.warning(
             "speaker classifier skipped (its metrics are null): it needs 2 or more training "
-            "speakers with 2 or more utterances each, found %s", dict(counts),
-        )  # fmt: skip
+            "speakers with 2 or more utterances each, found %s",
+            dict(counts),
+        )
         return False
     return True
 
@@ -224,14 +240,17 @@ def originals(
 ) -> list[list[tuple[str, np.ndarray]]]:
     """Per utterance [("original", float audio)]: `samples` samples from latent `start`."""
     up = SAMPLES_PER_LATENT
-    return [[("original", u.audio[s * up : s * up + samples].astype(np.float32) / 32768)]
-            for u, s in zip(chosen, starts, strict=True)]  # fmt: skip
+    return [
+        [("original", u.audio[s * up : s * up + samples].astype(np.float32) / 32768)]
+        for u, s in zip(chosen, starts, strict=True)
+    ]
 
 
 def add_generated(
-    versions: list[list[tuple[str, np.ndarray]]], generated: Sequence[Sequence[np.ndarray]],
+    versions: list[list[tuple[str, np.ndarray]]],
+    generated: Sequence[Sequence[np.ndarray]],
     goals: Sequence[Sequence[str]],
-) -> None:  # fmt: skip
+) -> None:
     """Append each utterance's reconstruction and its conversions ("as <speaker>")."""
     for uid_versions, audio, goal in zip(versions, generated, goals, strict=True):
         uid_versions.append(("reconstruction", audio[0]))
@@ -240,12 +259,15 @@ def add_generated(
 
 def speech_masks(chosen: Sequence[Utterance], starts: Sequence[int]) -> list[np.ndarray]:
     """Per utterance, whether each 10 ms frame from latent `start` on is speech."""
-    return [np.array([ph not in SILENCES for ph in u.phones[2 * s :]])
-            for u, s in zip(chosen, starts, strict=True)]  # fmt: skip
+    return [
+        np.array([ph not in SILENCES for ph in u.phones[2 * s :]])
+        for u, s in zip(chosen, starts, strict=True)
+    ]
 
 
-def spectrogram_figure(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]],
-                       path: Path, sr: int = 16000) -> None:  # fmt: skip
+def spectrogram_figure(
+    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], path: Path, sr: int = 16000
+) -> None:
     """One row per utterance, one column per version (original, reconstruction, conversions):
     log-magnitude spectrograms (512-point STFT, 10 ms hop) on one colour scale per row."""
     import librosa
@@ -254,11 +276,14 @@ def spectrogram_figure(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]
     from vqspeech.report.plots import save
 
     cols = max(len(versions) for _, versions in rows)
-    fig, axes = plt.subplots(len(rows), cols, figsize=(3.6 * cols, 2.6 * len(rows)),
-                             squeeze=False, sharey=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(3.6 * cols, 2.6 * len(rows)), squeeze=False, sharey=True
+    )
     for r, (title, versions) in enumerate(rows):
-        specs = [np.abs(librosa.stft(np.asarray(a, np.float32), n_fft=512, hop_length=160))
-                 for _, a in versions]  # fmt: skip
+        specs = [
+            np.abs(librosa.stft(np.asarray(a, np.float32), n_fft=512, hop_length=160))
+            for _, a in versions
+        ]
         ref = max(float(x.max()) for x in specs) or 1.0
         for c in range(cols):
             ax = axes[r, c]
@@ -266,8 +291,15 @@ def spectrogram_figure(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]
                 ax.axis("off")
                 continue
             db = librosa.amplitude_to_db(specs[c], ref=ref)
-            ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
-                      extent=(0, len(versions[c][1]) / sr, 0, sr / 2000))  # fmt: skip
+            ax.imshow(
+                db,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                vmin=-80,
+                vmax=0,
+                extent=(0, len(versions[c][1]) / sr, 0, sr / 2000),
+            )
             ax.set_title(f"{title}: {versions[c][0]}" if c == 0 else versions[c][0], fontsize=9)
             if c == 0:
                 ax.set_ylabel("kHz")
@@ -278,10 +310,16 @@ def spectrogram_figure(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]
 
 
 def generate(
-    model: VQVAE, chosen: Sequence[Utterance], starts: Sequence[int],
-    goals: Sequence[Sequence[str]], speakers: Sequence[str], n_lat: int, norm: Normalizer,
-    seed: int, bar: Any,
-) -> tuple[list[list[np.ndarray]], dict[str, object]]:  # fmt: skip
+    model: VQVAE,
+    chosen: Sequence[Utterance],
+    starts: Sequence[int],
+    goals: Sequence[Sequence[str]],
+    speakers: Sequence[str],
+    n_lat: int,
+    norm: Normalizer,
+    seed: int,
+    bar: Any,
+) -> tuple[list[list[np.ndarray]], dict[str, object]]:
     """The reconstruction (mean speaker embedding) and the conversions to `goals` of the
     `n_lat` latents from `starts` of each utterance, generated in one batch, sample by sample;
     `bar.update(1)` after every latent. Returns (per utterance: [reconstruction, *conversions]
@@ -318,17 +356,27 @@ def generate(
         "samples_per_second": round(steps * len(rows) / seconds, 1),  # all sequences together
         "seconds": round(seconds, 1),
     }
-    log.info("generated %d x %d samples in %.1f s (%s samples/s in all)", len(rows), steps,
-             seconds, speed["samples_per_second"])  # fmt: skip
+    log.info(
+        "generated %d x %d samples in %.1f s (%s samples/s in all)",
+        len(rows),
+        steps,
+        seconds,
+        speed["samples_per_second"],
+    )
     return out, speed
 
 
 def score(
-    versions: Sequence[Sequence[tuple[str, np.ndarray]]], speech: Sequence[np.ndarray],
-    goals: Sequence[Sequence[str]], fit: Sequence[tuple[str, np.ndarray]],
-    test: Sequence[tuple[str, np.ndarray]], seed: int, decoder: str, n: int,
+    versions: Sequence[Sequence[tuple[str, np.ndarray]]],
+    speech: Sequence[np.ndarray],
+    goals: Sequence[Sequence[str]],
+    fit: Sequence[tuple[str, np.ndarray]],
+    test: Sequence[tuple[str, np.ndarray]],
+    seed: int,
+    decoder: str,
+    n: int,
     speed: dict | None,
-) -> dict:  # fmt: skip
+) -> dict:
     """metrics/synthesis.json. `versions` per utterance: [("original", audio)] (a deconv
     model) or [original, reconstruction, *conversions] (wavenet); `speech` its speech-frame
     masks (MCD is over speech frames); `fit`/`test` (speaker, audio) pairs for the speaker

@@ -97,9 +97,11 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     if n_frames(len(y), cfg.win_length, cfg.hop_length) == 0:
         raise ValueError(f"{len(y)} samples is shorter than one {cfg.win_length}-sample window")
     frames = librosa.util.frame(
-        preemphasize(y, cfg.preemphasis), frame_length=cfg.win_length, hop_length=cfg.hop_length,
+        preemphasize(y, cfg.preemphasis),
+        frame_length=cfg.win_length,
+        hop_length=cfg.hop_length,
         axis=0,
-    )  # fmt: skip
+    )
     power = np.abs(np.fft.rfft(frames * cfg.window, n=cfg.n_fft, axis=1)) ** 2
     log_mel = np.log(np.maximum(power @ cfg.mel_basis.T, LOG_FLOOR))
     if cfg.kind == "logmel":

@@ -51,10 +51,16 @@ def rows(manifest_table: pa.Table, split_of: dict[str, str]) -> list[Row]:
     """One Row per manifest row, with the speaker's split."""
     columns = ["utterance_id", "speaker", "path", "textgrid", "sample_rate"]
     return [
-        Row(r["utterance_id"], r["speaker"], split_of[r["speaker"]], r["path"], r["textgrid"],
-            r["sample_rate"])
+        Row(
+            r["utterance_id"],
+            r["speaker"],
+            split_of[r["speaker"]],
+            r["path"],
+            r["textgrid"],
+            r["sample_rate"],
+        )
         for r in manifest_table.select(columns).to_pylist()
-    ]  # fmt: skip
+    ]
 
 
 @dataclass(frozen=True)
@@ -169,8 +175,15 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
     except ValueError as exc:
         message = str(exc) if row.path in str(exc) else f"{row.path}: {exc}"
         return Skip(row.utterance_id, row.path, message)
-    utt = shards.Utterance(row.utterance_id, row.speaker, row.split, feats, labels, start_s,
-                           pcm if opts.keep_audio else None)  # fmt: skip
+    utt = shards.Utterance(
+        row.utterance_id,
+        row.speaker,
+        row.split,
+        feats,
+        labels,
+        start_s,
+        pcm if opts.keep_audio else None,
+    )
     return Done(utt, len(y) / cfg.sample_rate, downmixed, resampled, peak)
 
 
@@ -205,16 +218,25 @@ class ExportReport:
         """data/features_report.json: the feature config, counts, the speaker -> split map and
         every skipped utterance with its reason."""
         return {
-            "kind": cfg.kind, "normalize": cfg.normalize, "dim": cfg.dim,
+            "kind": cfg.kind,
+            "normalize": cfg.normalize,
+            "dim": cfg.dim,
             "sample_rate": cfg.sample_rate,
-            "hop_s": cfg.hop_s, "win_s": cfg.win_s, "audio": keep_audio,
-            "utterances": self.utterances, "frames": self.frames,
-            "hours": round(self.seconds / 3600, 4), "shards": self.shards,
-            "downmixed": self.downmixed, "resampled": self.resampled,
-            "rescaled": len(self.rescaled or []), "rescaled_utterances": self.rescaled or [],
-            "speaker_split": split_of, "skipped": len(self.skipped or []),
+            "hop_s": cfg.hop_s,
+            "win_s": cfg.win_s,
+            "audio": keep_audio,
+            "utterances": self.utterances,
+            "frames": self.frames,
+            "hours": round(self.seconds / 3600, 4),
+            "shards": self.shards,
+            "downmixed": self.downmixed,
+            "resampled": self.resampled,
+            "rescaled": len(self.rescaled or []),
+            "rescaled_utterances": self.rescaled or [],
+            "speaker_split": split_of,
+            "skipped": len(self.skipped or []),
             "skipped_utterances": [s.__dict__ for s in self.skipped or []],
-        }  # fmt: skip
+        }
 
 
 def export(

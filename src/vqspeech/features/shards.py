@@ -56,8 +56,16 @@ def schema(dim: int) -> pa.Schema:
     )
 
 
-COLUMNS: tuple[str, ...] = ("utterance_id", "speaker", "split", "n_frames", "start_s",
-                            "features", "phones", "audio")  # fmt: skip
+COLUMNS: tuple[str, ...] = (
+    "utterance_id",
+    "speaker",
+    "split",
+    "n_frames",
+    "start_s",
+    "features",
+    "phones",
+    "audio",
+)
 FRAME_COLUMNS = [c for c in COLUMNS if c != "audio"]  # everything but the (large) audio
 
 

@@ -121,8 +121,10 @@ class DatasetSummary:
         """metrics/dataset.json, what `dvc metrics show` puts beside the other runs: the totals,
         and hours, utterances and speakers per split (the rest, frames per phone included, is
         in reports/dataset.json)."""
-        per_split = {s: {k: v[k] for k in ("hours", "utterances", "speakers")}
-                     for s, v in full["splits"].items()}  # type: ignore[union-attr]  # fmt: skip
+        per_split = {
+            s: {k: v[k] for k in ("hours", "utterances", "speakers")}
+            for s, v in full["splits"].items()
+        }  # type: ignore[union-attr]
         return {"splits": per_split, "total": full["total"]}
 
     def phone_rows(self) -> list[dict[str, object]]:
@@ -169,8 +171,12 @@ class Normalizer:
         return cls(mean, std, int(stats.get("frames", 0)))
 
     def to_json(self) -> str:
-        stats = {"frames": self.frames, "dim": len(self.mean), "mean": self.mean.tolist(),
-                 "std": self.std.tolist()}  # fmt: skip
+        stats = {
+            "frames": self.frames,
+            "dim": len(self.mean),
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
         return json.dumps(stats, indent=1, allow_nan=False) + "\n"  # NaN is no JSON
 
     def __call__(self, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:

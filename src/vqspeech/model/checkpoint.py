@@ -30,8 +30,7 @@ class CheckpointError(ValueError):
 def save_model(path: Path, model: UnitModel, extra: dict[str, object]) -> None:
     """The final model: plain state dict + config, loadable with weights_only=True."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}  # whatever the device
-    save(path, {"format": FORMAT, "config": model.config(), "state_dict": weights,
-                **extra})  # fmt: skip
+    save(path, {"format": FORMAT, "config": model.config(), "state_dict": weights, **extra})
 
 
 def save(path: Path, payload: dict) -> None:
@@ -105,8 +104,11 @@ def load_model(
     except (TypeError, ValueError, RuntimeError) as exc:  # e.g. input_dim: "39"
         raise CheckpointError(f"{path}: invalid model config: {exc}") from None
     if expect is not None and cfg != expect:
-        diff = {k: (v, w) for (k, v), w in zip(_flat(cfg).items(), _flat(expect).values(),
-                                               strict=True) if v != w}  # fmt: skip
+        diff = {
+            k: (v, w)
+            for (k, v), w in zip(_flat(cfg).items(), _flat(expect).values(), strict=True)
+            if v != w
+        }
         raise CheckpointError(f"{path}: written for other model params: {diff} (file, expected)")
     try:
         model.load_state_dict(payload["state_dict"])

@@ -47,9 +47,13 @@ def dilations(layers_per_stack: int, stacks: int) -> list[int]:
 
 class WaveNet(nn.Module):
     def __init__(
-        self, cfg: WaveNetParams, *, cond_dim: int, speaker_dim: int,
+        self,
+        cfg: WaveNetParams,
+        *,
+        cond_dim: int,
+        speaker_dim: int,
         upsample: int = SAMPLES_PER_LATENT,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`cfg` is `model.wavenet`; conditioned on latents of `cond_dim` (one per `upsample`
         samples: 20 ms) and a speaker vector of `speaker_dim`."""
         super().__init__()
@@ -67,8 +71,9 @@ class WaveNet(nn.Module):
         # (dead weights, and an error under DDP)
         self.res = nn.ModuleList(nn.Conv1d(r, r, 1) for _ in self.dilations[:-1])
         self.skip = nn.ModuleList(nn.Conv1d(r, s, 1) for _ in self.dilations)
-        self.out = nn.Sequential(nn.ReLU(), nn.Conv1d(s, s, 1), nn.ReLU(),
-                                 nn.Conv1d(s, self.classes, 1))  # fmt: skip
+        self.out = nn.Sequential(
+            nn.ReLU(), nn.Conv1d(s, s, 1), nn.ReLU(), nn.Conv1d(s, self.classes, 1)
+        )
 
     def conditioning(self, latents: Tensor, speaker: Tensor) -> Tensor:
         """[B, L, E] latents, [B, S] speaker -> [B, 2R x layers, L]: each layer's conditioning
@@ -77,9 +82,13 @@ class WaveNet(nn.Module):
         return c + self.speaker(speaker)[:, :, None]
 
     def forward(
-        self, audio: Tensor, latents: Tensor, speaker: Tensor, start: int = 0,
+        self,
+        audio: Tensor,
+        latents: Tensor,
+        speaker: Tensor,
+        start: int = 0,
         stop: int | None = None,
-    ) -> Tensor:  # fmt: skip
+    ) -> Tensor:
         """Teacher-forced logits [B, classes, stop - start]: position t predicts class t from
         the classes before it.
 
@@ -101,8 +110,9 @@ class WaveNet(nn.Module):
         c = c[:, :, first - lo * up : stop - lo * up].chunk(len(self.dilated), dim=1)
         h = self.embed(prev).transpose(1, 2)
         skips: Tensor | int = 0
-        for i, (conv, ci, skip, d) in enumerate(zip(self.dilated, c, self.skip,
-                                                    self.dilations, strict=True)):  # fmt: skip
+        for i, (conv, ci, skip, d) in enumerate(
+            zip(self.dilated, c, self.skip, self.dilations, strict=True)
+        ):
             a, b = (conv(F.pad(h, (d, 0))) + ci).chunk(2, dim=1)
             g = torch.tanh(a) * torch.sigmoid(b)
             if i < len(self.res):
@@ -112,9 +122,13 @@ class WaveNet(nn.Module):
 
     @torch.no_grad()
     def generate(
-        self, latents: Tensor, speaker: Tensor, generator: torch.Generator | None = None,
-        cached: bool = True, progress: Callable[[int], object] | None = None,
-    ) -> Tensor:  # fmt: skip
+        self,
+        latents: Tensor,
+        speaker: Tensor,
+        generator: torch.Generator | None = None,
+        cached: bool = True,
+        progress: Callable[[int], object] | None = None,
+    ) -> Tensor:
         """Sample classes [B, L * upsample] one at a time. `cached` keeps a queue of past layer
         inputs (O(layers) per sample); otherwise the whole prefix is re-run at every step (for
         tests). Both draw the same uniforms from `generator`, so they give the same samples.
@@ -131,8 +145,9 @@ class WaveNet(nn.Module):
         cond = self.conditioning(latents, speaker).chunk(len(self.dilated), dim=1)
         r = self.cfg.residual_channels
         # ring buffers [d, B, R]: slot heads[i] holds layer i's input from d steps ago
-        queues = [torch.zeros(d, b, r, device=latents.device, dtype=latents.dtype)
-                  for d in self.dilations]  # fmt: skip
+        queues = [
+            torch.zeros(d, b, r, device=latents.device, dtype=latents.dtype) for d in self.dilations
+        ]
         heads = [0] * len(queues)
         taps = [(c.weight[:, :, 0].T, c.weight[:, :, 1].T, c.bias) for c in self.dilated]
         res = [(m.weight[:, :, 0].T, m.bias) for m in self.res]

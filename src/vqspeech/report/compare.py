@@ -40,21 +40,40 @@ METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
     ("ABX within, latents (%)", "vqvae.abx.latent.within", "mfcc.abx.frames_20ms.within", False),
     ("ABX across, codes (%)", "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across", False),
     ("ABX within, codes (%)", "vqvae.abx.code.within", "kmeans_mfcc.abx.code.within", False),
-    ("PNMI vs k-means on MFCC at equal perplexity", "vqvae.pnmi", "kmeans_mfcc_matched.pnmi",
-     True),
-    ("ABX across, codes vs k-means at equal perplexity (%)", "vqvae.abx.code.across",
-     "kmeans_mfcc_matched.abx.code.across", False),
+    ("PNMI vs k-means on MFCC at equal perplexity", "vqvae.pnmi", "kmeans_mfcc_matched.pnmi", True),
+    (
+        "ABX across, codes vs k-means at equal perplexity (%)",
+        "vqvae.abx.code.across",
+        "kmeans_mfcc_matched.abx.code.across",
+        False,
+    ),
     ("PNMI, k-means on latents", "kmeans_latent.pnmi", "kmeans_mfcc.pnmi", True),
-    ("ABX across, k-means on latents (%)", "kmeans_latent.abx.code.across",
-     "kmeans_mfcc.abx.code.across", False),
+    (
+        "ABX across, k-means on latents (%)",
+        "kmeans_latent.abx.code.across",
+        "kmeans_mfcc.abx.code.across",
+        False,
+    ),
     ("PNMI after DPDP", "vqvae_dpdp.pnmi", "kmeans_mfcc_dpdp.pnmi", True),
     ("boundary F1 after DPDP", "vqvae_dpdp.boundary_f1", "kmeans_mfcc_dpdp.boundary_f1", True),
-    ("ABX across, codes after DPDP (%)", "vqvae_dpdp.abx.code.across",
-     "kmeans_mfcc_dpdp.abx.code.across", False),
-)  # fmt: skip
+    (
+        "ABX across, codes after DPDP (%)",
+        "vqvae_dpdp.abx.code.across",
+        "kmeans_mfcc_dpdp.abx.code.across",
+        False,
+    ),
+)
 PARAM_SECTIONS = ("data", "features", "stats", "model", "train", "eval")
-_CLUSTER = ("pnmi", "nmi", "phone_purity", "code_perplexity", "bitrate", "mean_run_length",
-            "abx.code.within", "abx.code.across")  # fmt: skip
+_CLUSTER = (
+    "pnmi",
+    "nmi",
+    "phone_purity",
+    "code_perplexity",
+    "bitrate",
+    "mean_run_length",
+    "abx.code.within",
+    "abx.code.across",
+)
 # the study table's systems and the metrics each has (`study_markdown`)
 STUDY_SYSTEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("vqvae", (*_CLUSTER, "abx.latent.within", "abx.latent.across")),
@@ -75,8 +94,15 @@ STUDY_LABELS = {
     "kmeans_mfcc_dpdp": "k-means on MFCC, DPDP",
     "mfcc": "MFCC frames (20 ms)",
 }
-IGNORED_PARAMS = {SEED, "train.device", "train.threads", "train.log_every",
-                  "train.snapshot_every", "data.jobs", "features.jobs"}  # fmt: skip
+IGNORED_PARAMS = {
+    SEED,
+    "train.device",
+    "train.threads",
+    "train.log_every",
+    "train.snapshot_every",
+    "data.jobs",
+    "features.jobs",
+}
 
 
 # knobs added with a default that changed the behaviour: the value every earlier run had (a
@@ -157,8 +183,11 @@ def _once(table: pd.DataFrame) -> pd.DataFrame:
     """The same run reached twice (a commit's row and the workspace, commits that did not change
     the pipeline with -A, an experiment and the commit that reproduced it) kept once, or it
     would count as several seeds."""
-    params = [c for c in table.columns if c.split(".")[0] in PARAM_SECTIONS
-              and (c == SEED or c not in IGNORED_PARAMS)]  # fmt: skip
+    params = [
+        c
+        for c in table.columns
+        if c.split(".")[0] in PARAM_SECTIONS and (c == SEED or c not in IGNORED_PARAMS)
+    ]
     metrics = list(dict.fromkeys(c for _, ours, base, _ in METRICS for c in (ours, base) if c))
     keys = table[params].astype(str).join(table.reindex(columns=metrics))
     return table[~keys.duplicated()]
@@ -220,8 +249,11 @@ def with_earlier_runs(
 def newest(table: pd.DataFrame) -> pd.DataFrame:
     """The first run of each configuration and seed (`table` newest first), after `_once`."""
     table = _once(table)
-    params = [c for c in table.columns if c.split(".")[0] in PARAM_SECTIONS
-              and (c == SEED or c not in IGNORED_PARAMS)]  # fmt: skip
+    params = [
+        c
+        for c in table.columns
+        if c.split(".")[0] in PARAM_SECTIONS and (c == SEED or c not in IGNORED_PARAMS)
+    ]
     return table[~table[params].astype(str).duplicated(keep="first")]
 
 
@@ -274,12 +306,26 @@ def plot_against_k(summ: pd.DataFrame, path: Path) -> None:
     for ax, (label, ours, base, higher) in zip(axes.flat, METRICS, strict=False):
         for _, g in groups:
             g = g.sort_values(K)
-            ax.errorbar(g[K], g[f"{ours}:mean"], yerr=g[f"{ours}:std"].fillna(0), marker="o",
-                        capsize=3, label=_label(g.iloc[0], cols))  # fmt: skip
+            ax.errorbar(
+                g[K],
+                g[f"{ours}:mean"],
+                yerr=g[f"{ours}:std"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=_label(g.iloc[0], cols),
+            )
         if base:
             b = summ.groupby(K)[f"{base}:mean"].mean()
-            ax.plot(b.index, b.to_numpy(), "k--", marker="s", ms=4, label="k-means on MFCC"
-                    if "ABX" not in label or "codes" in label else "MFCC frames")  # fmt: skip
+            ax.plot(
+                b.index,
+                b.to_numpy(),
+                "k--",
+                marker="s",
+                ms=4,
+                label="k-means on MFCC"
+                if "ABX" not in label or "codes" in label
+                else "MFCC frames",
+            )
         ax.set_xscale("log")
         ax.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=10)
         ax.set_xlabel("codebook size K")
@@ -293,11 +339,15 @@ def plot_against_k(summ: pd.DataFrame, path: Path) -> None:
 def plot_seeds(table: pd.DataFrame, path: Path) -> None:
     """Every run's PNMI and across-speaker ABX per configuration: the spread over seeds."""
     cols = config_columns(table)
-    names = (table[cols].astype(str).agg(", ".join, axis=1) if cols
-             else pd.Series(["all"] * len(table)))  # fmt: skip
+    names = (
+        table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(["all"] * len(table))
+    )
     order = list(dict.fromkeys(names))
-    shown = [m for m in METRICS if m[1] in ("vqvae.pnmi", "vqvae.abx.code.across",
-                                           "vqvae.abx.latent.across")]  # fmt: skip
+    shown = [
+        m
+        for m in METRICS
+        if m[1] in ("vqvae.pnmi", "vqvae.abx.code.across", "vqvae.abx.latent.across")
+    ]
     fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 0.4 * len(order) + 2))
     for ax, (label, ours, _, _) in zip(np.atleast_1d(axes), shown, strict=True):
         for i, name in enumerate(order):
@@ -346,18 +396,31 @@ def flatten(params: Mapping[str, object], prefix: str = "") -> dict[str, object]
 
 
 def study_markdown(
-    table: pd.DataFrame, defaults: Mapping[str, object] | None = None,
+    table: pd.DataFrame,
+    defaults: Mapping[str, object] | None = None,
     systems: Iterable[str] | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """The study table: per configuration (params that differ, the seed aside; named by those
     that differ from `defaults`, dotted names), each system's clustering and ABX metrics as
     mean ± std over its seeds; latent ABX for the VQ-VAE's latents and, on the MFCC row, ABX of
     the MFCC frames paired to 20 ms. `systems`: those of STUDY_SYSTEMS to show (default all)."""
     shown = set(systems) if systems is not None else {name for name, _ in STUDY_SYSTEMS}
     labels = config_labels(table, defaults)
-    header = ["configuration", "system", "seeds", "PNMI", "NMI", "phone purity", "perplexity",
-              "code ABX within %", "code ABX across %", "latent / frame ABX within %",
-              "latent / frame ABX across %", "bitrate", "mean run"]  # fmt: skip
+    header = [
+        "configuration",
+        "system",
+        "seeds",
+        "PNMI",
+        "NMI",
+        "phone purity",
+        "perplexity",
+        "code ABX within %",
+        "code ABX across %",
+        "latent / frame ABX within %",
+        "latent / frame ABX across %",
+        "bitrate",
+        "mean run",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
 
     def cell(runs: pd.DataFrame, name: str, digits: int) -> str:
@@ -380,41 +443,73 @@ def study_markdown(
             )
             frame_w = cell(runs, f"{frames}.within", 2) if frames else NONE
             frame_a = cell(runs, f"{frames}.across", 2) if frames else NONE
-            lines.append("| " + " | ".join([
-                label, STUDY_LABELS[system], str(len(runs)),
-                cell(runs, f"{system}.pnmi", 3), cell(runs, f"{system}.nmi", 3),
-                cell(runs, f"{system}.phone_purity", 3),
-                cell(runs, f"{system}.code_perplexity", 1),
-                cell(runs, f"{system}.abx.code.within", 2),
-                cell(runs, f"{system}.abx.code.across", 2), frame_w, frame_a,
-                cell(runs, f"{system}.bitrate", 0), cell(runs, f"{system}.mean_run_length", 2),
-            ]) + " |")  # fmt: skip
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        label,
+                        STUDY_LABELS[system],
+                        str(len(runs)),
+                        cell(runs, f"{system}.pnmi", 3),
+                        cell(runs, f"{system}.nmi", 3),
+                        cell(runs, f"{system}.phone_purity", 3),
+                        cell(runs, f"{system}.code_perplexity", 1),
+                        cell(runs, f"{system}.abx.code.within", 2),
+                        cell(runs, f"{system}.abx.code.across", 2),
+                        frame_w,
+                        frame_a,
+                        cell(runs, f"{system}.bitrate", 0),
+                        cell(runs, f"{system}.mean_run_length", 2),
+                    ]
+                )
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
-DEFAULT_SYSTEMS = ("vqvae", "kmeans_mfcc", "kmeans_mfcc_matched", "kmeans_latent", "vqvae_dpdp",
-                   "kmeans_mfcc_dpdp", "kmeans_latent_dpdp", "random")  # fmt: skip
-DEFAULT_ABX = (("VQ-VAE latents (continuous)", "vqvae", "latent"),
-               ("VQ-VAE code vectors", "vqvae", "code"),
-               ("k-means on MFCC, centroids", "kmeans_mfcc", "code"),
-               ("k-means on MFCC at equal perplexity, centroids", "kmeans_mfcc_matched", "code"),
-               ("k-means on the latents, centroids", "kmeans_latent", "code"),
-               ("VQ-VAE codes after DPDP", "vqvae_dpdp", "code"),
-               ("k-means on MFCC after DPDP", "kmeans_mfcc_dpdp", "code"),
-               ("MFCC frames paired to 20 ms", "mfcc", "frames_20ms"),
-               ("MFCC frames at 10 ms", "mfcc", "frames_10ms"))  # fmt: skip
+DEFAULT_SYSTEMS = (
+    "vqvae",
+    "kmeans_mfcc",
+    "kmeans_mfcc_matched",
+    "kmeans_latent",
+    "vqvae_dpdp",
+    "kmeans_mfcc_dpdp",
+    "kmeans_latent_dpdp",
+    "random",
+)
+DEFAULT_ABX = (
+    ("VQ-VAE latents (continuous)", "vqvae", "latent"),
+    ("VQ-VAE code vectors", "vqvae", "code"),
+    ("k-means on MFCC, centroids", "kmeans_mfcc", "code"),
+    ("k-means on MFCC at equal perplexity, centroids", "kmeans_mfcc_matched", "code"),
+    ("k-means on the latents, centroids", "kmeans_latent", "code"),
+    ("VQ-VAE codes after DPDP", "vqvae_dpdp", "code"),
+    ("k-means on MFCC after DPDP", "kmeans_mfcc_dpdp", "code"),
+    ("MFCC frames paired to 20 ms", "mfcc", "frames_20ms"),
+    ("MFCC frames at 10 ms", "mfcc", "frames_10ms"),
+)
 
 
 def default_markdown(report: Mapping[str, dict]) -> str:
     """The committed run's tables (reports/eval.json, all frames): every system's clustering
     and boundary scores, then its ABX; systems the report lacks are left out."""
-    cols = [("NMI", "nmi", 3), ("AMI", "ami", 3), ("ARI", "ari", 3), ("PNMI", "pnmi", 3),
-            ("phone purity", "phone_purity", 3), ("one-to-one", "one_to_one", 3),
-            ("perplexity", "code_perplexity", 1), ("bitrate", "bitrate", 0),
-            ("boundary F1", "boundary_f1", 3), ("mean run", "mean_run_length", 2)]  # fmt: skip
+    cols = [
+        ("NMI", "nmi", 3),
+        ("AMI", "ami", 3),
+        ("ARI", "ari", 3),
+        ("PNMI", "pnmi", 3),
+        ("phone purity", "phone_purity", 3),
+        ("one-to-one", "one_to_one", 3),
+        ("perplexity", "code_perplexity", 1),
+        ("bitrate", "bitrate", 0),
+        ("boundary F1", "boundary_f1", 3),
+        ("mean run", "mean_run_length", 2),
+    ]
     k = report["vqvae"]["all"]["codes_used"] if "vqvae" in report else "?"
-    lines = [f"| system (K={k}) | " + " | ".join(c[0] for c in cols) + " |",
-             "|---|" + "---:|" * len(cols)]  # fmt: skip
+    lines = [
+        f"| system (K={k}) | " + " | ".join(c[0] for c in cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
     for system in DEFAULT_SYSTEMS:
         if system not in report or "all" not in report[system]:
             continue
@@ -427,8 +522,11 @@ def default_markdown(report: Mapping[str, dict]) -> str:
             )
             + " |"
         )
-    lines += ["", "| ABX error %, libri-light's `eval_ABX` | items | within speaker | across "
-              "speaker |", "|---|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        "",
+        "| ABX error %, libri-light's `eval_ABX` | items | within speaker | across speaker |",
+        "|---|---:|---:|---:|",
+    ]
     for label, system, rep in DEFAULT_ABX:
         a = report.get(system, {}).get("abx", {}).get(rep)
         if a is None:
@@ -443,8 +541,11 @@ def config_labels(table: pd.DataFrame, defaults: Mapping[str, object] | None = N
     from `defaults` (dotted names without their section), "default" when none does."""
     defaults = defaults or {}
     cols = [c for c in config_columns(table) if table[c].astype(str).nunique() > 1]
-    keys = table[cols].astype(str).agg(", ".join, axis=1) if cols else pd.Series(
-        ["default"] * len(table), index=table.index)  # fmt: skip
+    keys = (
+        table[cols].astype(str).agg(", ".join, axis=1)
+        if cols
+        else pd.Series(["default"] * len(table), index=table.index)
+    )
     names = {}
     for key in dict.fromkeys(keys):
         first = table[keys.to_numpy() == key].iloc[0]
@@ -513,8 +614,14 @@ def codebook_animation(snapshots: pd.DataFrame, path: Path, seed: int = 0) -> in
         sel = (snapshots["epoch"] == epochs[i]).to_numpy()
         lat = sel & (snapshots["kind"] == "latent").to_numpy()
         code = sel & (snapshots["kind"] == "code").to_numpy()
-        ax.scatter(xy[lat, 0], xy[lat, 1], s=4, alpha=0.6, linewidths=0,
-                   c=[colour[p] for p in snapshots.loc[lat, "phone"]])  # fmt: skip
+        ax.scatter(
+            xy[lat, 0],
+            xy[lat, 1],
+            s=4,
+            alpha=0.6,
+            linewidths=0,
+            c=[colour[p] for p in snapshots.loc[lat, "phone"]],
+        )
         ax.scatter(xy[code, 0], xy[code, 1], marker="x", s=30, c="black", linewidths=1)
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
@@ -529,6 +636,7 @@ def codebook_animation(snapshots: pd.DataFrame, path: Path, seed: int = 0) -> in
         images.append(Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB"))
     plt.close(fig)
     with atomic.atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=600, loop=0)  # fmt: skip
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=600, loop=0
+        )
     return len(images)

@@ -22,10 +22,17 @@ log = logging.getLogger(__name__)
 
 
 def draw(
-    folder: Path, frames: pd.DataFrame, latents: Callable[[], Iterable[np.ndarray]],
-    codebook: np.ndarray, panels_of, *, utterances: int, umap_points: int, seconds: float,
+    folder: Path,
+    frames: pd.DataFrame,
+    latents: Callable[[], Iterable[np.ndarray]],
+    codebook: np.ndarray,
+    panels_of,
+    *,
+    utterances: int,
+    umap_points: int,
+    seconds: float,
     seed: int,
-) -> None:  # fmt: skip
+) -> None:
     """Every figure into `folder`. `frames`: the frame table (grouped by utterance);
     `latents()`: a pass over its latents in row order, a part at a time (called three times);
     `panels_of(ids, order)` returns the UtterancePanels of held-out utterances `ids`, codes
@@ -35,8 +42,9 @@ def draw(
     order = P.code_order(table, P.phone_rank(table.phones))
     order += [c for c in range(len(codebook)) if c not in order]  # unused codes last
     P.heatmap(table, folder / "heatmap.png")
-    P.bigrams(P.sequences(frames, "phone"), P.sequences(frames, "code"), table,
-              folder / "bigrams.png")  # fmt: skip
+    P.bigrams(
+        P.sequences(frames, "phone"), P.sequences(frames, "code"), table, folder / "bigrams.png"
+    )
     phone_rows, code_rows = P.frequencies(table)
     P.write_rows(folder / "phone_frequency.json", phone_rows)
     P.write_rows(folder / "code_frequency.json", code_rows)
@@ -58,10 +66,21 @@ def draw(
             at += len(part)
         started = time.perf_counter()
         speakers = frames["speaker"].to_numpy()[pick]
-        P.umap(picked.result(), codes[pick], phones[pick], speakers, codebook,
-               folder / "umap.png", seed)  # fmt: skip
-        log.info("UMAP of %d latents + %d codes in %.1f s", len(pick), len(codebook),
-                 time.perf_counter() - started)  # fmt: skip
+        P.umap(
+            picked.result(),
+            codes[pick],
+            phones[pick],
+            speakers,
+            codebook,
+            folder / "umap.png",
+            seed,
+        )
+        log.info(
+            "UMAP of %d latents + %d codes in %.1f s",
+            len(pick),
+            len(codebook),
+            time.perf_counter() - started,
+        )
     else:
         log.info("eval.plots.umap_points is 0: no UMAP figure (umap.png not written)")
     ids = sorted(set(frames["utterance_id"]))[:utterances]
@@ -69,9 +88,14 @@ def draw(
 
 
 def utterance_panels(
-    model, utts: dict[str, Utterance], norm: Normalizer, audio_paths: dict[str, str],
-    textgrids: dict[str, str], ids: Sequence[str], order: list[int],
-) -> list[P.UtterancePanels]:  # fmt: skip
+    model,
+    utts: dict[str, Utterance],
+    norm: Normalizer,
+    audio_paths: dict[str, str],
+    textgrids: dict[str, str],
+    ids: Sequence[str],
+    order: list[int],
+) -> list[P.UtterancePanels]:
     """Audio, normalized features, code distances (softmax), codes and phones, and the deconv
     decoder's reconstruction (a WaveNet's are the synthesize stage's), of each of `ids`."""
     import soundfile as sf
@@ -95,10 +119,20 @@ def utterance_panels(
                 speaker = model.speaker_vectors(torch.tensor([-1]))
                 recon = model.decoder(vq.quantized, speaker)[0].cpu().numpy()
         soft = torch.softmax(-vq.distances[0], dim=-1).cpu().numpy()[:, order]
-        phones = [(iv.start - u.start_s, iv.end - u.start_s, iv.label)
-                  for iv in read_phones(textgrids[uid]).intervals]  # fmt: skip
-        panels.append(P.UtterancePanels(
-            uid, audio[: int(len(u.features) * 0.01 * sr) + 240], sr, x, soft,
-            position[vq.codes[0].cpu().numpy()], phones, recon,
-        ))  # fmt: skip
+        phones = [
+            (iv.start - u.start_s, iv.end - u.start_s, iv.label)
+            for iv in read_phones(textgrids[uid]).intervals
+        ]
+        panels.append(
+            P.UtterancePanels(
+                uid,
+                audio[: int(len(u.features) * 0.01 * sr) + 240],
+                sr,
+                x,
+                soft,
+                position[vq.codes[0].cpu().numpy()],
+                phones,
+                recon,
+            )
+        )
     return panels

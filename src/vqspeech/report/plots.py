@@ -90,16 +90,19 @@ def bigram_counts(seqs: Sequence[np.ndarray], labels: list) -> np.ndarray:
 
 
 def bigrams(
-    phone_seqs: Sequence[np.ndarray], code_seqs: Sequence[np.ndarray], table: Contingency,
+    phone_seqs: Sequence[np.ndarray],
+    code_seqs: Sequence[np.ndarray],
+    table: Contingency,
     path: Path,
-) -> None:  # fmt: skip
+) -> None:
     """P(next | current) for phones and codes, with the diagonal and without it (the
     transitions only, renormalized), one panel each."""
     phones = phone_rank(table.phones)
     codes = code_order(table, phones)
     fig, axes = plt.subplots(2, 2, figsize=(14, 12))
-    for row, (name, seqs, labels) in enumerate((("phone", phone_seqs, phones),
-                                                ("code", code_seqs, codes))):  # fmt: skip
+    for row, (name, seqs, labels) in enumerate(
+        (("phone", phone_seqs, phones), ("code", code_seqs, codes))
+    ):
         counts = bigram_counts(seqs, labels).astype(float)
         for col, keep_diag in enumerate((True, False)):
             m = counts.copy()
@@ -114,8 +117,10 @@ def bigrams(
             ax.set_yticks(range(len(labels)), ticks, fontsize=size)
             ax.set_xlabel(f"next {name}")
             ax.set_ylabel(f"current {name}")
-            ax.set_title(f"{name} bigrams, P(next | current), "
-                         + ("with the diagonal" if keep_diag else "diagonal removed"))  # fmt: skip
+            ax.set_title(
+                f"{name} bigrams, P(next | current), "
+                + ("with the diagonal" if keep_diag else "diagonal removed")
+            )
             fig.colorbar(im, ax=ax, fraction=0.04)
     fig.tight_layout()
     save(fig, path)
@@ -134,24 +139,31 @@ def frequencies(table: Contingency) -> tuple[list[dict], list[dict]]:
     return phone_rows, code_rows
 
 
-def distance_histograms(latents: np.ndarray, codes: np.ndarray, codebook: np.ndarray,
-                        bins: int = 60) -> list[dict]:  # fmt: skip
+def distance_histograms(
+    latents: np.ndarray, codes: np.ndarray, codebook: np.ndarray, bins: int = 60
+) -> list[dict]:
     """Densities of Euclidean distances: latent to its chosen code, latent to every other code,
     and between codes (each pair once), on shared bins; one row per bin."""
     return streamed_distance_histograms(lambda: [(latents, codes)], codebook, bins)
 
 
 def streamed_distance_histograms(
-    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]], codebook: np.ndarray,
+    chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+    codebook: np.ndarray,
     bins: int = 60,
-) -> list[dict]:  # fmt: skip
+) -> list[dict]:
     """`distance_histograms` of latents and their codes that `chunks()` yields a part at a time
     (called twice: the largest distance, then the counts)."""
 
     def distances(latents: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        d = np.sqrt(np.maximum(
-            (latents**2).sum(1)[:, None] - 2 * latents @ codebook.T
-            + (codebook**2).sum(1)[None], 0.0))  # fmt: skip
+        d = np.sqrt(
+            np.maximum(
+                (latents**2).sum(1)[:, None]
+                - 2 * latents @ codebook.T
+                + (codebook**2).sum(1)[None],
+                0.0,
+            )
+        )
         chosen = d[np.arange(len(d)), codes]
         return chosen, d[np.arange(codebook.shape[0])[None, :] != codes[:, None]]
 
@@ -162,8 +174,10 @@ def streamed_distance_histograms(
         chosen, others = distances(*part)
         top = max(top, float(chosen.max(initial=0.0)), float(others.max(initial=0.0)))
     edges = np.linspace(0.0, top * 1.0001, bins + 1)
-    counts = {"latent_to_chosen": np.zeros(bins, np.int64),
-              "latent_to_others": np.zeros(bins, np.int64)}  # fmt: skip
+    counts = {
+        "latent_to_chosen": np.zeros(bins, np.int64),
+        "latent_to_others": np.zeros(bins, np.int64),
+    }
     for part in chunks():
         for name, x in zip(counts, distances(*part), strict=True):
             counts[name] += np.histogram(x, edges)[0]
@@ -173,20 +187,30 @@ def streamed_distance_histograms(
         name: c / width / c.sum() if c.sum() else np.zeros(bins) for name, c in counts.items()
     }  # as np.histogram's density=True
     centres = (edges[:-1] + edges[1:]) / 2
-    return [{"distance": round(float(c), 4), **{k: round(float(v[i]), 5) for k, v in dens.items()}}
-            for i, c in enumerate(centres)]  # fmt: skip
+    return [
+        {"distance": round(float(c), 4), **{k: round(float(v[i]), 5) for k, v in dens.items()}}
+        for i, c in enumerate(centres)
+    ]
 
 
 def _categorical(n: int) -> np.ndarray:
     cmap = plt.get_cmap("tab20")
-    return np.array([cmap(i % 20) for i in range(n)]) if n <= 20 else plt.get_cmap("hsv")(
-        np.linspace(0, 1, n, endpoint=False))  # fmt: skip
+    return (
+        np.array([cmap(i % 20) for i in range(n)])
+        if n <= 20
+        else plt.get_cmap("hsv")(np.linspace(0, 1, n, endpoint=False))
+    )
 
 
 def umap(
-    latents: np.ndarray, codes: np.ndarray, phones: np.ndarray, speakers: np.ndarray,
-    codebook: np.ndarray, path: Path, seed: int,
-) -> None:  # fmt: skip
+    latents: np.ndarray,
+    codes: np.ndarray,
+    phones: np.ndarray,
+    speakers: np.ndarray,
+    codebook: np.ndarray,
+    path: Path,
+    seed: int,
+) -> None:
     """UMAP of latents with the codebook embedded alongside, in three colourings."""
     import umap as umap_lib  # heavy (numba): only here
 
@@ -202,10 +226,17 @@ def umap(
     ):
         names = phone_rank(labels) if name == "phone" else sorted(set(labels.tolist()))
         colour = dict(zip(names, _categorical(len(names)), strict=True))
-        ax.scatter(pts[:, 0], pts[:, 1], s=3, c=[colour[x] for x in labels.tolist()],
-                   alpha=0.6, linewidths=0)  # fmt: skip
-        ax.scatter(book[:, 0], book[:, 1], marker="x", s=30, c="black", linewidths=1,
-                   label="codebook")  # fmt: skip
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            s=3,
+            c=[colour[x] for x in labels.tolist()],
+            alpha=0.6,
+            linewidths=0,
+        )
+        ax.scatter(
+            book[:, 0], book[:, 1], marker="x", s=30, c="black", linewidths=1, label="codebook"
+        )
         if name == "speaker":
             for n in names:
                 ax.scatter([], [], s=20, color=colour[n], label=n)
@@ -249,8 +280,9 @@ def utterance_figure(
 
     n = len(panels)
     ratios = [1, 1.4, 1.4, 1.6, 1.4, 1.4]
-    fig, axes = plt.subplots(6, n, figsize=(6 * n, 14), squeeze=False,
-                             gridspec_kw={"height_ratios": ratios})  # fmt: skip
+    fig, axes = plt.subplots(
+        6, n, figsize=(6 * n, 14), squeeze=False, gridspec_kw={"height_ratios": ratios}
+    )
     for col, p in enumerate(panels):
         ax = axes[:, col]
         t_end = min(len(p.features) * hop_s, seconds)
@@ -260,25 +292,57 @@ def utterance_figure(
         spec = librosa.amplitude_to_db(
             np.abs(librosa.stft(p.audio, n_fft=512, hop_length=160)), ref=np.max
         )
-        ax[1].imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=-80,
-                     extent=(0, len(p.audio) / p.sample_rate, 0, p.sample_rate / 2000))  # fmt: skip
+        ax[1].imshow(
+            spec,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=-80,
+            extent=(0, len(p.audio) / p.sample_rate, 0, p.sample_rate / 2000),
+        )
         ax[1].set_ylabel("spectrogram (kHz)")
-        for a, x, label in ((ax[2], p.features, "input features"),
-                            (ax[5], p.reconstruction, "reconstruction"
-                             if p.reconstruction is None or p.reconstruction.shape[1]
-                             == p.features.shape[1] else "reconstruction (target)")):  # fmt: skip
+        for a, x, label in (
+            (ax[2], p.features, "input features"),
+            (
+                ax[5],
+                p.reconstruction,
+                "reconstruction"
+                if p.reconstruction is None or p.reconstruction.shape[1] == p.features.shape[1]
+                else "reconstruction (target)",
+            ),
+        ):
             if x is None:
-                a.text(0.5, 0.5, "no feature reconstruction (a WaveNet decoder's audio is in "
-                       "plots/synthesis; VQ-CPC has no decoder)",
-                       ha="center", va="center", transform=a.transAxes)  # fmt: skip
+                a.text(
+                    0.5,
+                    0.5,
+                    "no feature reconstruction (a WaveNet decoder's audio is in "
+                    "plots/synthesis; VQ-CPC has no decoder)",
+                    ha="center",
+                    va="center",
+                    transform=a.transAxes,
+                )
                 a.set_ylabel(label)
                 continue
-            a.imshow(x.T, origin="lower", aspect="auto", cmap="coolwarm", vmin=-3, vmax=3,
-                     extent=(0, len(x) * hop_s, 0, x.shape[1]))  # fmt: skip
+            a.imshow(
+                x.T,
+                origin="lower",
+                aspect="auto",
+                cmap="coolwarm",
+                vmin=-3,
+                vmax=3,
+                extent=(0, len(x) * hop_s, 0, x.shape[1]),
+            )
             a.set_ylabel(label)
         lat = 2 * hop_s
-        ax[3].imshow(p.soft.T, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1,
-                     extent=(0, len(p.soft) * lat, 0, p.soft.shape[1]))  # fmt: skip
+        ax[3].imshow(
+            p.soft.T,
+            origin="lower",
+            aspect="auto",
+            cmap="Greys",
+            vmin=0,
+            vmax=1,
+            extent=(0, len(p.soft) * lat, 0, p.soft.shape[1]),
+        )
         ax[3].set_ylabel("softmax(-distance)\nover codes")
         centres = (np.arange(len(p.codes)) + 0.5) * lat
         ax[4].step(centres, p.codes, where="mid", lw=0.8, color="tab:blue")
@@ -287,10 +351,12 @@ def utterance_figure(
         for i, (s, e, label) in enumerate(p.phones):
             if e <= 0 or s >= t_end:
                 continue
-            ax[4].axvspan(max(s, 0), min(e, t_end), ymin=0, ymax=0.14,
-                          color="0.85" if i % 2 else "0.7")  # fmt: skip
-            ax[4].text((max(s, 0) + min(e, t_end)) / 2, -7, label, ha="center", va="center",
-                       fontsize=6)  # fmt: skip
+            ax[4].axvspan(
+                max(s, 0), min(e, t_end), ymin=0, ymax=0.14, color="0.85" if i % 2 else "0.7"
+            )
+            ax[4].text(
+                (max(s, 0) + min(e, t_end)) / 2, -7, label, ha="center", va="center", fontsize=6
+            )
             for a in ax[2:5]:
                 a.axvline(max(s, 0), color="0.5", lw=0.3)
         for a in ax:

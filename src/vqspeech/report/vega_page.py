@@ -16,8 +16,11 @@ from pathlib import Path
 
 from vqspeech.io import atomic
 
-BUILDS = (("vega", "build/vega.min.js"), ("vega-lite", "build/vega-lite.min.js"),
-          ("vega-embed", "build/vega-embed.min.js"))  # fmt: skip
+BUILDS = (
+    ("vega", "build/vega.min.js"),
+    ("vega-lite", "build/vega-lite.min.js"),
+    ("vega-embed", "build/vega-embed.min.js"),
+)
 
 
 def template(node_modules: Path) -> str:

@@ -56,8 +56,9 @@ def run_files(folder: Path, epochs: int) -> list[Path]:
 def resume_step(checkpoint_dir: Path, key: str, epochs: int, world: int = 1) -> int | None:
     """The step a run with this key, number of epochs and of ranks would resume from, or None
     when it would start afresh."""
-    state = load_resumable(run_dir(checkpoint_dir, key) / CHECKPOINT, key, epochs, quiet=True,
-                           world=world)  # fmt: skip
+    state = load_resumable(
+        run_dir(checkpoint_dir, key) / CHECKPOINT, key, epochs, quiet=True, world=world
+    )
     return None if state is None else int(state["step"])
 
 
@@ -86,16 +87,23 @@ def load_resumable(
     written = int(state.get("world", 1))
     if written != world:
         if not quiet:
-            log.warning("%s was written by a run of %d rank(s), this one has %d; starting from "
-                        "scratch", path, written, world)  # fmt: skip
+            log.warning(
+                "%s was written by a run of %d rank(s), this one has %d; starting from scratch",
+                path,
+                written,
+                world,
+            )
         return None
     done = int(state["epoch"])
     if done > epochs:
         if not quiet:
             log.warning(
                 "%s has %d epochs done, more than train.epochs = %d: a shorter run cannot "
-                "resume a longer one; starting from scratch", path, done, epochs,
-            )  # fmt: skip
+                "resume a longer one; starting from scratch",
+                path,
+                done,
+                epochs,
+            )
         return None
     return state
 

@@ -67,8 +67,10 @@ def load_split(
     total = 0 if frames is None else frames  # `frames`: the caller's index knows them already
     for path in paths if frames is None else ():
         table = shards.read(path, columns=["split", "n_frames"])
-        total += int(pc.sum(table.filter(pc.equal(table.column("split"), split))
-                            .column("n_frames")).as_py() or 0)  # fmt: skip
+        total += int(
+            pc.sum(table.filter(pc.equal(table.column("split"), split)).column("n_frames")).as_py()
+            or 0
+        )
     dim = len(norm.mean)
     out = np.empty((total, dim), dtype=np.float32)
     filled = 0
@@ -79,8 +81,10 @@ def load_split(
             continue
         feats = table.column("features").combine_chunks()
         if feats.type.value_type.list_size != dim:
-            raise ValueError(f"features have {feats.type.value_type.list_size} dimensions but "
-                             f"the stats have {dim}")  # fmt: skip
+            raise ValueError(
+                f"features have {feats.type.value_type.list_size} dimensions but "
+                f"the stats have {dim}"
+            )
         x = feats.flatten().flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)
         if not np.isfinite(x).all():
             raise ValueError(f"{path}: non-finite feature values in split {split!r}")
@@ -204,9 +208,14 @@ def batch_audio(
 
 
 def epoch_batches(
-    data: Spans, crop: int, batch_size: int, seed: int, epoch: int, speakers_per_batch: int = 0,
+    data: Spans,
+    crop: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    speakers_per_batch: int = 0,
     key: tuple[int, ...] = (),
-) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (utterance, start) index arrays of every batch of one epoch: about one crop per
     `crop` frames of the split, a function of (seed, epoch) only (and of `key`, which tells the
     windows of a streamed epoch apart: vqspeech.train.stream).
@@ -231,9 +240,13 @@ def batch_count(data: Spans, crop: int, batch_size: int) -> int:
 
 
 def _speaker_batches(
-    data: Spans, crop: int, batch_size: int, n_speakers: int, n_batches: int,
+    data: Spans,
+    crop: int,
+    batch_size: int,
+    n_speakers: int,
+    n_batches: int,
     rng: np.random.Generator,
-) -> list[tuple[np.ndarray, np.ndarray]]:  # fmt: skip
+) -> list[tuple[np.ndarray, np.ndarray]]:
     if batch_size % n_speakers:
         raise ValueError(f"a batch of {batch_size} cannot hold {n_speakers} speakers equally")
     starts_per_utt = np.maximum(data.lengths - crop + 1, 0)

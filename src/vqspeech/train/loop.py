@@ -75,10 +75,13 @@ def setup(device: str = "auto") -> Dist:
         gpus = torch.cuda.device_count() if cuda else 0
         if cuda and per_node > gpus:  # every local rank decides alike: one backend for all
             if device == "cuda":
-                raise TrainingError(f"{per_node} ranks on this machine but {gpus} GPUs: lower "
-                                    "--nproc_per_node, or train.device: cpu")  # fmt: skip
-            log.warning("%d ranks on this machine but %d GPUs: training on the CPU (gloo)",
-                        per_node, gpus)  # fmt: skip
+                raise TrainingError(
+                    f"{per_node} ranks on this machine but {gpus} GPUs: lower "
+                    "--nproc_per_node, or train.device: cpu"
+                )
+            log.warning(
+                "%d ranks on this machine but %d GPUs: training on the CPU (gloo)", per_node, gpus
+            )
             cuda = False
         if cuda:
             torch.cuda.set_device(local)
@@ -125,8 +128,10 @@ def val_batches(val: Source, cfg: TrainParams) -> list[CropBatch]:
     def part(a: np.ndarray | None, i: int) -> np.ndarray | None:
         return None if a is None else a[i : i + cfg.batch_size]
 
-    return [CropBatch(*(part(a, i) for a in (every.x, every.speakers, every.audio, every.targets)))
-            for i in range(0, n, cfg.batch_size)]  # fmt: skip
+    return [
+        CropBatch(*(part(a, i) for a in (every.x, every.speakers, every.audio, every.targets)))
+        for i in range(0, n, cfg.batch_size)
+    ]
 
 
 @torch.no_grad()
@@ -149,8 +154,10 @@ def _validate(model: UnitModel, val: list[CropBatch], d: Dist) -> dict[str, floa
         xt, audio, target = _tensors(c, d)
         with _autocast(d):
             out = model(xt, _to_device(c.speakers, d), audio)
-        terms = {**model.losses(xt if target is None else target, out),
-                 "commitment": out.vq.commitment}  # fmt: skip
+        terms = {
+            **model.losses(xt if target is None else target, out),
+            "commitment": out.vq.commitment,
+        }
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + float(v) * len(c.x)
         n += len(c.x)
@@ -214,11 +221,17 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        values = {"loss": loss, **terms, "commitment": out.vq.commitment,
-                  "perplexity": out.vq.perplexity, "codes_used": out.vq.codes_used}  # fmt: skip
+        values = {
+            "loss": loss,
+            **terms,
+            "commitment": out.vq.commitment,
+            "perplexity": out.vq.perplexity,
+            "codes_used": out.vq.codes_used,
+        }
         self.names = list(values)
-        return torch.stack([torch.as_tensor(v, device=loss.device).detach().float()
-                            for v in values.values()])  # fmt: skip
+        return torch.stack(
+            [torch.as_tensor(v, device=loss.device).detach().float() for v in values.values()]
+        )
 
 
 class _Values:
@@ -228,12 +241,22 @@ class _Values:
     step's row to dvclive."""
 
     def __init__(
-        self, stepper: Stepper, ckpt_path: Path, epoch: int, live: object | None,
-        model: UnitModel, d: Dist,
-    ) -> None:  # fmt: skip
+        self,
+        stepper: Stepper,
+        ckpt_path: Path,
+        epoch: int,
+        live: object | None,
+        model: UnitModel,
+        d: Dist,
+    ) -> None:
         self.stepper, self.ckpt_path, self.epoch, self.live, self.model, self.d = (
-            stepper, ckpt_path, epoch, live, model, d
-        )  # fmt: skip
+            stepper,
+            ckpt_path,
+            epoch,
+            live,
+            model,
+            d,
+        )
         self.pending: list[torch.Tensor] = []
         self.sums: dict[str, float] = {}
         self.steps = 0
@@ -256,8 +279,11 @@ class _Values:
             others = bool(flag.item()) and not bad
         if bad or others:
             good = self.ckpt_path if self.ckpt_path.exists() else "none yet"
-            what = (f"loss became {rows[bad[0]][0]} at step {first + bad[0]}" if bad
-                    else f"another rank's loss became non-finite by step {step}")  # fmt: skip
+            what = (
+                f"loss became {rows[bad[0]][0]} at step {first + bad[0]}"
+                if bad
+                else f"another rank's loss became non-finite by step {step}"
+            )
             raise TrainingError(
                 f"{what} (epoch {self.epoch + 1}); stopped. The last good checkpoint is "
                 f"{good}; lower train.lr or check the features"
@@ -347,8 +373,12 @@ def train(
         )
     if val_source is not None and (val_source.output_dim is None) != (source.output_dim is None):
         raise TrainingError("the train and val splits must both have decoder targets or neither")
-    model = build(model_cfg, input_dim=source.input_dim, n_speakers=source.n_speakers,
-                  output_dim=source.output_dim)  # fmt: skip
+    model = build(
+        model_cfg,
+        input_dim=source.input_dim,
+        n_speakers=source.n_speakers,
+        output_dim=source.output_dim,
+    )
     model = model.to(d.device)
     if wavenet:
         try:
@@ -388,9 +418,10 @@ def train(
     net: nn.Module = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.device.index] if d.device.type == "cuda" else None,
+            model,
+            device_ids=[d.device.index] if d.device.type == "cuda" else None,
             broadcast_buffers=False,
-        )  # fmt: skip
+        )
     model.train()
     stepper = Stepper(model, net, optimizer, d)
     started, frames = time.perf_counter(), 0
@@ -430,13 +461,20 @@ def train(
                 live.next_step()
             if on_epoch is not None:  # before the checkpoint: what it keeps is never older
                 on_epoch(epoch + 1, model)
-            save(ckpt_path, {
-                "key": key, "epoch": epoch + 1, "step": step, "world": d.world,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state() if d.device.type == "cuda" else None,
-                "last": last,
-            })  # fmt: skip
+            save(
+                ckpt_path,
+                {
+                    "key": key,
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "world": d.world,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rng_cpu": torch.get_rng_state(),
+                    "rng_cuda": torch.cuda.get_rng_state() if d.device.type == "cuda" else None,
+                    "last": last,
+                },
+            )
     if d.world > 1:
         _check_same_codebook(model, d)
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
@@ -455,8 +493,9 @@ def _source(data: SplitData | Source, audio: bool, name: str) -> Source:
 def _same_start(d: Dist, key: str, epoch: int) -> None:
     """Every rank must start the same run at the same epoch: the collectives of a fresh start
     (k-means broadcast) and of a resume differ, and so would the steps."""
-    mine = torch.tensor([float(int(key[:12], 16)), float(epoch)], dtype=torch.float64,
-                        device=d.device)  # fmt: skip
+    mine = torch.tensor(
+        [float(int(key[:12], 16)), float(epoch)], dtype=torch.float64, device=d.device
+    )
     gathered = [torch.zeros_like(mine) for _ in range(d.world)]
     dist.all_gather(gathered, mine)
     starts = [(int(g[0]), int(g[1])) for g in gathered]

@@ -33,9 +33,14 @@ class Snapshots:
     """Callable `(epoch, model)` for `vqspeech.train.loop.train(on_epoch=...)`."""
 
     def __init__(
-        self, folder: Path, key: str, sample: Iterable[Utterance], norm: Normalizer,
-        every: int, max_latents: int = 1000,
-    ) -> None:  # fmt: skip
+        self,
+        folder: Path,
+        key: str,
+        sample: Iterable[Utterance],
+        norm: Normalizer,
+        every: int,
+        max_latents: int = 1000,
+    ) -> None:
         self.folder, self.key, self.every = Path(folder), key, every
         self.inputs: list[np.ndarray] = []
         self.phones: list[str] = []
@@ -59,8 +64,10 @@ class Snapshots:
         model.eval()  # no EMA update, no jitter: a snapshot must not change the run
         try:
             device = next(model.parameters()).device
-            latents = [model.encode(torch.from_numpy(x)[None].to(device))[0][0].float().cpu()
-                       for x in self.inputs]  # fmt: skip
+            latents = [
+                model.encode(torch.from_numpy(x)[None].to(device))[0][0].float().cpu()
+                for x in self.inputs
+            ]
         finally:
             model.train(was_training)
         z = torch.cat(latents).numpy()[: self.max_latents] if latents else np.zeros((0, 0))
@@ -73,18 +80,21 @@ class Snapshots:
         return path
 
 
-def snapshot_table(epoch: int, codebook: np.ndarray, latents: np.ndarray,
-                   phones: list[str]) -> pa.Table:  # fmt: skip
+def snapshot_table(
+    epoch: int, codebook: np.ndarray, latents: np.ndarray, phones: list[str]
+) -> pa.Table:
     k, dim = codebook.shape
     vectors = np.concatenate([codebook, latents.reshape(-1, dim)]).astype(np.float32)
     n = len(vectors)
-    return pa.table({
-        "epoch": pa.array(np.full(n, epoch), pa.int32()),
-        "kind": pa.array(["code"] * k + ["latent"] * (n - k), pa.string()),
-        "index": pa.array(np.concatenate([np.arange(k), np.arange(n - k)]), pa.int32()),
-        "phone": pa.array([""] * k + list(phones), pa.string()),
-        "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "epoch": pa.array(np.full(n, epoch), pa.int32()),
+            "kind": pa.array(["code"] * k + ["latent"] * (n - k), pa.string()),
+            "index": pa.array(np.concatenate([np.arange(k), np.arange(n - k)]), pa.int32()),
+            "phone": pa.array([""] * k + list(phones), pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+        }
+    )
 
 
 def schedule(epochs: int, every: int) -> list[int]:

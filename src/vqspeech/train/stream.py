@@ -70,9 +70,11 @@ def gather(
     """The crops (utterance utt_b of `data` from frame start_b) as a batch."""
     x, spk = batch(data, utt, start, crop)
     return CropBatch(
-        x, spk, batch_audio(data, utt, start, crop) if audio else None,
+        x,
+        spk,
+        batch_audio(data, utt, start, crop) if audio else None,
         batch_targets(data, utt, start, crop) if data.targets is not None else None,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,14 @@ class Streamed(Source):
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str], split: str, norm: Normalizer,
-        buffer_bytes: float, speaker_index: dict[str, int] | None = None, audio: bool = False,
-    ):  # fmt: skip
+        self,
+        folder: str | os.PathLike[str],
+        split: str,
+        norm: Normalizer,
+        buffer_bytes: float,
+        speaker_index: dict[str, int] | None = None,
+        audio: bool = False,
+    ):
         self.folder, self.split, self.norm, self.audio = Path(folder), split, norm, audio
         self.buffer_bytes = buffer_bytes
         self.paths: list[Path] = []
@@ -219,13 +226,22 @@ class Streamed(Source):
     def _read(self, group: list[int]) -> SplitData:
         paths = [self.paths[s] for s in group]
         frames = sum(int(self._lengths[s].sum()) for s in group)
-        data, _ = load_split(self.folder, self.split, self.norm, self.speaker_index, self.audio,
-                             paths=paths, frames=frames)  # fmt: skip
+        data, _ = load_split(
+            self.folder,
+            self.split,
+            self.norm,
+            self.speaker_index,
+            self.audio,
+            paths=paths,
+            frames=frames,
+        )
         expected = sum(len(self._lengths[s]) for s in group)
         if len(data.utterance_ids) != expected:  # the shards changed under the stream
             names = [p.name for p in paths]
-            raise ValueError(f"{self.folder}: {len(data.utterance_ids)} {self.split!r} "
-                             f"utterances in {names}, the index has {expected}")  # fmt: skip
+            raise ValueError(
+                f"{self.folder}: {len(data.utterance_ids)} {self.split!r} "
+                f"utterances in {names}, the index has {expected}"
+            )
         return data
 
     def take(self, utt: np.ndarray, start: np.ndarray, crop: int) -> CropBatch:
@@ -235,8 +251,9 @@ class Streamed(Source):
         for s in np.unique(shard).tolist():
             where = np.flatnonzero(shard == s)
             data = self._read([s])
-            parts.append((where, gather(data, utt[where] - self._first[s], start[where], crop,
-                                        self.audio)))  # fmt: skip
+            parts.append(
+                (where, gather(data, utt[where] - self._first[s], start[where], crop, self.audio))
+            )
         order = np.argsort(np.concatenate([w for w, _ in parts]), kind="stable")
 
         def joined(field: str) -> np.ndarray | None:
@@ -279,8 +296,10 @@ class Plan:
     def _check(self, w: Window, where: str) -> None:
         usable = np.maximum(w.lengths - self.crop + 1, 0) > 0
         if not usable.any():
-            raise ValueError(f"crop of {self.crop} frames is longer than every utterance{where} "
-                             f"(longest: {int(w.lengths.max())} frames)")  # fmt: skip
+            raise ValueError(
+                f"crop of {self.crop} frames is longer than every utterance{where} "
+                f"(longest: {int(w.lengths.max())} frames)"
+            )
         n = len(np.unique(w.speakers[usable]))
         if self.speakers_per_batch and n < self.speakers_per_batch:
             raise ValueError(
@@ -294,17 +313,25 @@ class Plan:
         return sum(self.counts(source, epoch)[1]) // world
 
     def batches(
-        self, source: Source, epoch: int, rank: int = 0, world: int = 1, worker: int = 0,
+        self,
+        source: Source,
+        epoch: int,
+        rank: int = 0,
+        world: int = 1,
+        worker: int = 0,
         workers: int = 1,
-    ) -> Iterator[CropBatch]:  # fmt: skip
+    ) -> Iterator[CropBatch]:
         """The batches of `epoch` that are rank `rank`'s (of `world`) and, of those, worker
         `worker`'s (of `workers`), in order."""
         windows, counts = self.counts(source, epoch)
         keep = sum(counts) // world * world  # every rank takes as many steps
         todo, first = [], 0
         for window, n in zip(windows, counts, strict=True):
-            mine = [g - first for g in range(first, min(first + n, keep))
-                    if g % world == rank and (g // world) % workers == worker]  # fmt: skip
+            mine = [
+                g - first
+                for g in range(first, min(first + n, keep))
+                if g % world == rank and (g // world) % workers == worker
+            ]
             first += n
             if mine:
                 todo.append((window, mine))
@@ -316,8 +343,15 @@ class Plan:
                 data = ahead.result()
                 if i + 1 < len(todo):
                     ahead = pool.submit(source.load, todo[i + 1][0])
-                cut = epoch_batches(window, self.crop, self.batch_size, self.seed, epoch,
-                                    self.speakers_per_batch, window.key)  # fmt: skip
+                cut = epoch_batches(
+                    window,
+                    self.crop,
+                    self.batch_size,
+                    self.seed,
+                    epoch,
+                    self.speakers_per_batch,
+                    window.key,
+                )
                 for j in mine:
                     yield gather(data, *cut[j], self.crop, source.audio)
                 del data
@@ -350,6 +384,11 @@ def loader(
         source.load(windows[0])
     # its own generator: the workers' seeds are not drawn from torch's global RNG, which the
     # model's jitter and VQ-CPC's negatives draw from (the workers draw nothing themselves)
-    return DataLoader(_Epoch(plan, source, epoch, rank, world), batch_size=None,
-                      num_workers=workers, collate_fn=_same, prefetch_factor=4,
-                      generator=torch.Generator().manual_seed(plan.seed))  # fmt: skip
+    return DataLoader(
+        _Epoch(plan, source, epoch, rank, world),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_same,
+        prefetch_factor=4,
+        generator=torch.Generator().manual_seed(plan.seed),
+    )
