@@ -1,11 +1,11 @@
-"""How each knob of the built-in corpus moves its difficulty: the knob table of the README.
+"""How each knob of the built-in corpus moves its difficulty: the knob table of docs/corpus.md.
 
 For each configuration (the repository's params.yaml with a few `data.builtin` keys changed) it
 runs the download, features and stats stages in a scratch folder and measures, on the test
 split, what evaluate reports for the input-only baselines (vqspeech.evaluate.difficulty):
 k-means PNMI at K = model.quantizer.codebook_size, and ABX of MFCC frames within and across
 speakers at 10 ms (libri-light's published MFCC rate) and paired to 20 ms (as k-means sees
-them). Writes the table into README.md (section `corpus-knobs`) and the synthesis speed into
+them). Writes the table into docs/corpus.md (section `corpus-knobs`) and the synthesis speed into
 docs/benchmarks.md (section `corpus`). About a minute per configuration on 2 cores.
 Usage: python benchmarks/corpus.py [--only NAME ...]
 """
@@ -145,7 +145,7 @@ def main(
                 f"{stamp()[1:]}",
             ]
         ),
-        REPO / "README.md",
+        REPO / "docs/corpus.md",
     )
     update_section(
         "corpus",

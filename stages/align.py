@@ -21,6 +21,8 @@ from vqspeech import cli
 from vqspeech.io.progress import progress
 
 app = cli.app(__doc__)
+CodesDir = Annotated[Path, cli.opt("--out", "Codes folder to write.")]
+ReportOut = Annotated[Path, cli.opt("--report", "Join report to write.")]
 
 
 @app.command()
@@ -30,38 +32,29 @@ def main(
     features_dir: cli.FeaturesDir = cli.FEATURES,
     stats_path: cli.StatsFile = cli.STATS,
     manifest_path: cli.ManifestFile = cli.MANIFEST,
-    out_dir: Annotated[Path, cli.opt("--out", "Codes folder to write.")] = Path("data/codes"),
-    report_path: Annotated[Path, cli.opt("--report", "Join report to write.")] = Path(
-        "data/align_report.json"
-    ),
+    out_dir: CodesDir = Path("data/codes"),
+    report_path: ReportOut = Path("data/align_report.json"),
 ) -> None:
     """Encode the held-out utterances and join their codes with ground-truth phones."""
-    import torch
-
     from vqspeech.data import manifest
     from vqspeech.evaluate import align, heldout
-    from vqspeech.features import shards
-    from vqspeech.features.stats import Normalizer
+    from vqspeech.features import shards, stats
     from vqspeech.io import atomic
     from vqspeech.model.checkpoint import load_model
+    from vqspeech.model.device import pick
 
     with cli.stage("align", params_file, out_dir, report_path) as params:
         split, batch_size = params.eval.split, params.eval.batch_size
         cli.log.info("split %s", split)
         model, _ = load_model(model_path, input_dim=shards.dim(features_dir))
-        norm = Normalizer.load(stats_path)
+        norm = stats.Normalizer.load(stats_path)
         index = heldout.index(features_dir, split)
         if not index.num_rows:
             raise ValueError(f"{features_dir}: no {split!r} utterances")
-        lengths = zip(
-            index.column("utterance_id").to_pylist(),
-            index.column("n_frames").to_pylist(),
-            strict=True,
-        )
-        alone = align.solo(lengths, batch_size)
+        lengths = (index.column(c).to_pylist() for c in ("utterance_id", "n_frames"))
+        alone = align.solo(zip(*lengths, strict=True), batch_size)
         grids = manifest.by_id(manifest.read(manifest_path), "textgrid")
-        cuda = torch.cuda.is_available() and params.train.device != "cpu"
-        device = torch.device("cuda" if cuda else "cpu")  # as training: train.device
+        device = pick(params.train.device)  # as training
         codebook = model.quantizer.codebook.detach().float().cpu().numpy()
         bar = progress(total=index.num_rows, desc="encode", unit="utt")
         with atomic.atomic_dir(out_dir) as tmp:
@@ -78,30 +71,23 @@ def main(
                     cli.log.warning("%s: %d frames with %s only (not joined)", utt, count, what)
             if params.eval.train_latents:
                 with cli.timed("train latents"):
+                    train = shards.iter_shards(features_dir, "train")
                     train_latents, n_train = align.train_latent_sample(
                         model,
-                        shards.iter_shards(features_dir, "train"),
+                        train,
                         norm,
                         device,
                         batch_size,
                         params.eval.train_latents,
                         params.train.seed,
                     )
-                cli.log.info(
-                    "kept %d latents of %d train utterances (read a shard at a time)",
-                    len(train_latents),
-                    n_train,
-                )
+                cli.log.info(f"kept {len(train_latents)} latents of {n_train} train utterances")
                 align.write_train_latents(tmp, train_latents)
         summary = align.summary(split, writer.utterances, len(writer.used), report)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
+        wrote = f"{out_dir} ({report.frames} frames of 20 ms), {report_path}"
         cli.log.info(
-            "read %d %s utterances a shard at a time; wrote %s (%d frames of 20 ms), %s",
-            writer.utterances,
-            split,
-            out_dir,
-            report.frames,
-            report_path,
+            f"read {writer.utterances} {split} utterances a shard at a time; wrote {wrote}"
         )
 
 

@@ -1,17 +1,10 @@
 """synthesize stage: resynthesis and voice conversion with the WaveNet decoder.
 
-For `synthesize.utterances` held-out (`eval.split`) utterances, `synthesize.seconds` from 0.1 s
-before the first phone are encoded, quantized and decoded sample by sample twice over: as a
-reconstruction (the held-out speaker is unseen, so with the mean speaker embedding, as
-everywhere) and as voice conversions (same codes, `synthesize.targets` training speakers'
-embeddings).
-
-Writes data/synthesis/ (<utt>_original.wav, <utt>_reconstruction.wav, <utt>_as_<speaker>.wav,
-16 kHz), plots/synthesis/spectrograms.png and metrics/synthesis.json (vqspeech.evaluate.synthesis
-`score`: mel-cepstral distortion against the originals beside the mu-law floor, and a speaker
-classifier's share of conversions given to their target). A model with the deconvolutional
-decoder outputs features, not audio: the stage then writes the originals, their spectrograms and
-the classifier's own accuracy, with the synthesis metrics null.
+`synthesize.utterances` held-out utterances (`synthesize.seconds` from 0.1 s before the first
+phone) decoded as a reconstruction (mean speaker embedding) and as conversions to
+`synthesize.targets` training speakers. Writes data/synthesis/*.wav (16 kHz), the spectrograms in
+plots/synthesis/ and metrics/synthesis.json (`synthesis.measures.score`: MCD beside the mu-law
+floor, a speaker classifier's share of conversions given to their target; null without WaveNet).
 """
 
 from __future__ import annotations
@@ -24,6 +17,9 @@ from vqspeech import cli
 from vqspeech.io.progress import progress
 
 app = cli.app(__doc__)
+WavDir = Annotated[Path, cli.opt("--wavs", "Folder of wavs to write.")]
+PlotDir = Annotated[Path, cli.opt("--plots", "Folder of the figure.")]
+MetricsOut = Annotated[Path, cli.opt("--metrics", "Synthesis metrics to write.")]
 
 
 @app.command()
@@ -32,110 +28,69 @@ def main(
     model_path: cli.ModelFile = cli.MODEL,
     features_dir: cli.FeaturesDir = cli.FEATURES,
     stats_path: cli.StatsFile = cli.STATS,
-    wav_dir: Annotated[Path, cli.opt("--wavs", "Folder of wavs to write.")] = Path(
-        "data/synthesis"
-    ),
-    plot_dir: Annotated[Path, cli.opt("--plots", "Folder of the figure.")] = Path(
-        "plots/synthesis"
-    ),
-    metrics_path: Annotated[Path, cli.opt("--metrics", "Synthesis metrics to write.")] = Path(
-        "metrics/synthesis.json"
-    ),
+    wav_dir: WavDir = Path("data/synthesis"),
+    plot_dir: PlotDir = Path("plots/synthesis"),
+    metrics_path: MetricsOut = Path("metrics/synthesis.json"),
 ) -> None:
     """Resynthesize and voice-convert held-out utterances; score them."""
     import numpy as np
     import soundfile as sf
 
     from vqspeech.evaluate import heldout
-    from vqspeech.evaluate import synthesis as S
-    from vqspeech.features import shards
-    from vqspeech.features.stats import Normalizer
+    from vqspeech.features import shards, stats
     from vqspeech.io import atomic
     from vqspeech.model.checkpoint import load_model
-    from vqspeech.train.loop import setup
+    from vqspeech.model.device import pick
+    from vqspeech.synthesis import excerpts as E
+    from vqspeech.synthesis import figure, generate, measures
 
     with cli.stage("synthesize", params_file, wav_dir, plot_dir, metrics_path) as params:
         p, seed, split = params.synthesize, params.train.seed, params.eval.split
         model, payload = load_model(model_path, input_dim=shards.dim(features_dir))
-        model.to(setup(params.train.device).device).eval()
+        model.to(pick(params.train.device)).eval()
         speakers: list[str] = list(payload["speakers"])
         held_out = heldout.index(features_dir, split).column("utterance_id").to_pylist()
         rng = np.random.default_rng([seed, 7])
-        ids = S.choose_ids(held_out, p.utterances, rng)  # only these are read, and the picks
+        ids = E.choose_ids(held_out, p.utterances, rng)  # only these are read, and the picks
         loaded = heldout.read_utterances(features_dir, ids, split, audio=True)
         chosen = [loaded[i] for i in ids]
-        starts, n_lat = S.excerpts(chosen, p.seconds)
-        n = n_lat * S.SAMPLES_PER_LATENT
-        decoder = model.cfg.decoder
-        cli.log.info(
-            "read %s: %d %s utterances; synthesizing %.2f s of %s with the %s decoder",
-            features_dir,
-            len(held_out),
-            split,
-            n / S.SR,
-            ", ".join(u.utterance_id for u in chosen),
-            decoder,
-        )
-        versions = S.originals(chosen, starts, n)
-        goals = S.targets(speakers, len(chosen), p.targets, rng)
-        speed = None
+        starts, n_lat = E.excerpts(chosen, p.seconds)
+        n, decoder = n_lat * E.SAMPLES_PER_LATENT, model.cfg.decoder
+        said = f"synthesizing {n / E.SR:.2f} s of {', '.join(ids)} with the {decoder} decoder"
+        cli.log.info(f"read {features_dir}: {len(held_out)} {split} utterances; {said}")
+        versions, speed = E.originals(chosen, starts, n), None
+        goals = E.targets(speakers, len(chosen), p.targets, rng)
         if decoder == "wavenet":
             bar = progress(total=n_lat, desc="generate", unit="latent")
-            norm = Normalizer.load(stats_path)
-            generated, speed = S.generate(
+            norm = stats.Normalizer.load(stats_path)
+            made, speed = generate.generate(
                 model, chosen, starts, goals, speakers, n_lat, norm, seed, bar
             )
             bar.close()
-            S.add_generated(versions, generated, goals)
+            E.add_generated(versions, made, goals)
         else:
-            cli.log.info(
-                "model.decoder is 'deconv' (features, not audio) or the model a "
-                "VQ-CPC (no decoder): writing the originals only; synthesis metrics "
-                "are null"
-            )
+            cli.log.info("no WaveNet decoder: the originals only; synthesis metrics are null")
         train = heldout.index(features_dir, "train")
         speaker_of = dict(
-            zip(
-                train.column("utterance_id").to_pylist(),
-                train.column("speaker").to_pylist(),
-                strict=True,
-            )
+            zip(*(train.column(c).to_pylist() for c in ("utterance_id", "speaker")), strict=True)
         )
-        fit, test = [], []
-        if S.classifier_viable(speaker_of.values()):
-            picks = S.classifier_picks(
-                speaker_of, p.classifier_utterances, p.classifier_holdout, rng
-            )
-            audio = heldout.read_utterances(
-                features_dir, [uid for _, uid, _ in picks], "train", audio=True
-            )
-            fit, test = S.classifier_audio(picks, audio, n)
-            cli.log.info(
-                "speaker classifier: %d + %d excerpts of %d training speakers (read "
-                "those utterances alone)",
-                len(fit),
-                len(test),
-                len(set(speaker_of.values())),
-            )
-        speech = S.speech_masks(chosen, starts)
-        metrics = S.score(versions, speech, goals, fit, test, seed, decoder, n, speed)
+        read = lambda ids: heldout.read_utterances(features_dir, ids, "train", audio=True)  # noqa: E731
+        fit, test = measures.classifier_excerpts(
+            speaker_of, read, p.classifier_utterances, p.classifier_holdout, n, rng
+        )
+        speech = E.speech_masks(chosen, starts)
+        metrics = measures.score(versions, speech, goals, fit, test, seed, decoder, n, speed)
         with atomic.atomic_dir(wav_dir) as tmp:
             for u, vs in zip(chosen, versions, strict=True):
                 for name, audio in vs:
                     path = tmp / f"{u.utterance_id}_{name.replace('as ', 'as_')}.wav"
-                    sf.write(str(path), audio, S.SR, subtype="PCM_16")
+                    sf.write(str(path), audio, E.SR, subtype="PCM_16")
         with atomic.atomic_dir(plot_dir) as tmp:
             rows = [(u.utterance_id, vs) for u, vs in zip(chosen, versions, strict=True)]
-            S.spectrogram_figure(rows, tmp / "spectrograms.png")
+            figure.spectrogram_figure(rows, tmp / "spectrograms.png")
         atomic.write_text(metrics_path, json.dumps(metrics, indent=2) + "\n")
-        cli.log.info(
-            "wrote %s (%d wavs), %s/spectrograms.png, %s: %s",
-            wav_dir,
-            sum(len(v) for v in versions),
-            plot_dir,
-            metrics_path,
-            json.dumps(metrics),
-        )
+        wavs = sum(len(v) for v in versions)
+        cli.log.info(f"wrote {wav_dir} ({wavs} wavs), {plot_dir}/spectrograms.png, {metrics_path}")
 
 
 if __name__ == "__main__":

@@ -308,3 +308,8 @@ def test_default_run_tables_come_from_the_report():
         f"| k-means on MFCC at equal perplexity, centroids | 11,179 | 16.27 | {compare.NONE} |"
         in text
     )
+    head = compare.headline_markdown(report)
+    assert "| VQ-VAE codes | 0.310 | 0.300 | 16.27 | 22.50 | 275 |" in head
+    equal = "| k-means on MFCC at equal perplexity (K'=61) | 0.280 | 0.300 | 16.27 |"
+    assert f"{equal} {compare.NONE} | 275 |" in head
+    assert "same K" not in head and "random" not in head  # systems the report lacks are left out

@@ -56,9 +56,16 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path: Path):
     data, val = toy(), toy(seed=1)
-    a = train(MODEL, CFG, data, val, tmp_path / "a", "fp")
-    b = train(MODEL, CFG, data, val, tmp_path / "b", "fp")
-    c = train(MODEL, CFG.model_copy(update={"seed": 1}), data, val, tmp_path / "c", "fp")
+    a = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
+    b = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "b", data_fingerprint="fp")
+    c = train(
+        MODEL,
+        CFG.model_copy(update={"seed": 1}),
+        data,
+        val,
+        checkpoint_dir=tmp_path / "c",
+        data_fingerprint="fp",
+    )
     assert same(weights(a.model), weights(b.model))
     assert a.last == b.last
     assert not same(weights(a.model), weights(c.model))
@@ -72,7 +79,7 @@ class Interrupt(Exception):
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path):
     data, val = toy(), toy(seed=1)
-    whole = train(MODEL, CFG, data, val, tmp_path / "whole", "fp")
+    whole = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "whole", data_fingerprint="fp")
     per_epoch = len(epoch_batches(data, 8, 4, 0, 0))
 
     def kill_mid_second_epoch(step: int, model) -> None:
@@ -80,9 +87,17 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(MODEL, CFG, data, val, tmp_path / "cut", "fp", on_step=kill_mid_second_epoch)
+        train(
+            MODEL,
+            CFG,
+            data,
+            val,
+            checkpoint_dir=tmp_path / "cut",
+            data_fingerprint="fp",
+            on_step=kill_mid_second_epoch,
+        )
     assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "fp"), 3) == per_epoch
-    resumed = train(MODEL, CFG, data, val, tmp_path / "cut", "fp")
+    resumed = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "cut", data_fingerprint="fp")
     assert resumed.resumed_from == 1
     assert same(weights(whole.model), weights(resumed.model))
     assert resumed.last == whole.last
@@ -100,25 +115,36 @@ def test_fewer_epochs_start_afresh_instead_of_resuming_a_longer_run(
 ):
     data, val = toy(), toy(seed=1)
     two = CFG.model_copy(update={"epochs": 2})
-    fresh_two = train(MODEL, two, data, val, tmp_path / "fresh", "fp")
-    train(MODEL, CFG, data, val, tmp_path / "ws", "fp")  # 3 epochs first, in the same folder
+    fresh_two = train(
+        MODEL, two, data, val, checkpoint_dir=tmp_path / "fresh", data_fingerprint="fp"
+    )
+    train(
+        MODEL, CFG, data, val, checkpoint_dir=tmp_path / "ws", data_fingerprint="fp"
+    )  # 3 epochs first, in the same folder
     with caplog.at_level("WARNING"):
-        short = train(MODEL, two, data, val, tmp_path / "ws", "fp")
+        short = train(MODEL, two, data, val, checkpoint_dir=tmp_path / "ws", data_fingerprint="fp")
     assert "3 epochs done, more than train.epochs = 2" in caplog.text
     assert short.resumed_from is None and short.last["epoch"] == 2
     assert short.steps == fresh_two.steps
     assert same(weights(short.model), weights(fresh_two.model))
     # the longer run resumes from the shorter one's checkpoint to its own weights
-    longer = train(MODEL, CFG, data, val, tmp_path / "ws", "fp")
-    whole = train(MODEL, CFG, data, val, tmp_path / "whole", "fp")
+    longer = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "ws", data_fingerprint="fp")
+    whole = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "whole", data_fingerprint="fp")
     assert longer.resumed_from == 2 and same(weights(longer.model), weights(whole.model))
 
 
 def test_each_run_keeps_its_checkpoint_in_a_folder_of_its_own(tmp_path: Path):
     data = toy()
     one = CFG.model_copy(update={"epochs": 1})
-    train(MODEL, one, data, None, tmp_path, "fp")
-    train(MODEL, one.model_copy(update={"seed": 4}), data, None, tmp_path, "fp")
+    train(MODEL, one, data, None, checkpoint_dir=tmp_path, data_fingerprint="fp")
+    train(
+        MODEL,
+        one.model_copy(update={"seed": 4}),
+        data,
+        None,
+        checkpoint_dir=tmp_path,
+        data_fingerprint="fp",
+    )
     keys = {
         run_key(MODEL, one, "fp"),
         run_key(MODEL, one.model_copy(update={"seed": 4}), "fp"),
@@ -129,7 +155,14 @@ def test_each_run_keeps_its_checkpoint_in_a_folder_of_its_own(tmp_path: Path):
 
 def test_changed_training_code_does_not_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """DVC reruns the stage on a code change: resuming a finished run would keep old weights."""
-    train(MODEL, CFG.model_copy(update={"epochs": 1}), toy(), None, tmp_path, "fp")
+    train(
+        MODEL,
+        CFG.model_copy(update={"epochs": 1}),
+        toy(),
+        None,
+        checkpoint_dir=tmp_path,
+        data_fingerprint="fp",
+    )
     assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is not None
     monkeypatch.setattr(loop, "code_fingerprint", lambda: "edited")
     assert resume_step(tmp_path, run_key(MODEL, CFG, "fp"), 3) is None
@@ -173,7 +206,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path
     cfg = CFG.model_copy(update={"log_every": log_every})
     bad = per_epoch + 2  # the first step whose loss is NaN, found whatever window it is read in
     with pytest.raises(TrainingError, match=rf"loss became nan at step {bad} \(epoch 2\)") as err:
-        train(MODEL, cfg, data, None, tmp_path, "fp", on_step=poison)
+        train(
+            MODEL, cfg, data, None, checkpoint_dir=tmp_path, data_fingerprint="fp", on_step=poison
+        )
     path = run_dir(tmp_path, run_key(MODEL, cfg, "fp")) / CHECKPOINT
     assert str(path) in str(err.value)
     state = torch.load(path, weights_only=True)
@@ -191,7 +226,9 @@ def test_weights_gone_non_finite_after_the_last_step_are_not_checkpointed(tmp_pa
                 next(model.decoder.parameters()).fill_(float("nan"))
 
     with pytest.raises(TrainingError, match=r"weights became non-finite in epoch 2 \(decoder"):
-        train(MODEL, CFG, data, None, tmp_path, "fp", on_step=poison)
+        train(
+            MODEL, CFG, data, None, checkpoint_dir=tmp_path, data_fingerprint="fp", on_step=poison
+        )
     state = torch.load(run_dir(tmp_path, run_key(MODEL, CFG, "fp")) / CHECKPOINT, weights_only=True)
     assert state["epoch"] == 1
 
@@ -227,7 +264,14 @@ def test_batches_gather_the_right_frames():
 
 def test_model_file_loads_with_weights_only_and_checks_the_config(tmp_path: Path):
     data = toy()
-    result = train(MODEL, CFG.model_copy(update={"epochs": 1}), data, None, tmp_path, "fp")
+    result = train(
+        MODEL,
+        CFG.model_copy(update={"epochs": 1}),
+        data,
+        None,
+        checkpoint_dir=tmp_path,
+        data_fingerprint="fp",
+    )
     save_model(tmp_path / "model.pt", result.model, {"speakers": ["a", "b"]})
     model, payload = load_model(tmp_path / "model.pt", expect=MODEL)
     assert payload["speakers"] == ["a", "b"]
@@ -253,7 +297,7 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
     from vqspeech.train.snapshots import Snapshots, collect, schedule
 
     data, val = toy(), toy(seed=1)
-    plain = train(MODEL, CFG, data, val, tmp_path / "plain", "fp")
+    plain = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "plain", data_fingerprint="fp")
     sample = [
         Utterance(f"v{i}", "s", "val", np.asarray(val.features[a:b]), ["AH"] * (b - a))
         for i, (a, b) in enumerate(zip(val.offsets[:-1], val.offsets[1:], strict=True))
@@ -261,7 +305,15 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
     key = run_key(MODEL, CFG, "fp")
     folder = run_dir(tmp_path / "snap", key)
     snaps = Snapshots(folder, key, sample, UNIT, every=2, max_latents=30)
-    snapped = train(MODEL, CFG, data, val, tmp_path / "snap", "fp", on_epoch=snaps)
+    snapped = train(
+        MODEL,
+        CFG,
+        data,
+        val,
+        checkpoint_dir=tmp_path / "snap",
+        data_fingerprint="fp",
+        on_epoch=snaps,
+    )
     assert same(weights(plain.model), weights(snapped.model))  # snapshots change nothing
     assert schedule(3, 2) == [0, 2, 3] and schedule(10, 5) == [0, 5, 10] and schedule(3, 0) == [3]
     snaps.take(3, snapped.model)  # the stage adds the final epoch when `every` skips it
@@ -292,7 +344,15 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
         every=2,
         max_latents=30,
     )
-    train(MODEL, two, data, val, tmp_path / "snap", "fp", on_epoch=snaps2)
+    train(
+        MODEL,
+        two,
+        data,
+        val,
+        checkpoint_dir=tmp_path / "snap",
+        data_fingerprint="fp",
+        on_epoch=snaps2,
+    )
     assert sorted(p.name for p in folder.glob("snapshot_*")) == [
         "snapshot_0000.parquet",
         "snapshot_0002.parquet",
@@ -301,7 +361,14 @@ def test_codebook_snapshots_leave_the_run_unchanged_and_belong_to_their_run(tmp_
 
 def test_model_file_errors_are_one_line_naming_the_file(tmp_path: Path):
     data = toy()
-    result = train(MODEL, CFG.model_copy(update={"epochs": 1}), data, None, tmp_path, "fp")
+    result = train(
+        MODEL,
+        CFG.model_copy(update={"epochs": 1}),
+        data,
+        None,
+        checkpoint_dir=tmp_path,
+        data_fingerprint="fp",
+    )
     good = tmp_path / "model.pt"
     save_model(good, result.model, {"speakers": ["a", "b"]})
     cases = {
@@ -367,12 +434,21 @@ def test_on_epoch_runs_before_the_checkpoint_it_belongs_to(tmp_path: Path):
         done = torch.load(path, weights_only=True)["epoch"] if path.exists() else 0
         seen.append((epoch, done))
 
-    train(MODEL, CFG, toy(), None, tmp_path, "fp", on_epoch=on_epoch)
+    train(
+        MODEL, CFG, toy(), None, checkpoint_dir=tmp_path, data_fingerprint="fp", on_epoch=on_epoch
+    )
     assert seen == [(0, 0), (1, 0), (2, 1), (3, 2)]
 
 
 def test_a_checkpoint_of_another_number_of_ranks_is_not_resumed(tmp_path: Path, caplog):
-    train(MODEL, CFG.model_copy(update={"epochs": 1}), toy(), None, tmp_path, "fp")
+    train(
+        MODEL,
+        CFG.model_copy(update={"epochs": 1}),
+        toy(),
+        None,
+        checkpoint_dir=tmp_path,
+        data_fingerprint="fp",
+    )
     key = run_key(MODEL, CFG, "fp")
     path = run_dir(tmp_path, key) / CHECKPOINT
     assert checkpoints.load_resumable(path, key, 3) is not None  # written by one rank

@@ -690,7 +690,7 @@ def test_torchrun_ddp_two_cpu_ranks_keep_identical_codebooks(
 
 def test_torchrun_multi_node_form_trains_what_one_node_trains(tiny_pipeline: Path, tmp_path: Path):
     """Two "nodes" of one CPU rank each, meeting at a c10d rendezvous endpoint (one torchrun
-    per node, as on a cluster: README "Several machines"), train the same model as one node
+    per node, as on a cluster: README "GPU and several machines"), train the same model as one node
     of two ranks."""
     import socket
 

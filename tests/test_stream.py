@@ -144,18 +144,23 @@ def test_training_on_the_stream_gives_the_in_memory_weights(tmp_path: Path):
     cfg = TrainParams(epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
     memory, names = load_split(tmp_path / "shards", "train", NORM)
     val, _ = load_split(tmp_path / "shards", "val", NORM, {s: i for i, s in enumerate(names)})
-    a = loop.train(model, cfg, memory, val, tmp_path / "a", "fp")
+    a = loop.train(model, cfg, memory, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
     streamed = Streamed(tmp_path / "shards", "train", NORM, buffer_bytes=1e9)
     val_s = Streamed(tmp_path / "shards", "val", NORM, 1e9, streamed.speaker_index)
     b = loop.train(
-        model, cfg.model_copy(update={"workers": 2}), streamed, val_s, tmp_path / "b", "fp"
+        model,
+        cfg.model_copy(update={"workers": 2}),
+        streamed,
+        val_s,
+        checkpoint_dir=tmp_path / "b",
+        data_fingerprint="fp",
     )
     assert a.steps == b.steps and a.last == b.last
     wa, wb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # windows smaller than the split: still trains, other batches
     small = Streamed(tmp_path / "shards", "train", NORM, buffer_bytes=4 * DIM * 100)
-    c = loop.train(model, cfg, small, val_s, tmp_path / "c", "fp")
+    c = loop.train(model, cfg, small, val_s, checkpoint_dir=tmp_path / "c", data_fingerprint="fp")
     assert c.steps == 2 * PLAN.steps(small, 0) and c.last != a.last
 
 
@@ -218,7 +223,7 @@ def test_windows_a_batch_could_not_be_cut_from_fail_before_training(tmp_path: Pa
     )
     cfg = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
     with pytest.raises(loop.TrainingError, match=r"train split: model\.cpc\.speakers_per_batch"):
-        loop.train(model, cfg, small, None, tmp_path / "ckpt", "fp")
+        loop.train(model, cfg, small, None, checkpoint_dir=tmp_path / "ckpt", data_fingerprint="fp")
 
 
 def test_at_most_two_windows_are_in_memory(tmp_path: Path, monkeypatch):

@@ -6,8 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from numpy.random import default_rng as rng
 
-from vqspeech.evaluate.synthesis import SpeakerClassifier, cepstra, mcd, mel_cepstra
+from vqspeech.features.shards import Utterance
+from vqspeech.synthesis.measures import SpeakerClassifier, cepstra, mcd, mel_cepstra
 
 
 def test_mcd_known_values():
@@ -78,9 +80,16 @@ def _utt(uid: str, speaker: str, n_sil: int, n_speech: int, audio: bool = True):
     return Utterance(uid, speaker, "test", np.zeros((n, 3), np.float32), phones, 0.0, pcm)
 
 
-def test_choose_starts_excerpts_just_before_speech():
-    from vqspeech.evaluate.synthesis import choose
+def choose(utts: list[Utterance], count: int, seconds: float, rng: np.random.Generator):
+    """As the synthesize stage chooses: `count` ids (seeded), then their excerpts."""
+    from vqspeech.synthesis.excerpts import choose_ids, excerpts
 
+    by_id = {u.utterance_id: u for u in utts}
+    chosen = [by_id[i] for i in choose_ids(list(by_id), count, rng)]
+    return (chosen, *excerpts(chosen, seconds))
+
+
+def test_choose_starts_excerpts_just_before_speech():
     utts = [_utt("b", "s", 40, 200), _utt("a", "s", 0, 300), _utt("c", "s", 100, 60)]
     chosen, starts, n = choose(utts, 3, 2.0, np.random.default_rng(0))
     assert [u.utterance_id for u in chosen] == ["a", "b", "c"]
@@ -94,15 +103,25 @@ def test_choose_starts_excerpts_just_before_speech():
         choose([_utt("x", "s", 0, 50, audio=False)], 1, 2.0, np.random.default_rng(0))
 
 
-def test_classifier_split_cuts_to_length_and_holds_out_per_speaker():
-    from vqspeech.evaluate.synthesis import classifier_split, targets
+def classifier_split(utts: list[Utterance], per: int, holdout: float, n: int, rng):
+    from vqspeech.synthesis.measures import classifier_excerpts
+
+    by_id = {u.utterance_id: u for u in utts}
+    read = lambda ids: {i: by_id[i] for i in ids}  # noqa: E731
+    return classifier_excerpts({i: u.speaker for i, u in by_id.items()}, read, per, holdout, n, rng)
+
+
+def test_classifier_excerpts_cut_to_length_and_hold_out_per_speaker():
+    from vqspeech.synthesis.excerpts import targets
 
     utts = [_utt(f"{s}{i}", s, 0, 50) for s in ("p", "q") for i in range(8)]
     fit, test = classifier_split(utts, 4, 0.25, 1000, np.random.default_rng(0))
     assert [s for s, _ in fit] == ["p"] * 3 + ["q"] * 3 and [s for s, _ in test] == ["p", "q"]
     assert all(len(a) == 1000 and a.dtype == np.float32 for _, a in fit + test)
-    with pytest.raises(ValueError, match="speaker r: 1 utterance"):
-        classifier_split([*utts, _utt("r0", "r", 0, 50)], 4, 0.25, 100, np.random.default_rng(0))
+    # a speaker with one utterance: the classifier is skipped (its metrics null), not an error
+    assert classifier_split([*utts, _utt("r0", "r", 0, 50)], 4, 0.25, 100, rng(0)) == ([], [])
+    with pytest.raises(ValueError, match="speaker p: 1 utterance"):
+        classifier_split(utts, 1, 0.25, 100, rng(0))  # one picked: nothing to hold out
     goals = targets(["p", "q", "r"], 4, 2, np.random.default_rng(0))
     assert len(goals) == 4 and all(len(set(g)) == 2 and set(g) <= {"p", "q", "r"} for g in goals)
     with pytest.raises(ValueError, match="4 conversion targets but 3 train speakers"):

@@ -100,7 +100,9 @@ def test_training_rebuilds_the_targets_not_the_input(tmp_path: Path):
     train, _ = shard_split(tmp_path, "train", 4, 0)
     val, _ = shard_split(tmp_path, "val", 2, 1)
     add_logmel_targets(train, val, MFCC.preemphasis)
-    result = loop.train(MODEL, CFG, train, val, tmp_path / "ckpt", "fp")
+    result = loop.train(
+        MODEL, CFG, train, val, checkpoint_dir=tmp_path / "ckpt", data_fingerprint="fp"
+    )
     model = result.model
     assert model.output_dim == TARGET_MELS and model.input_dim == MFCC.dim
     assert model.config()["data"] == {"input_dim": 39, "n_speakers": 2, "output_dim": 80}
@@ -130,11 +132,11 @@ def test_target_and_data_must_agree(tmp_path: Path):
         match=r"model\.target is 'logmel' but the train split "
         r"has no decoder targets",
     ):
-        loop.train(MODEL, CFG, train, None, tmp_path / "a", "fp")
+        loop.train(MODEL, CFG, train, None, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
     add_logmel_targets(train, None, MFCC.preemphasis)
     plain = MODEL.model_copy(update={"target": "input"})
     with pytest.raises(loop.TrainingError, match=r"target is 'input' but the train split has"):
-        loop.train(plain, CFG, train, None, tmp_path / "b", "fp")
+        loop.train(plain, CFG, train, None, checkpoint_dir=tmp_path / "b", data_fingerprint="fp")
 
 
 @pytest.mark.parametrize("other", [{"family": "vqcpc"}, {"decoder": "wavenet"}])

@@ -100,13 +100,20 @@ def test_speaker_batches_hold_distinct_speakers_equally_and_repeat_per_seed_and_
 def test_vqcpc_trains_deterministically_learns_to_predict_and_round_trips(tmp_path: Path):
     data, val = toy(), toy(seed=1)
     cfg = CFG.model_copy(update={"epochs": 20, "lr": 3e-3})
-    a = train(MODEL, cfg, data, val, tmp_path / "a", "fp")
-    b = train(MODEL, cfg, data, val, tmp_path / "b", "fp")
+    a = train(MODEL, cfg, data, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
+    b = train(MODEL, cfg, data, val, checkpoint_dir=tmp_path / "b", data_fingerprint="fp")
     assert isinstance(a.model, VQCPC) and a.last == b.last
     assert {"train_cpc", "train_cpc_accuracy", "val_cpc", "val_cpc_accuracy"} <= set(a.last)
     assert "val_recon" not in a.last
     # chance is log(1 + negatives) = log 4 (an untrained model scores it); this learns past it
-    first = train(MODEL, cfg.model_copy(update={"epochs": 1}), data, val, tmp_path / "c", "fp")
+    first = train(
+        MODEL,
+        cfg.model_copy(update={"epochs": 1}),
+        data,
+        val,
+        checkpoint_dir=tmp_path / "c",
+        data_fingerprint="fp",
+    )
     assert first.last["val_cpc"] == pytest.approx(np.log(4), abs=0.01)
     assert a.last["val_cpc"] < np.log(4) - 0.2
     assert a.last["val_cpc_accuracy"] > first.last["val_cpc_accuracy"] + 0.1
@@ -128,8 +135,8 @@ def test_too_few_speakers_for_a_batch_is_a_training_error(tmp_path: Path):
             CFG,
             toy(speakers=2),
             None,
-            tmp_path,
-            "fp",
+            checkpoint_dir=tmp_path,
+            data_fingerprint="fp",
         )
 
 
@@ -192,7 +199,14 @@ def test_validation_leaves_training_unchanged(tmp_path: Path):
     scores (or whether there is a val split) does not move the trained weights."""
     data, val = toy(), toy(seed=1)
     runs = [
-        train(MODEL, CFG.model_copy(update={"val_crops": n}), data, v, tmp_path / str(i), "fp")
+        train(
+            MODEL,
+            CFG.model_copy(update={"val_crops": n}),
+            data,
+            v,
+            checkpoint_dir=tmp_path / str(i),
+            data_fingerprint="fp",
+        )
         for i, (n, v) in enumerate(((8, val), (4, val), (8, None)))
     ]
     weights = [r.model.state_dict() for r in runs]

@@ -70,11 +70,13 @@ def test_a_crop_too_short_for_the_receptive_field_is_refused():
     with pytest.raises(ValueError, match=r"raise train\.crop_frames to >= 18"):
         vqvae(big, 6, 2).wavenet_window(4)  # 1023 samples back
     with pytest.raises(TrainingError, match=r"model\.decoder is 'wavenet'.*crop_frames"):
-        train(big, CFG, toy(), None, Path("/nonexistent"), "fp")
+        train(big, CFG, toy(), None, checkpoint_dir=Path("/nonexistent"), data_fingerprint="fp")
     no_audio = toy()
     no_audio.audio = None
     with pytest.raises(TrainingError, match="train split was loaded without audio"):
-        train(MODEL, CFG, no_audio, None, Path("/nonexistent"), "fp")
+        train(
+            MODEL, CFG, no_audio, None, checkpoint_dir=Path("/nonexistent"), data_fingerprint="fp"
+        )
 
 
 class Interrupt(Exception):
@@ -83,8 +85,8 @@ class Interrupt(Exception):
 
 def test_training_learns_is_deterministic_and_resumes_exactly(tmp_path: Path):
     data, val = toy(), toy(seed=1)
-    whole = train(MODEL, CFG, data, val, tmp_path / "whole", "fp")
-    again = train(MODEL, CFG, data, val, tmp_path / "again", "fp")
+    whole = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "whole", data_fingerprint="fp")
+    again = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "again", data_fingerprint="fp")
     state = {k: v.clone() for k, v in whole.model.state_dict().items()}
     assert all(torch.equal(state[k], v) for k, v in again.model.state_dict().items())
     # a tone is learnable: cross-entropy falls well below chance (ln 256 = 5.55 nats)
@@ -95,8 +97,16 @@ def test_training_learns_is_deterministic_and_resumes_exactly(tmp_path: Path):
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(MODEL, CFG, data, val, tmp_path / "cut", "fp", on_step=stop)
-    resumed = train(MODEL, CFG, data, val, tmp_path / "cut", "fp")
+        train(
+            MODEL,
+            CFG,
+            data,
+            val,
+            checkpoint_dir=tmp_path / "cut",
+            data_fingerprint="fp",
+            on_step=stop,
+        )
+    resumed = train(MODEL, CFG, data, val, checkpoint_dir=tmp_path / "cut", data_fingerprint="fp")
     assert resumed.resumed_from is not None
     assert all(torch.equal(state[k], v) for k, v in resumed.model.state_dict().items())
     save_model(tmp_path / "model.pt", whole.model, {})

@@ -17,9 +17,9 @@ the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
     python tools/compare.py --rev HEAD~1         # experiments based on an earlier commit
     python tools/compare.py --rev HEAD --rev HEAD~2   # of two commits together
     python tools/compare.py -A --gif-rev exp-a1b2c   # all commits; GIF of one experiment
-    python tools/compare.py --readme README.md --results docs/results.md   # and the study tables
-    python tools/compare.py --earlier plots/compare/runs.csv --readme README.md   # with the
-        # committed runs whose experiments this clone lacks (DVC keeps experiments locally)
+    python tools/compare.py --readme README.md --results docs/results.md   # and the tables
+    python tools/compare.py --earlier plots/compare/runs.csv --results docs/results.md   # with
+        # the committed runs whose experiments this clone lacks (DVC keeps experiments locally)
 """
 
 from __future__ import annotations
@@ -68,9 +68,8 @@ def main(
         Path | None,
         Opt(
             "--readme",
-            help="Also write the study table into this file's `study` "
-            "section (<!-- study:start --> ... <!-- study:end -->) and the workspace run's "
-            "tables into its `default` section.",
+            help="Also write the workspace run's headline table (reports/eval.json) into this "
+            "file's `headline` section (<!-- headline:start --> ... <!-- headline:end -->).",
         ),
     ] = None,
 ) -> None:
@@ -111,13 +110,9 @@ def main(
         atomic.write_text(out_dir / "table.md", compare.markdown(summ))
         study = compare.study_markdown(runs, defaults)
         atomic.write_text(out_dir / "study.md", study)
-        if readme is not None:  # the codes and both k-means; DPDP in study.md and results.md
-            compact = compare.study_markdown(runs, defaults, ("vqvae", "kmeans_mfcc",
-                                                              "kmeans_mfcc_matched",
-                                                              "kmeans_latent"))  # fmt: skip
-            sections.update_section(readme, "study", compact)
+        if readme is not None:  # the headline table; the study tables go to --results
             report = json.loads((repo / "reports/eval.json").read_text())
-            sections.update_section(readme, "default", compare.default_markdown(report))
+            sections.update_section(readme, "headline", compare.headline_markdown(report))
         if results is not None:
             sections.update_section(results, "study", study)
             report = json.loads((repo / "reports/eval.json").read_text())

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The units study (docs/results.md "The study"): every configuration with seeds 0, 1 and 2
-# through the DVC queue, then `python tools/compare.py --readme README.md` tabulates them.
+# through the DVC queue, then `python tools/compare.py --results docs/results.md` tabulates them.
 #   tools/study.sh                 # queue them all
 #   tools/study.sh cpc k128        # queue only these configurations
 #   SEEDS="2" tools/study.sh jitonly   # only these seeds

@@ -3,7 +3,7 @@
 `measure` scores the held-out split exactly as the evaluate stage scores its `kmeans_mfcc` and
 `mfcc` systems (the same 20 ms frames, labels, k-means fit and ABX), without codes: k-means
 PNMI at K, and ABX of the MFCC frames within and across speakers, at 10 ms and paired to 20 ms.
-Published values for LibriSpeech are beside them in the README; `benchmarks/corpus.py` measures
+Published values for LibriSpeech are beside them in docs/corpus.md; `benchmarks/corpus.py` measures
 how each knob of the built-in corpus moves them.
 """
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from vqspeech.io import atomic
-from vqspeech.report.plots import save
+from vqspeech.io.figure import save
 
 K = "model.quantizer.codebook_size"
 SEED = "train.seed"
@@ -533,6 +533,33 @@ def default_markdown(report: Mapping[str, dict]) -> str:
             continue
         cells = [f"{a[s]:.2f}" if a.get(s) is not None else NONE for s in ("within", "across")]
         lines.append(f"| {label} | {a['items']:,} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+HEADLINE_ROWS = (
+    ("VQ-VAE codes", "vqvae"),
+    ("k-means on the MFCCs it reads (same K)", "kmeans_mfcc"),
+    ("k-means on MFCC at equal perplexity", "kmeans_mfcc_matched"),
+    ("random codes", "random"),
+)
+
+
+def headline_markdown(report: Mapping[str, dict]) -> str:
+    """The README's one small table of a run (reports/eval.json, all frames): the learned codes
+    beside the baselines scored in the same run, PNMI, purity, code ABX and bitrate."""
+    lines = [
+        "| system | PNMI | phone purity | code ABX within % | code ABX across % | bitrate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, system in HEADLINE_ROWS:
+        if system not in report or "all" not in report[system]:
+            continue
+        r, abx = report[system]["all"], report[system].get("abx", {}).get("code", {})
+        if "k" in report[system]:
+            label = f"{label} (K'={report[system]['k']})"
+        cells = [f"{r['pnmi']:.3f}", f"{r['phone_purity']:.3f}"]
+        cells += [f"{abx[s]:.2f}" if abx.get(s) is not None else NONE for s in ("within", "across")]
+        lines.append(f"| {label} | " + " | ".join([*cells, f"{r['bitrate']:.0f}"]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -28,16 +28,10 @@ import pandas as pd
 
 from vqspeech.evaluate.metrics import Contingency
 from vqspeech.io import atomic
+from vqspeech.io.figure import save
 from vqspeech.phones import ARPABET, SILENCES
 
 PHONE_ORDER = (*ARPABET, *SILENCES)
-
-
-def save(fig: plt.Figure, path: Path) -> None:
-    """Write a PNG atomically (same bytes for the same figure: no timestamp metadata)."""
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
 
 
 def phone_rank(phones: Sequence[str]) -> list[str]:

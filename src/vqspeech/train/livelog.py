@@ -76,3 +76,21 @@ def open_live(live_dir: Path, resume_at: int | None, folder: Path) -> object | N
             "resuming dvclive curves at step %d (%d rows after it dropped)", resume_at, removed
         )
     return Live(dir=str(live_dir), resume=resume_at is not None, save_dvc_exp=False, dvcyaml=None)
+
+
+class Curves:
+    """A run's dvclive curves in `live_dir` (`live`: the dvclive.Live, None off rank 0 or without
+    dvclive), copied into its run folder after every epoch (`keep`): a resume then never finds
+    them older than the checkpoint."""
+
+    def __init__(self, live_dir: Path, folder: Path, resume_at: int | None, main: bool) -> None:
+        self.dir, self.folder = live_dir, folder
+        self.live = open_live(live_dir, resume_at, folder) if main else None
+
+    def keep(self) -> None:
+        if self.live is not None:
+            keep(self.dir, self.folder)
+
+    def end(self) -> None:
+        if self.live is not None:
+            self.live.end()

@@ -26,6 +26,7 @@ from torch import nn
 from vqspeech import imports
 from vqspeech.model.build import UnitModel, build
 from vqspeech.model.checkpoint import save
+from vqspeech.model.device import pick, set_threads
 from vqspeech.model.quantizer import kmeans
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
@@ -63,11 +64,11 @@ class Dist:
         return self.rank == 0
 
 
-def setup(device: str = "auto") -> Dist:
-    """Pick the device; under torchrun (WORLD_SIZE > 1) join the process group."""
-    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device is 'cuda' but no CUDA device is available")
+def setup(device: str = "auto", threads: int = 0) -> Dist:
+    """Pick the device (`model.device.pick`) and torch's threads (`model.device.set_threads`);
+    under torchrun (WORLD_SIZE > 1) join the process group."""
+    set_threads(threads)
+    cuda = pick(device).type == "cuda"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -89,7 +90,33 @@ def setup(device: str = "auto") -> Dist:
             dist.init_process_group("nccl" if cuda else "gloo")
         dev = torch.device("cuda", local) if cuda else torch.device("cpu")
         return Dist(dist.get_rank(), dist.get_world_size(), dev)
-    return Dist(0, 1, torch.device("cuda") if cuda else torch.device("cpu"))
+    return Dist(0, 1, torch.device("cuda" if cuda else "cpu"))
+
+
+def describe(
+    model_cfg: ModelParams,
+    cfg: TrainParams,
+    train_data: Source,
+    val_data: Source | None,
+    speakers: list[str],
+    d: Dist,
+) -> str:
+    """What a run reads and builds, for the train stage's log: the splits, the device, and the
+    model's parameters per module with its receptive field."""
+    from vqspeech.model.vqvae import summary
+
+    windows = len(train_data.windows(cfg.seed, 0))
+    shape = {
+        "input_dim": train_data.input_dim,
+        "n_speakers": len(speakers),
+        "output_dim": train_data.output_dim,
+    }
+    return (
+        f"{train_data.utterances} train utterances ({train_data.frames} frames, {len(speakers)} "
+        f"speakers; {windows} window(s) of at most {cfg.buffer_mb:g} MiB per epoch), "
+        f"{val_data.utterances if val_data else 'no'} val; device {d.device} x {d.world}\n"
+        f"model:\n{summary(build(model_cfg, **shape))}"
+    )
 
 
 def _grad_norms(model: UnitModel) -> dict[str, float]:
@@ -339,6 +366,7 @@ def train(
     cfg: TrainParams,
     train_data: SplitData | Source,
     val_data: SplitData | Source | None,
+    *,
     checkpoint_dir: Path,
     data_fingerprint: str,
     live: object | None = None,

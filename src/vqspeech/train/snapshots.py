@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 
 class Snapshots:
-    """Callable `(epoch, model)` for `vqspeech.train.loop.train(on_epoch=...)`."""
+    """Callable `(epoch, model)` for `vqspeech.train.loop.train(on_epoch=...)`: a snapshot every
+    `every` epochs, then `then()` after every epoch (the train stage keeps its curves)."""
 
     def __init__(
         self,
@@ -39,9 +40,10 @@ class Snapshots:
         sample: Iterable[Utterance],
         norm: Normalizer,
         every: int,
+        then: Callable[[], None] = lambda: None,
         max_latents: int = 1000,
     ) -> None:
-        self.folder, self.key, self.every = Path(folder), key, every
+        self.folder, self.key, self.every, self.then = Path(folder), key, every, then
         self.inputs: list[np.ndarray] = []
         self.phones: list[str] = []
         n = 0
@@ -54,9 +56,9 @@ class Snapshots:
         self.max_latents = min(n, max_latents)
 
     def __call__(self, epoch: int, model: UnitModel) -> None:
-        if self.every <= 0 or epoch % self.every:
-            return
-        self.take(epoch, model)
+        if self.every > 0 and epoch % self.every == 0:
+            self.take(epoch, model)
+        self.then()
 
     @torch.no_grad()
     def take(self, epoch: int, model: UnitModel) -> Path:
@@ -78,6 +80,12 @@ class Snapshots:
         with atomic.atomic_path(path) as tmp:
             pq.write_table(table, tmp)
         return path
+
+    def finish(self, epochs: int, model: UnitModel, path: str | os.PathLike[str]) -> int:
+        """The final codebook (always this run's), then models/snapshots.parquet of the run's
+        snapshots (`write`); returns how many."""
+        self.take(epochs, model)
+        return write(path, self.folder, self.key, schedule(epochs, self.every))
 
 
 def snapshot_table(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from vqspeech.features import shards
 from vqspeech.features.stats import Normalizer
+from vqspeech.params import Params
 from vqspeech.train.crops import (
     HOP,
     SplitData,
@@ -46,6 +48,7 @@ from vqspeech.train.crops import (
     batch_targets,
     epoch_batches,
     load_split,
+    load_train_val,
 )
 
 log = logging.getLogger(__name__)
@@ -392,3 +395,50 @@ def loader(
         prefetch_factor=4,
         generator=torch.Generator().manual_seed(plan.seed),
     )
+
+
+def sources(
+    features_dir: Path, norm: Normalizer, params: Params
+) -> tuple[Source, Source | None, list[str]]:
+    """The train stage's (train, val, speaker names): streamed from the shards a window of
+    `train.buffer_mb` at a time, or with `model.target: logmel` held in memory (the targets are
+    computed over the whole split from the shards' audio; needs librosa). No val split is a
+    warning, not an error. The logmel targets use `features.preemphasis`, as the features."""
+    model_cfg, cfg = params.model, params.train
+    wavenet = model_cfg.decoder == "wavenet"  # the WaveNet learns the crops' samples
+    if model_cfg.target == "logmel":
+        log.warning(
+            "model.target logmel: the train split is held in memory, not streamed "
+            "(train.buffer_mb does not apply)"
+        )
+        train, val, speakers = load_train_val(features_dir, norm, True)
+        try:
+            from vqspeech.train.targets import add_logmel_targets
+
+            start = time.perf_counter()
+            add_logmel_targets(train, val, params.features.preemphasis)
+            log.info(
+                "decoder targets (log mel energies of the shards' audio): %.1f s",
+                time.perf_counter() - start,
+            )
+        except ValueError as err:
+            raise ValueError(f"model.target logmel: {err}") from None
+        except ImportError as err:  # the targets' mel filters come from librosa
+            raise ValueError(
+                f"model.target logmel needs librosa here ({err}); install the project's "
+                "requirements"
+            ) from None
+        if not wavenet:
+            for data in (train, val):
+                if data is not None:
+                    data.audio = data.audio_offsets = None
+        return InMemory(train, wavenet), None if val is None else InMemory(val, wavenet), speakers
+    streamed = Streamed(features_dir, "train", norm, cfg.buffer_mb * 2**20, audio=wavenet)
+    try:
+        val_data = Streamed(
+            features_dir, "val", norm, float("inf"), streamed.speaker_index, wavenet
+        )
+    except ValueError as err:
+        log.warning("no validation: %s", err)
+        val_data = None
+    return streamed, val_data, streamed.speaker_names

@@ -21,26 +21,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from vqspeech.features.shards import Utterance
-from vqspeech.features.stats import Normalizer
 from vqspeech.model.wavenet import mulaw_decode, mulaw_encode
-from vqspeech.phones import SILENCES
+from vqspeech.synthesis.excerpts import SR
 
-SAMPLES_PER_LATENT = 320
-SR = 16000
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    from vqspeech.model.vqvae import VQVAE
 
 MCD_SCALE = 10.0 / math.log(10.0) * math.sqrt(2.0)
 
@@ -116,63 +108,6 @@ class SpeakerClassifier:
         return float(np.mean([p == t for p, t in zip(predicted, targets, strict=True)]))
 
 
-def choose(
-    utterances: Sequence[Utterance],
-    count: int,
-    seconds: float,
-    rng: np.random.Generator,
-    lead_latents: int = 5,
-) -> tuple[list[Utterance], list[int], int]:
-    """`count` utterances (seeded, in id order: `choose_ids`) and their `excerpts`."""
-    by_id = {u.utterance_id: u for u in utterances}
-    chosen = [by_id[i] for i in choose_ids(list(by_id), count, rng)]
-    return (chosen, *excerpts(chosen, seconds, lead_latents))
-
-
-def choose_ids(ids: Sequence[str], count: int, rng: np.random.Generator) -> list[str]:
-    """`count` of the held-out utterance ids (seeded, in id order); ValueError when there are
-    fewer than `count`."""
-    pool = sorted(ids)
-    if len(pool) < count:
-        raise ValueError(f"{count} utterances to synthesize but only {len(pool)} held out")
-    return [pool[i] for i in sorted(rng.choice(len(pool), size=count, replace=False))]
-
-
-def excerpts(
-    chosen: Sequence[Utterance], seconds: float, lead_latents: int = 5
-) -> tuple[list[int], int]:
-    """The latent each excerpt starts at (`lead_latents`, at most a quarter of the excerpt,
-    before the first speech frame, so excerpts are not mostly leading silence) and the
-    excerpts' common length in latents: `seconds` worth (50 per second), or as much as the
-    shortest chosen utterance has. ValueError when one lacks its audio."""
-    wanted = round(seconds * 50)
-    lead = min(lead_latents, wanted // 4)  # a short excerpt still gets mostly speech
-    starts = []
-    for u in chosen:
-        if u.audio is None:
-            raise ValueError(
-                f"{u.utterance_id}: no audio in the feature shards (features.audio: false)"
-            )
-        speech = [i for i, p in enumerate(u.phones) if p not in SILENCES]
-        starts.append(max(0, (speech[0] if speech else 0) // 2 - lead))
-    n_latents = min(
-        wanted, *(len(u.features) // 2 - s for u, s in zip(chosen, starts, strict=True))
-    )
-    return starts, n_latents
-
-
-def targets(
-    speakers: Sequence[str], count: int, per_utterance: int, rng: np.random.Generator
-) -> list[list[str]]:
-    """For each of `count` utterances, `per_utterance` distinct target speakers (seeded)."""
-    if per_utterance > len(speakers):
-        raise ValueError(f"{per_utterance} conversion targets but {len(speakers)} train speakers")
-    return [
-        [speakers[i] for i in sorted(rng.choice(len(speakers), per_utterance, replace=False))]
-        for _ in range(count)
-    ]
-
-
 def classifier_picks(
     speakers: Mapping[str, str], per_speaker: int, holdout: float, rng: np.random.Generator
 ) -> list[tuple[str, str, bool]]:
@@ -193,19 +128,30 @@ def classifier_picks(
     return out
 
 
-def classifier_split(
-    utterances: Sequence[Utterance],
+def classifier_excerpts(
+    speaker_of: Mapping[str, str],
+    read: Callable[[list[str]], Mapping[str, Utterance]],
     per_speaker: int,
     holdout: float,
     samples: int,
     rng: np.random.Generator,
 ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
-    """(fit, test) lists of (speaker, float audio) of the utterances with audio that
-    `classifier_picks` picks, each cut to its first `samples` samples (the length of what is
-    synthesized)."""
-    by_id = {u.utterance_id: u for u in utterances if u.audio is not None}
-    picks = classifier_picks({i: u.speaker for i, u in by_id.items()}, per_speaker, holdout, rng)
-    return classifier_audio(picks, by_id, samples)
+    """(fit, test) lists of (speaker, float audio) for the speaker classifier: the
+    `classifier_picks` of the training utterances `speaker_of` (utterance_id -> speaker), read
+    with `read` (those alone), each cut to its first `samples` samples (the length of what is
+    synthesized); ([], []) when the speakers are not `classifier_viable`."""
+    if not classifier_viable(speaker_of.values()):
+        return [], []
+    picks = classifier_picks(speaker_of, per_speaker, holdout, rng)
+    fit, test = classifier_audio(picks, read([uid for _, uid, _ in picks]), samples)
+    log.info(
+        "speaker classifier: %d + %d excerpts of %d training speakers (read those "
+        "utterances alone)",
+        len(fit),
+        len(test),
+        len(set(speaker_of.values())),
+    )
+    return fit, test
 
 
 def classifier_audio(
@@ -233,137 +179,6 @@ def classifier_viable(speakers: Iterable[str]) -> bool:
         )
         return False
     return True
-
-
-def originals(
-    chosen: Sequence[Utterance], starts: Sequence[int], samples: int
-) -> list[list[tuple[str, np.ndarray]]]:
-    """Per utterance [("original", float audio)]: `samples` samples from latent `start`."""
-    up = SAMPLES_PER_LATENT
-    return [
-        [("original", u.audio[s * up : s * up + samples].astype(np.float32) / 32768)]
-        for u, s in zip(chosen, starts, strict=True)
-    ]
-
-
-def add_generated(
-    versions: list[list[tuple[str, np.ndarray]]],
-    generated: Sequence[Sequence[np.ndarray]],
-    goals: Sequence[Sequence[str]],
-) -> None:
-    """Append each utterance's reconstruction and its conversions ("as <speaker>")."""
-    for uid_versions, audio, goal in zip(versions, generated, goals, strict=True):
-        uid_versions.append(("reconstruction", audio[0]))
-        uid_versions += [(f"as {t}", a) for t, a in zip(goal, audio[1:], strict=True)]
-
-
-def speech_masks(chosen: Sequence[Utterance], starts: Sequence[int]) -> list[np.ndarray]:
-    """Per utterance, whether each 10 ms frame from latent `start` on is speech."""
-    return [
-        np.array([ph not in SILENCES for ph in u.phones[2 * s :]])
-        for u, s in zip(chosen, starts, strict=True)
-    ]
-
-
-def spectrogram_figure(
-    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], path: Path, sr: int = 16000
-) -> None:
-    """One row per utterance, one column per version (original, reconstruction, conversions):
-    log-magnitude spectrograms (512-point STFT, 10 ms hop) on one colour scale per row."""
-    import librosa
-    import matplotlib.pyplot as plt
-
-    from vqspeech.report.plots import save
-
-    cols = max(len(versions) for _, versions in rows)
-    fig, axes = plt.subplots(
-        len(rows), cols, figsize=(3.6 * cols, 2.6 * len(rows)), squeeze=False, sharey=True
-    )
-    for r, (title, versions) in enumerate(rows):
-        specs = [
-            np.abs(librosa.stft(np.asarray(a, np.float32), n_fft=512, hop_length=160))
-            for _, a in versions
-        ]
-        ref = max(float(x.max()) for x in specs) or 1.0
-        for c in range(cols):
-            ax = axes[r, c]
-            if c >= len(versions):
-                ax.axis("off")
-                continue
-            db = librosa.amplitude_to_db(specs[c], ref=ref)
-            ax.imshow(
-                db,
-                origin="lower",
-                aspect="auto",
-                cmap="magma",
-                vmin=-80,
-                vmax=0,
-                extent=(0, len(versions[c][1]) / sr, 0, sr / 2000),
-            )
-            ax.set_title(f"{title}: {versions[c][0]}" if c == 0 else versions[c][0], fontsize=9)
-            if c == 0:
-                ax.set_ylabel("kHz")
-            if r == len(rows) - 1:
-                ax.set_xlabel("time (s)")
-    fig.tight_layout()
-    save(fig, path)
-
-
-def generate(
-    model: VQVAE,
-    chosen: Sequence[Utterance],
-    starts: Sequence[int],
-    goals: Sequence[Sequence[str]],
-    speakers: Sequence[str],
-    n_lat: int,
-    norm: Normalizer,
-    seed: int,
-    bar: Any,
-) -> tuple[list[list[np.ndarray]], dict[str, object]]:
-    """The reconstruction (mean speaker embedding) and the conversions to `goals` of the
-    `n_lat` latents from `starts` of each utterance, generated in one batch, sample by sample;
-    `bar.update(1)` after every latent. Returns (per utterance: [reconstruction, *conversions]
-    as float audio, the generation speed)."""
-    device = next(model.parameters()).device
-    latents = []
-    for u, s in zip(chosen, starts, strict=True):
-        x = torch.from_numpy(norm(u.features))[None].to(device)
-        _, vq = model.encode(x)  # the whole utterance (context), then the excerpt's latents
-        latents.append(vq.quantized[0, s : s + n_lat])
-    rows, ids = [], []
-    index = {s: i for i, s in enumerate(speakers)}
-    for q, goal in zip(latents, goals, strict=True):
-        for spk in [-1, *(index[t] for t in goal)]:
-            rows.append(q)
-            ids.append(spk)
-    batch_latents = torch.stack(rows)
-    spk_vectors = model.speaker_vectors(torch.tensor(ids, device=device))
-    generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    # generate() reports after every latent's samples
-    classes = model.decoder.generate(
-        batch_latents, spk_vectors, generator, progress=lambda t: bar.update(1)
-    )
-    seconds = time.perf_counter() - start
-    audio = mulaw_decode(classes.cpu()).numpy()
-    per = 1 + len(goals[0])
-    out = [[audio[i * per + j] for j in range(per)] for i in range(len(chosen))]
-    steps = classes.shape[1]
-    speed = {
-        "device": device.type,
-        "sequences": len(rows),
-        "steps_per_second": round(steps / seconds, 1),  # samples of one sequence per second
-        "samples_per_second": round(steps * len(rows) / seconds, 1),  # all sequences together
-        "seconds": round(seconds, 1),
-    }
-    log.info(
-        "generated %d x %d samples in %.1f s (%s samples/s in all)",
-        len(rows),
-        steps,
-        seconds,
-        speed["samples_per_second"],
-    )
-    return out, speed
 
 
 def score(

@@ -1,0 +1,52 @@
+"""The synthesize stage's spectrogram comparison: a row per utterance, a column per version."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def spectrogram_figure(
+    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], path: Path, sr: int = 16000
+) -> None:
+    """One row per utterance, one column per version (original, reconstruction, conversions):
+    log-magnitude spectrograms (512-point STFT, 10 ms hop) on one colour scale per row."""
+    import librosa
+    import matplotlib.pyplot as plt
+
+    from vqspeech.io.figure import save
+
+    cols = max(len(versions) for _, versions in rows)
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(3.6 * cols, 2.6 * len(rows)), squeeze=False, sharey=True
+    )
+    for r, (title, versions) in enumerate(rows):
+        specs = [
+            np.abs(librosa.stft(np.asarray(a, np.float32), n_fft=512, hop_length=160))
+            for _, a in versions
+        ]
+        ref = max(float(x.max()) for x in specs) or 1.0
+        for c in range(cols):
+            ax = axes[r, c]
+            if c >= len(versions):
+                ax.axis("off")
+                continue
+            db = librosa.amplitude_to_db(specs[c], ref=ref)
+            ax.imshow(
+                db,
+                origin="lower",
+                aspect="auto",
+                cmap="magma",
+                vmin=-80,
+                vmax=0,
+                extent=(0, len(versions[c][1]) / sr, 0, sr / 2000),
+            )
+            ax.set_title(f"{title}: {versions[c][0]}" if c == 0 else versions[c][0], fontsize=9)
+            if c == 0:
+                ax.set_ylabel("kHz")
+            if r == len(rows) - 1:
+                ax.set_xlabel("time (s)")
+    fig.tight_layout()
+    save(fig, path)
