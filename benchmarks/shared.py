@@ -40,11 +40,11 @@ WORKLOADS = {
     "train": """
 import torch, numpy as np
 from vqspeech.model.build import build
-from vqspeech.params import ModelParams
+from vqspeech.params import load_params
 from vqspeech.train.loop import Dist, Stepper, adam
 from vqspeech.train.stream import CropBatch
 torch.manual_seed(0)
-model = build(ModelParams(), input_dim=39, n_speakers=100).train()
+model = build(load_params("params.yaml").model, input_dim=39, n_speakers=100).train()
 step = Stepper(model, model, adam(model, 2e-4), Dist(device=torch.device("cpu")))
 rng = np.random.default_rng(0)
 crops = CropBatch(rng.standard_normal((32, 48, 39)).astype(np.float32), rng.integers(0, 100, 32))

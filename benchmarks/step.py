@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from reference import reference_model, reference_optimizer, reference_step  # noqa: E402
 
 from vqspeech.model.build import build  # noqa: E402
-from vqspeech.params import ModelParams  # noqa: E402
+from vqspeech.params import changed, load_params  # noqa: E402
 from vqspeech.train.loop import Dist, Stepper, adam  # noqa: E402
 from vqspeech.train.stream import CropBatch  # noqa: E402
 
@@ -72,7 +72,7 @@ def matmul_rate(dev: torch.device, n: int = 2048) -> float:
 def one(size: str, batch: int, dev: torch.device, rounds: int) -> dict:
     overrides, channels, k = SIZES[size]
     torch.manual_seed(0)
-    cfg = ModelParams.model_validate(overrides)
+    cfg = changed(load_params(REPO / "params.yaml").model, **overrides)
     model = build(cfg, input_dim=DIM, n_speakers=SPEAKERS).to(dev).train()
     optimizer = adam(model, 2e-4)
     d = Dist(device=dev)

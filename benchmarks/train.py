@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from vqspeech.features.stats import Normalizer  # noqa: E402
 from vqspeech.model.build import build  # noqa: E402
-from vqspeech.params import ModelParams  # noqa: E402
+from vqspeech.params import changed, load_params  # noqa: E402
 from vqspeech.train.loop import Dist, Stepper, _tensors, adam  # noqa: E402
 from vqspeech.train.stream import CropBatch, Plan, Source, Streamed  # noqa: E402
 
@@ -60,7 +60,7 @@ def one(size: str, steps: int, device: str, batch_size: int, peak_tflops: float)
     plan = Plan(CROP, batch_size, 0)
     source.load(source.windows(0, 0)[0])  # the split fits one window: read once, kept
     load_s = time.perf_counter() - t0
-    cfg = ModelParams.model_validate(SIZES[size])
+    cfg = changed(load_params(REPO / "params.yaml").model, **SIZES[size])
     torch.manual_seed(0)
     model = build(cfg, input_dim=source.input_dim, n_speakers=source.n_speakers).to(dev).train()
     stepper = Stepper(model, model, adam(model, 2e-4), Dist(device=dev))

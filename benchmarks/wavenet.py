@@ -11,18 +11,17 @@ import time
 
 import torch
 import typer
-from benchlib import stamp, table, update_section
+from benchlib import REPO, stamp, table, update_section
 
 from vqspeech.model.wavenet import WaveNet
-from vqspeech.params import WaveNetParams
+from vqspeech.params import changed, load_params
 
 COND, SPEAKER = 64, 64  # model.embedding_dim, model.speaker_dim
+DEFAULT = load_params(REPO / "params.yaml").model.wavenet
 CONFIGS = {
-    "default (32 ch, 1 x 8 layers)": WaveNetParams(
-        residual_channels=32, skip_channels=32, layers_per_stack=8
-    ),
-    "paper-scale (256 ch, 2 x 10 layers)": WaveNetParams(
-        residual_channels=256, skip_channels=256, layers_per_stack=10, stacks=2
+    "default (32 ch, 1 x 8 layers)": DEFAULT,
+    "paper-scale (256 ch, 2 x 10 layers)": changed(
+        DEFAULT, residual_channels=256, skip_channels=256, layers_per_stack=10, stacks=2
     ),
 }
 

@@ -9,36 +9,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 from vqspeech.data.textgrid import Interval, write_phones
 from vqspeech.features.acoustic import FeatureConfig
 from vqspeech.features.extract import AudioOptions
 from vqspeech.model.vqvae import VQVAE
-from vqspeech.params import FeaturesParams, ModelParams, QuantizerParams, WaveNetParams
+from vqspeech.params import ModelParams, Params, changed, load_params
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULTS: Params = load_params(REPO / "params.yaml")  # params.yaml holds every value
+RAW: dict = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))  # as written
+
+
+def params_yaml(**sections: dict) -> str:
+    """A params.yaml: the repository's, with the keys `sections` name changed (a nested mapping
+    changes only its own keys): `params_yaml(data={"corpus": "folder", ...})`."""
+    from vqspeech.params import merged
+
+    return yaml.safe_dump(merged(RAW, sections))
 
 
 def features(**kw: object) -> FeatureConfig:
-    """The feature config of `features.*` = kw, the rest at params' defaults."""
-    return FeatureConfig.from_params(FeaturesParams(**kw))
+    """The feature config of `features.*` = kw, the rest as params.yaml has it."""
+    return FeatureConfig.from_params(changed(DEFAULTS.features, **kw))
 
 
 def audio_options(tolerance_s: float = 0.1, **kw: object) -> AudioOptions:
-    return AudioOptions.from_params(FeaturesParams(**kw), tolerance_s)
+    return AudioOptions.from_params(changed(DEFAULTS.features, **kw), tolerance_s)
 
 
-def model_params(quantizer: dict | None = None, wavenet: dict | None = None, **kw) -> ModelParams:
-    """`model.*` = kw (`model.quantizer.*` = quantizer, ...), the rest at params' defaults."""
-    return ModelParams(
-        quantizer=QuantizerParams(**(quantizer or {})),
-        wavenet=WaveNetParams(**(wavenet or {})),
-        **kw,
-    )
+def model_params(**kw: object) -> ModelParams:
+    """`model.*` = kw (nested sections as dicts of the keys to change), the rest as params.yaml
+    has it."""
+    return changed(DEFAULTS.model, **kw)
 
 
 def vqvae(params: ModelParams | None = None, input_dim: int = 39, n_speakers: int = 1) -> VQVAE:
-    return VQVAE(params or ModelParams(), input_dim=input_dim, n_speakers=n_speakers)
+    return VQVAE(params or DEFAULTS.model, input_dim=input_dim, n_speakers=n_speakers)
 
 
 def write_wav(path: Path, seconds: float, sr: int = 16000, fmt: str = "WAV") -> Path:

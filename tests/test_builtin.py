@@ -20,9 +20,12 @@ from vqspeech.features.acoustic import FeatureConfig, extract, frame_labels
 from vqspeech.params import BuiltinParams
 from vqspeech.voices import ESPEAK_LANGUAGES, FESTIVAL_VOICES, FLITE_F0_HZ
 
+from .conftest import RAW
+
 # one voice of every engine (and each Festival kind), two drawn speakers each, mild channel
 SMALL = BuiltinParams.model_validate(
     {
+        **RAW["data"]["builtin"],
         "voices": [
             "flite/slt",
             "festival/kal_diphone",
@@ -35,7 +38,7 @@ SMALL = BuiltinParams.model_validate(
         "held_out": {"val": ["festival/kal_diphone"], "test": ["espeak/en-us+f2", "flite/slt"]},
     }
 )
-FLITE12 = BuiltinParams.model_validate({"preset": "flite12"})
+FLITE12 = BuiltinParams.model_validate({**RAW["data"]["builtin"], "preset": "flite12"})
 SPEC = {
     "flite": "flite/kal16",
     "festival-diphone": "festival/ked_diphone",
@@ -84,7 +87,7 @@ def test_flite12_preset_is_the_earlier_corpus():
 
 
 def test_read_preset_holds_out_whole_voices_of_several_engines():
-    b = BuiltinParams.model_validate({})
+    b = BuiltinParams.model_validate(RAW["data"]["builtin"])
     assert b.preset == "read" and b.channel == "mild"
     everyone = builtin.speakers(b)
     val, test = builtin.held_out(b)
@@ -102,14 +105,14 @@ def test_read_preset_holds_out_whole_voices_of_several_engines():
 
 def test_keys_beside_a_preset_override_it():
     b = BuiltinParams.model_validate(
-        {"preset": "flite12", "channel": "strong", "prosody": {"stretch": 0.2}}
+        {"preset": "flite12", "seed": 0, "channel": "strong", "prosody": {"stretch": 0.2}}
     )
     assert b.channel == "strong" and b.prosody.stretch == 0.2 and b.prosody.f0_mean == 0.0
     assert b.voices == FLITE12.voices
     with pytest.raises(ValueError, match="espeak-ng voices are"):
-        BuiltinParams.model_validate({"voices": ["espeak/klingon"]})
+        BuiltinParams.model_validate({**RAW["data"]["builtin"], "voices": ["espeak/klingon"]})
     with pytest.raises(ValueError, match="flite voices are"):
-        BuiltinParams.model_validate({"voices": ["flite/kal"]})
+        BuiltinParams.model_validate({**RAW["data"]["builtin"], "voices": ["flite/kal"]})
 
 
 def test_manifest_of_corpus(corpus: list[manifest.Candidate]):

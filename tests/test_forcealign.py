@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from vqspeech import phones
 from vqspeech.data import builtin, forcealign, manifest
 from vqspeech.data.textgrid import Interval, read_phones
 from vqspeech.params import BuiltinParams
 
-from .conftest import REPO
+from .conftest import RAW, REPO, params_yaml
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
 TINY_MODEL = {
@@ -127,6 +126,7 @@ def test_pocketsphinx_boundaries_against_exact_ones(tmp_path: Path):
     measurement per engine is in docs/corpus.md)."""
     b = BuiltinParams.model_validate(
         {
+            **RAW["data"]["builtin"],
             "voices": ["flite/rms", "festival/kal_diphone", "espeak/en-us"],
             "speakers_per_voice": 1,
             "utterances_per_speaker": 4,
@@ -190,7 +190,7 @@ def test_transcript_only_folder_runs_end_to_end(tmp_path: Path):
     }
     work = tmp_path / "work"
     work.mkdir()
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    (work / "params.yaml").write_text(params_yaml(**params))
     proc = run(work, "download")
     assert proc.returncode == 0, proc.stderr
     assert "aligning 12 utterances that have a transcript but no TextGrid" in proc.stderr
@@ -213,7 +213,7 @@ def test_transcript_only_folder_runs_end_to_end(tmp_path: Path):
     assert 0 <= headline["vqvae"]["pnmi"] <= 1 and 0 <= headline["kmeans_mfcc"]["pnmi"] <= 1
     # and with data.on_error: fail, the unalignable utterance stops the stage naming the file
     params["data"]["on_error"] = "fail"
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    (work / "params.yaml").write_text(params_yaml(**params))
     proc = run(work, "download")
     assert proc.returncode == 1 and "extra.lab: words not in the pronunciation" in proc.stderr
 
@@ -223,6 +223,6 @@ def test_without_an_aligner_a_transcript_is_not_an_alignment(tmp_path: Path):
     params = {"corpus": "folder", "aligner": "none", "folder": {"audio_dir": str(audio)}}
     work = tmp_path / "work"
     work.mkdir()
-    (work / "params.yaml").write_text(yaml.safe_dump({"data": params}))
+    (work / "params.yaml").write_text(params_yaml(data=params))
     proc = run(work, "download")
     assert proc.returncode == 1 and "no TextGrid found for this utterance" in proc.stderr

@@ -20,7 +20,7 @@ from vqspeech.train.crops import SplitData, batch, epoch_batches, random_crops
 from vqspeech.train.livelog import truncate
 from vqspeech.train.loop import TrainingError, train
 
-from .conftest import model_params
+from .conftest import DEFAULTS, changed, model_params
 
 MODEL = model_params(
     channels=16,
@@ -29,7 +29,7 @@ MODEL = model_params(
     speaker_dim=4,
     quantizer={"codebook_size": 8, "dead_threshold": 1.0},
 )
-CFG = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+CFG = changed(DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
 UNIT = Normalizer(np.zeros(6), np.ones(6))
 
 
@@ -105,7 +105,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path: Path):
     nine = CFG.model_copy(update={"epochs": 9})
     assert resume_step(tmp_path / "cut", run_key(MODEL, nine, "fp"), 9) == 3 * per_epoch
     assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "other data"), 3) is None
-    assert resume_step(tmp_path / "cut", run_key(ModelParams(), CFG, "fp"), 3) is None
+    assert resume_step(tmp_path / "cut", run_key(DEFAULTS.model, CFG, "fp"), 3) is None
     # ... but fewer epochs never resume a longer run (they would return its model)
     assert resume_step(tmp_path / "cut", run_key(MODEL, CFG, "fp"), 2) is None
 

@@ -8,15 +8,14 @@ import torch
 from vqspeech.model.jitter import TimeJitter, jitter_indices
 from vqspeech.model.quantizer import VectorQuantizer, kmeans
 from vqspeech.model.vqvae import receptive_field, summary
-from vqspeech.params import QuantizerParams
 
-from .conftest import model_params, vqvae
+from .conftest import DEFAULTS, model_params, vqvae
 
 
 def quantizer(dim: int, **kw: object) -> VectorQuantizer:
     """A VectorQuantizer with `kw` (known-answer values such as ema_decay=0 allowed), the rest
     at params' defaults."""
-    return VectorQuantizer(dim=dim, **{**QuantizerParams().model_dump(), **kw})
+    return VectorQuantizer(dim=dim, **{**DEFAULTS.model.quantizer.model_dump(), **kw})
 
 
 @pytest.mark.parametrize("batch", [1, 7])

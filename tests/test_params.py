@@ -1,9 +1,21 @@
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from vqspeech.params import ParamsError, load_params, parse_params
+from vqspeech.params import (
+    BuiltinParams,
+    Params,
+    ParamsError,
+    PlotParams,
+    QuantizerParams,
+    Variant,
+    load_params,
+    parse_params,
+)
 
 from .conftest import REPO
 
@@ -180,3 +192,34 @@ def test_speaker_names_are_compared_in_nfc():
     }
     assert parse_params(raw).features.split.test_speakers == ["José"]
     assert unicodedata.is_normalized("NFC", parse_params(raw).features.split.test_speakers[0])
+
+
+def _sections(model: type[BaseModel]) -> Iterator[type[BaseModel]]:
+    """`model` and every params class inside it (fields, list items, unions)."""
+    yield model
+    for f in model.model_fields.values():
+        for t in (f.annotation, *typing.get_args(f.annotation)):
+            for inner in (t, *typing.get_args(t)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    yield from _sections(inner)
+
+
+def test_params_yaml_is_the_one_source_of_every_value():
+    """No params class defaults a field: params.yaml sets each value once (a class default beside
+    it would be a second source that can disagree, as `features.shard_mb` did)."""
+    classes = set(_sections(Params))
+    assert {QuantizerParams, BuiltinParams, Variant, PlotParams} <= classes  # the walk is deep
+    defaulted = [
+        f"{cls.__name__}.{name}"
+        for cls in classes
+        for name, f in cls.model_fields.items()
+        if not f.is_required()
+    ]
+    assert defaulted == []
+
+
+def test_a_key_missing_from_params_yaml_is_named():
+    raw = default_raw()
+    del raw["features"]["shard_mb"]
+    with pytest.raises(ParamsError, match=r"features\.shard_mb: required key is missing"):
+        parse_params(raw)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from vqspeech.features import shards
 
-from .conftest import REPO
+from .conftest import REPO, params_yaml
 
 DIM = 39
 
@@ -73,7 +72,7 @@ def test_index_errors_name_the_folder(tmp_path: Path):
 
 
 def stats(tmp_path: Path, features: Path) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"corpus": "builtin"}}))
+    (tmp_path / "params.yaml").write_text(params_yaml())
     return subprocess.run(
         [sys.executable, str(REPO / "stages" / "stats.py"), "--features", str(features)],
         cwd=tmp_path,

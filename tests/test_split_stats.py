@@ -7,7 +7,9 @@ from vqspeech.data import builtin
 from vqspeech.features.shards import Utterance
 from vqspeech.features.split import SplitError, assign, held_out
 from vqspeech.features.stats import NORM_BLOCK, DatasetSummary, Moments, Normalizer
-from vqspeech.params import DataParams, SplitParams
+from vqspeech.params import SplitParams
+
+from .conftest import DEFAULTS
 
 SPEAKERS = ["awb", "awb_high", "rms", "rms_high", "slt", "kal16"]
 
@@ -27,13 +29,14 @@ def test_split_is_speaker_disjoint_and_order_free():
 
 
 def test_unnamed_split_is_the_builtin_corpus_own():
-    own = builtin.held_out(DataParams.model_validate({"corpus": "builtin"}).builtin)
-    val, test = held_out(SplitParams(), own)
+    own = builtin.held_out(DEFAULTS.data.builtin)
+    unnamed = SplitParams(val_speakers=None, test_speakers=None)
+    val, test = held_out(unnamed, own)
     assert (val, test) == own and len(test) == 12
     named = SplitParams(val_speakers=[], test_speakers=["rms-0"])
     assert held_out(named, own) == ([], ["rms-0"])  # named speakers win
     with pytest.raises(SplitError, match="test_speakers is empty"):
-        assign(["a", "b"], *held_out(SplitParams(), None))  # any other corpus must name them
+        assign(["a", "b"], *held_out(unnamed, None))  # any other corpus must name them
 
 
 @pytest.mark.parametrize(

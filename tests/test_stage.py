@@ -29,8 +29,9 @@ from vqspeech.evaluate.align import read_intervals
 from vqspeech.features import shards
 from vqspeech.model.build import build
 from vqspeech.model.checkpoint import load_model, save_model
+from vqspeech.params import merged
 
-from .conftest import REPO, Server, model_params, write_grid
+from .conftest import RAW, REPO, Server, model_params, params_yaml, write_grid
 
 OUTPUTS = (
     "data/raw",
@@ -43,7 +44,7 @@ OUTPUTS = (
 def run_stage(
     cwd: Path, data: dict, stage: str = "download", **sections: dict
 ) -> subprocess.CompletedProcess[str]:
-    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data, **sections}))
+    (cwd / "params.yaml").write_text(params_yaml(data=data, **sections))
     script = REPO / "stages" / f"{stage}.py"
     return subprocess.run(
         [sys.executable, str(script)],
@@ -61,7 +62,10 @@ def tiny_builtin() -> dict:
         "builtin": {
             "preset": "flite12",
             "voices": ["kal16"],
-            "variants": [{"name": "base"}, {"name": "low", "f0_scale": 0.8, "tempo": 0.9}],
+            "variants": [
+                {"name": "base", "f0_scale": 1.0, "tempo": 1.0},
+                {"name": "low", "f0_scale": 0.8, "tempo": 0.9},
+            ],
             "utterances_per_speaker": 2,
         },
     }
@@ -293,7 +297,7 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pipeline")
     split = {"split": {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}}
     data = tiny_builtin()
-    data["builtin"]["variants"].append({"name": "high", "f0_scale": 1.2})
+    data["builtin"]["variants"].append({"name": "high", "f0_scale": 1.2, "tempo": 1.0})
     for stage in ("download", "features", "stats"):
         proc = run_stage(root, data, stage, features=split)
         assert proc.returncode == 0, proc.stderr
@@ -305,7 +309,8 @@ def train_params_in(src: Path, dst: Path, train: dict, model: dict | None = None
     if not dst.exists():
         shutil.copytree(src, dst)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["model"], params["train"] = {**TINY_MODEL, **(model or {})}, {**TINY_TRAIN, **train}
+    params["model"] = merged(RAW["model"], {**TINY_MODEL, **(model or {})})
+    params["train"] = merged(RAW["train"], {**TINY_TRAIN, **train})
     (dst / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -544,10 +549,14 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
         assert run_stage_in(work, stage).returncode == 0
     wavenet = {"residual_channels": 8, "skip_channels": 8, "layers_per_stack": 4}
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["model"] = {**TINY_MODEL, "decoder": "wavenet", "wavenet": wavenet}
-    params["train"] = {**TINY_TRAIN, "epochs": 1, "crop_frames": 12}
-    params["synthesize"] = {"utterances": 2, "seconds": 0.2, "targets": 2}
-    params["eval"] = {"plots": {"umap_points": 0}}  # no UMAP: its compile is 12 s a process
+    params["model"] = merged(RAW["model"], {**TINY_MODEL, "decoder": "wavenet", "wavenet": wavenet})
+    params["train"] = merged(RAW["train"], {**TINY_TRAIN, "epochs": 1, "crop_frames": 12})
+    params["synthesize"] = merged(
+        RAW["synthesize"], {"utterances": 2, "seconds": 0.2, "targets": 2}
+    )
+    params["eval"] = merged(
+        RAW["eval"], {"plots": {"umap_points": 0}}
+    )  # no UMAP: its compile is 12 s a process
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run_stage_in(work, "train", "run")
     assert proc.returncode == 0, proc.stderr
@@ -617,7 +626,7 @@ def test_logmel_target_trains_and_its_model_serves_the_later_stages(
     assert payload["config"]["data"] == {"input_dim": 39, "n_speakers": 1, "output_dim": 80}
     assert payload["state_dict"]["decoder.up.7.weight"].shape[0] == 80
     params = yaml.safe_load((work / "params.yaml").read_text())
-    params["eval"] = {"plots": {"umap_points": 0, "utterances": 1}}
+    params["eval"] = merged(RAW["eval"], {"plots": {"umap_points": 0, "utterances": 1}})
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("align", "figures"):
         proc = run_stage_in(work, stage)
@@ -791,7 +800,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     raw["data"]["builtin"].update({"preset": "flite12", "utterances_per_speaker": 1})
     raw["data"]["builtin"]["voices"] = ["kal16"]
     raw["features"]["split"] = {"val_speakers": ["kal16_high"], "test_speakers": ["kal16_low"]}
-    raw["model"].update(TINY_MODEL)  # keep every key: dvc.yaml names some (train.seed, ...)
+    raw["model"] = merged(raw["model"], TINY_MODEL)  # keep every key: params.yaml has them all
     raw["train"].update({**TINY_TRAIN, "epochs": 1})
     # no UMAP (12 s of numba compile in every figures run, here and in every experiment): the
     # vqcpc stage test draws it

@@ -13,17 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from vqspeech.data import manifest
 from vqspeech.io import atomic
 
-from .conftest import REPO, write_grid, write_wav
+from .conftest import REPO, params_yaml, write_grid, write_wav
 
 BUILTIN = {
     "preset": "flite12",
     "voices": ["kal16"],
-    "variants": [{"name": "base"}],
+    "variants": [{"name": "base", "f0_scale": 1.0, "tempo": 1.0}],
     "utterances_per_speaker": 2,
 }
 OUTPUTS = (
@@ -35,7 +34,7 @@ OUTPUTS = (
 
 
 def write_params(cwd: Path, data: dict, **sections: dict) -> None:
-    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data, **sections}))
+    (cwd / "params.yaml").write_text(params_yaml(data=data, **sections))
 
 
 def stage(name: str) -> list[str]:

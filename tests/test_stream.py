@@ -12,12 +12,11 @@ import torch
 from vqspeech.features import shards
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
-from vqspeech.params import TrainParams
 from vqspeech.train import loop
 from vqspeech.train.crops import batch, epoch_batches, load_split
 from vqspeech.train.stream import InMemory, Plan, Streamed, loader
 
-from .conftest import model_params
+from .conftest import DEFAULTS, changed, model_params
 
 DIM = 5
 NORM = Normalizer(np.full(DIM, 0.5), np.full(DIM, 2.0))
@@ -141,7 +140,9 @@ def test_training_on_the_stream_gives_the_in_memory_weights(tmp_path: Path):
     model = model_params(
         channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4, quantizer={"codebook_size": 8}
     )
-    cfg = TrainParams(epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+    cfg = changed(
+        DEFAULTS.train, epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8
+    )
     memory, names = load_split(tmp_path / "shards", "train", NORM)
     val, _ = load_split(tmp_path / "shards", "val", NORM, {s: i for i, s in enumerate(names)})
     a = loop.train(model, cfg, memory, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
@@ -221,7 +222,9 @@ def test_windows_a_batch_could_not_be_cut_from_fail_before_training(tmp_path: Pa
         embedding_dim=8,
         cpc={"context_dim": 8, "prediction_steps": 2, "negatives": 3, "speakers_per_batch": 4},
     )
-    cfg = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+    cfg = changed(
+        DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8
+    )
     with pytest.raises(loop.TrainingError, match=r"train split: model\.cpc\.speakers_per_batch"):
         loop.train(model, cfg, small, None, checkpoint_dir=tmp_path / "ckpt", data_fingerprint="fp")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import yaml
 
 from vqspeech.params import Params
+
+from .conftest import RAW
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +48,7 @@ def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: P
     for call in queued:
         overrides = dict(a.split("=", 1) for a in call[call.index("-n") + 2 :] if a != "-S")
         assert set(overrides) >= knobs
-        raw: dict = {"data": {"corpus": "builtin"}}
+        raw = copy.deepcopy(RAW)
         for key, value in overrides.items():  # every override is a valid value of its param
             *groups, leaf = key.split(".")
             node = raw

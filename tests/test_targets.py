@@ -16,12 +16,11 @@ from vqspeech.features.extract import Done, Row, process
 from vqspeech.features.stats import Normalizer
 from vqspeech.model.build import build
 from vqspeech.model.checkpoint import load_model, save_model
-from vqspeech.params import TrainParams
 from vqspeech.train import loop
 from vqspeech.train.crops import SplitData, load_split, random_crops
 from vqspeech.train.targets import TARGET_MELS, add_logmel_targets, logmel_frames
 
-from .conftest import audio_options, features, model_params, write_grid
+from .conftest import DEFAULTS, audio_options, changed, features, model_params, write_grid
 
 MFCC = features()  # the default input: MFCC39, pre-emphasis 0.97
 MODEL = model_params(
@@ -32,7 +31,7 @@ MODEL = model_params(
     target="logmel",
     quantizer={"codebook_size": 8},
 )
-CFG = TrainParams(epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+CFG = changed(DEFAULTS.train, epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
 
 
 def shard_split(tmp_path: Path, split: str, n: int, seed: int) -> tuple[SplitData, list]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,11 +13,11 @@ import torch
 from vqspeech.model.checkpoint import load_model, save_model
 from vqspeech.model.vqcpc import VQCPC, VQCPCOutput, info_nce, same_speaker_negatives
 from vqspeech.model.vqvae import Encoder
-from vqspeech.params import ParamsError, TrainParams, parse_params
+from vqspeech.params import ParamsError, parse_params
 from vqspeech.train.crops import SplitData, epoch_batches
 from vqspeech.train.loop import TrainingError, train
 
-from .conftest import model_params
+from .conftest import DEFAULTS, RAW, changed, model_params
 
 CPC = {"context_dim": 8, "prediction_steps": 2, "negatives": 3, "speakers_per_batch": 2}
 MODEL = model_params(
@@ -28,7 +29,7 @@ MODEL = model_params(
     quantizer={"codebook_size": 8},
     cpc=CPC,
 )
-CFG = TrainParams(epochs=2, batch_size=4, crop_frames=16, kmeans_batches=2, val_crops=8)
+CFG = changed(DEFAULTS.train, epochs=2, batch_size=4, crop_frames=16, kmeans_batches=2, val_crops=8)
 
 
 def toy(n_utts: int = 8, frames: int = 60, seed: int = 0, speakers: int = 4) -> SplitData:
@@ -149,13 +150,14 @@ def test_too_few_speakers_for_a_batch_is_a_training_error(tmp_path: Path):
     ],
 )
 def test_vqcpc_params_that_cannot_train_are_errors(change: dict, message: str):
-    raw: dict = {"data": {"corpus": "builtin"}, "model": {"family": "vqcpc"}}
+    raw = copy.deepcopy(RAW)
+    raw["model"]["family"] = "vqcpc"
     for group, values in change.items():
-        raw.setdefault(group, {}).update(values)
+        raw[group].update(values)
     with pytest.raises(ParamsError, match=message) as err:
         parse_params(raw)
     assert "(got {" not in str(err.value)  # the message, not a dump of the whole params
-    parse_params({"data": {"corpus": "builtin"}, "model": {"family": "vqcpc"}})  # the defaults
+    parse_params({**RAW, "model": {**RAW["model"], "family": "vqcpc"}})  # params.yaml's others
 
 
 def test_the_causal_encoder_sees_nothing_after_its_own_20_ms():

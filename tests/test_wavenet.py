@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from vqspeech.model.wavenet import WaveNet, mulaw_decode, mulaw_encode
-from vqspeech.params import WaveNetParams
 
-TINY = WaveNetParams(residual_channels=8, skip_channels=8, layers_per_stack=3, stacks=2)
+from .conftest import DEFAULTS, changed
+
+TINY = changed(
+    DEFAULTS.model.wavenet, residual_channels=8, skip_channels=8, layers_per_stack=3, stacks=2
+)
 
 
 def tiny() -> WaveNet:

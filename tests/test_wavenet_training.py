@@ -13,11 +13,10 @@ import torch
 from vqspeech.model.checkpoint import load_model, save_model
 from vqspeech.model.vqvae import decoder_loss
 from vqspeech.model.wavenet import mulaw_encode
-from vqspeech.params import TrainParams
 from vqspeech.train.crops import SplitData
 from vqspeech.train.loop import TrainingError, train
 
-from .conftest import model_params, vqvae
+from .conftest import DEFAULTS, changed, model_params, vqvae
 
 WAVENET = {"residual_channels": 8, "skip_channels": 8, "layers_per_stack": 3}
 MODEL = model_params(
@@ -29,7 +28,9 @@ MODEL = model_params(
     quantizer={"codebook_size": 8, "dead_threshold": 0.0},
     wavenet=WAVENET,
 )
-CFG = TrainParams(epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8, lr=3e-3)
+CFG = changed(
+    DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8, lr=3e-3
+)
 
 
 def toy(n_utts: int = 12, frames: int = 60, seed: int = 0) -> SplitData:

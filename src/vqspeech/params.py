@@ -1,7 +1,10 @@
 """`params.yaml`, validated once into typed objects.
 
-Stages call `load_params()` and pass plain values on to the library. Unknown or mistyped keys are
-errors that name the key, never silent defaults.
+params.yaml is the one place every value is set (the complete record that `dvc params diff` and
+`dvc exp show` compare): no field here has a default, so a key missing from it is an error naming
+the key, as an unknown or mistyped one is (tests/test_params.py checks that every field is
+required). The built-in corpus's presets are the one exception in kind: `data.builtin.preset`
+names a set of values, `BUILTIN_PRESETS`, that the keys beside it override.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,9 +28,7 @@ def nfc(name: str) -> str:
     return unicodedata.normalize("NFC", name)
 
 
-VCTK_URL = "https://datashare.ed.ac.uk/bitstream/handle/10283/3443/VCTK-Corpus-0.92.zip"
-VCTK_SHA256 = "f96258be9fdc2cbff6559541aae7ea4f59df3fcaf5cf963aae5ca647357e359c"
-VCTK_SIZE = 11_747_302_977
+S = TypeVar("S", bound=BaseModel)
 
 
 class ParamsError(ValueError):
@@ -45,8 +46,8 @@ class Variant(_Strict):
     """A named variant of every voice: f0 scaled from the voice's own, speaking rate scaled."""
 
     name: str = Field(pattern=r"^[a-z0-9]+$")
-    f0_scale: float = Field(1.0, gt=0.3, lt=3.0)
-    tempo: float = Field(1.0, gt=0.3, lt=3.0)
+    f0_scale: float = Field(gt=0.3, lt=3.0)
+    tempo: float = Field(gt=0.3, lt=3.0)
 
 
 class Range(_Strict):
@@ -74,7 +75,7 @@ class ProsodyParams(_Strict):
 class HeldOutVoices(_Strict):
     """Speakers kept out of training, by voice (`engine/voice`: all its speakers) or by name."""
 
-    val: list[str] = []
+    val: list[str]
     test: list[str] = Field(min_length=1)
 
 
@@ -115,8 +116,8 @@ BUILTIN_PRESETS: dict[str, dict] = {
         },
         "utterances_per_speaker": 25,
     },
-    # the corpus of every result before 2026-12: four flite voices x three pitch/tempo variants,
-    # nothing drawn, no channel; byte for byte what the flite-only pipeline synthesized
+    # four flite voices x three pitch/tempo variants, nothing drawn, no channel: the corpus of
+    # the sweeps in docs/results.md, reproduced byte for byte
     "flite12": {
         "voices": ["flite/awb", "flite/rms", "flite/slt", "flite/kal16"],
         "speakers_per_voice": 1,
@@ -136,20 +137,29 @@ BUILTIN_PRESETS: dict[str, dict] = {
 }
 
 
-def _merged(base: dict, given: dict) -> dict:
+def merged(base: dict, given: dict) -> dict:
+    """`base` with the keys of `given`: a nested mapping merged key by key, the rest replaced."""
     out = dict(base)
     for key, value in given.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], value)
+            out[key] = merged(out[key], value)
         else:
             out[key] = value
     return out
 
 
+def changed(section: S, **changes: object) -> S:
+    """`section` with `changes`, validated as params.yaml is; a nested section given as a dict
+    changes only the keys it names: `changed(params.model, quantizer={"codebook_size": 8})`.
+    (The built-in corpus's section keeps its resolved preset values: change `preset` in the
+    mapping that `BuiltinParams.model_validate` reads instead.)"""
+    return type(section).model_validate(merged(section.model_dump(), changes))
+
+
 class BuiltinParams(_Strict):
     """The built-in corpus: a preset, and the keys that override it (docs/corpus.md)."""
 
-    preset: Literal["read", "flite12"] = "read"
+    preset: Literal["read", "flite12"]
     voices: list[str] = Field(min_length=1)  # engine/voice; a bare name is a flite voice
     speakers_per_voice: int = Field(gt=0)
     variants: list[Variant]  # every voice x variant (x speakers_per_voice); [] = one each
@@ -160,17 +170,17 @@ class BuiltinParams(_Strict):
     channel: Literal["off", "mild", "strong"]  # per-utterance microphone EQ, room and noise
     held_out: HeldOutVoices  # the split `features.split` uses when it names no speakers
     utterances_per_speaker: int = Field(gt=0)
-    seed: int = 0
+    seed: int
 
     @model_validator(mode="before")
     @classmethod
     def _preset(cls, given: object) -> object:
         if not isinstance(given, dict):
             return given
-        name = given.get("preset", "read")
+        name = given.get("preset")
         if name not in BUILTIN_PRESETS:
             return given  # the field's own check names the key and the choices
-        return _merged(BUILTIN_PRESETS[name], given)
+        return merged(BUILTIN_PRESETS[name], given)
 
     @model_validator(mode="after")
     def _unique(self) -> BuiltinParams:
@@ -183,38 +193,38 @@ class BuiltinParams(_Strict):
 
 
 class VctkParams(_Strict):
-    url: str = VCTK_URL
-    sha256: str = Field(VCTK_SHA256, pattern=r"^[0-9a-f]{64}$")
-    size: int | None = VCTK_SIZE
-    mic: Literal["mic1", "mic2"] = "mic1"
-    archive_dir: str = "data/downloads"
-    alignments: str | None = None
-    speakers: list[str] | None = None
-    retries: int = Field(5, ge=0)
+    url: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int | None
+    mic: Literal["mic1", "mic2"]
+    archive_dir: str
+    alignments: str | None
+    speakers: list[str] | None
+    retries: int = Field(ge=0)
 
     @field_validator("speakers")
     @classmethod
     def _nfc(cls, names: list[str] | None) -> list[str] | None:
         return None if names is None else [nfc(n) for n in names]
 
-    timeout_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(gt=0)
 
 
 class FolderParams(_Strict):
-    audio_dir: str | None = None
-    textgrid_dir: str | None = None
+    audio_dir: str | None
+    textgrid_dir: str | None
 
 
 class DataParams(_Strict):
     corpus: Literal["builtin", "vctk", "folder"]
-    on_error: Literal["fail", "skip"] = "fail"
+    on_error: Literal["fail", "skip"]
     # utterances (vctk, folder) with a transcript but no TextGrid: aligned, or bad with `none`
-    aligner: Literal["pocketsphinx", "none"] = "pocketsphinx"
-    duration_tolerance_s: float = Field(0.1, ge=0)
-    jobs: int = Field(0, ge=0)
-    builtin: BuiltinParams = Field(default_factory=BuiltinParams)
-    vctk: VctkParams = VctkParams()
-    folder: FolderParams = FolderParams()
+    aligner: Literal["pocketsphinx", "none"]
+    duration_tolerance_s: float = Field(ge=0)
+    jobs: int = Field(ge=0)
+    builtin: BuiltinParams
+    vctk: VctkParams
+    folder: FolderParams
 
     @model_validator(mode="after")
     def _corpus_settings(self) -> DataParams:
@@ -231,8 +241,8 @@ class SplitParams(_Strict):
     """Held-out speakers; everyone else is `train`. null: the built-in corpus's own
     (`data.builtin.held_out`); any other corpus must name its test speakers."""
 
-    val_speakers: list[str] | None = None
-    test_speakers: list[str] | None = None
+    val_speakers: list[str] | None
+    test_speakers: list[str] | None
 
     @field_validator("val_speakers", "test_speakers")
     @classmethod
@@ -241,19 +251,19 @@ class SplitParams(_Strict):
 
 
 class FeaturesParams(_Strict):
-    kind: Literal["mfcc39", "logmel", "fbank"] = "mfcc39"
-    n_mels: int | None = Field(None, gt=0)  # null: 26 for mfcc39, 80 for logmel, 40 for fbank
-    preemphasis: float = Field(0.97, ge=0.0, lt=1.0)
+    kind: Literal["mfcc39", "logmel", "fbank"]
+    n_mels: int | None = Field(gt=0)  # null: the kind's own (features.acoustic.DEFAULT_MELS)
+    preemphasis: float = Field(ge=0.0, lt=1.0)
     # per-utterance mean and variance normalization (CMVN) of every dimension, for every system
-    normalize: Literal["none", "utterance"] = "none"
-    trim_silence: bool = False
-    trim_margin_s: float = Field(0.1, ge=0.0)
-    allow_upsampling: bool = False
-    audio: bool = True  # keep the int16 samples in the shards (needed by model.decoder: wavenet)
-    on_error: Literal["fail", "skip"] = "fail"
-    shard_mb: float = Field(64.0, gt=0.0)
-    jobs: int = Field(0, ge=0)
-    split: SplitParams = SplitParams()
+    normalize: Literal["none", "utterance"]
+    trim_silence: bool
+    trim_margin_s: float = Field(ge=0.0)
+    allow_upsampling: bool
+    audio: bool  # keep the int16 samples in the shards (needed by model.decoder: wavenet)
+    on_error: Literal["fail", "skip"]
+    shard_mb: float = Field(gt=0.0)
+    jobs: int = Field(ge=0)
+    split: SplitParams
 
     @model_validator(mode="after")
     def _enough_mels(self) -> FeaturesParams:
@@ -267,62 +277,62 @@ class FeaturesParams(_Strict):
 
 
 class StatsParams(_Strict):
-    window_frames: int = Field(48, gt=0)  # window for distinct phones per window (0.48 s)
+    window_frames: int = Field(gt=0)  # window for distinct phones per window (0.48 s)
 
 
 class QuantizerParams(_Strict):
     """`model.quantizer`: the keyword arguments of `VectorQuantizer` (besides its `dim`)."""
 
-    kind: Literal["ema", "loss"] = "ema"  # EMA codebook updates | codebook + commitment loss
-    codebook_size: int = Field(64, ge=2)
-    beta: float = Field(0.25, ge=0)  # commitment weight
-    ema_decay: float = Field(0.99, gt=0, lt=1)
-    dead_threshold: float = Field(1.0, ge=0)  # EMA: restart codes used less often per batch
+    kind: Literal["ema", "loss"]  # EMA codebook updates | codebook + commitment loss
+    codebook_size: int = Field(ge=2)
+    beta: float = Field(ge=0)  # commitment weight
+    ema_decay: float = Field(gt=0, lt=1)
+    dead_threshold: float = Field(ge=0)  # EMA: restart codes used less often per batch
 
 
 class WaveNetParams(_Strict):
     """`model.wavenet`: the WaveNet decoder's sizes (`model.decoder: wavenet`)."""
 
-    residual_channels: int = Field(32, gt=0)
-    skip_channels: int = Field(32, gt=0)
-    layers_per_stack: int = Field(8, gt=0, le=16)  # dilations 1, 2, ..., 2^(n-1)
-    stacks: int = Field(1, gt=0)
-    window_latents: int = Field(1, gt=0)  # 20 ms latents per crop whose samples the loss covers
+    residual_channels: int = Field(gt=0)
+    skip_channels: int = Field(gt=0)
+    layers_per_stack: int = Field(gt=0, le=16)  # dilations 1, 2, ..., 2^(n-1)
+    stacks: int = Field(gt=0)
+    window_latents: int = Field(gt=0)  # 20 ms latents per crop whose samples the loss covers
 
 
 class CPCParams(_Strict):
     """`model.cpc`: the VQ-CPC objective (`model.family: vqcpc`; van Niekerk et al. 2020)."""
 
-    context_dim: int = Field(128, gt=0)  # LSTM over the codes (256 in the published model)
-    prediction_steps: int = Field(6, ge=1)  # future 20 ms latents predicted (6 = 120 ms)
-    negatives: int = Field(17, ge=1)  # per positive, from crops of the same speaker
-    speakers_per_batch: int = Field(8, ge=1)  # a batch is this many speakers x crops of each
+    context_dim: int = Field(gt=0)  # LSTM over the codes (256 in the published model)
+    prediction_steps: int = Field(ge=1)  # future 20 ms latents predicted (6 = 120 ms)
+    negatives: int = Field(ge=1)  # per positive, from crops of the same speaker
+    speakers_per_batch: int = Field(ge=1)  # a batch is this many speakers x crops of each
     # the encoder left-padded, so no latent sees input after its own 20 ms and the context at t
     # cannot read the future it predicts; false: the VQ-VAE's centred encoder (12 frames ahead)
-    causal: bool = True
+    causal: bool
 
 
 class ModelParams(_Strict):
     """`model`: the model's sizes; `build(params.model, input_dim=..., n_speakers=...)`
     (vqspeech.model) makes a VQ-VAE or, with `family: vqcpc`, a VQ-CPC."""
 
-    family: Literal["vqvae", "vqcpc"] = "vqvae"  # reconstruction | contrastive prediction
-    channels: int = Field(128, gt=0)
-    res_blocks: int = Field(2, ge=0)
-    embedding_dim: int = Field(64, gt=0)
-    projection_kernel: int = Field(1, ge=1, le=3)
-    jitter: float = Field(0.5, ge=0, lt=1)  # 0.5: the study's best (docs/results.md)
+    family: Literal["vqvae", "vqcpc"]  # reconstruction | contrastive prediction
+    channels: int = Field(gt=0)
+    res_blocks: int = Field(ge=0)
+    embedding_dim: int = Field(gt=0)
+    projection_kernel: int = Field(ge=1, le=3)
+    jitter: float = Field(ge=0, lt=1)  # training only: a latent may be swapped for a neighbour
     # the encoder output standardized over time (the crop in training, the utterance at encode)
-    latent_norm: Literal["none", "sequence"] = "none"
-    decoder_kernel: int = Field(1, ge=1, le=7)  # odd: the deconv decoder's convs; 1: least context
-    speaker_dim: int = Field(64, gt=0)
-    decoder: Literal["deconv", "wavenet"] = "deconv"
+    latent_norm: Literal["none", "sequence"]
+    decoder_kernel: int = Field(ge=1, le=7)  # odd: the deconv decoder's convs; 1: least context
+    speaker_dim: int = Field(gt=0)
+    decoder: Literal["deconv", "wavenet"]
     # what the deconv decoder reconstructs: the input features, or the static log mel energies
     # of the same frames (80 bands, from the shards' audio: vqspeech.train.targets)
-    target: Literal["input", "logmel"] = "input"
-    quantizer: QuantizerParams = QuantizerParams()
-    wavenet: WaveNetParams = WaveNetParams()
-    cpc: CPCParams = CPCParams()
+    target: Literal["input", "logmel"]
+    quantizer: QuantizerParams
+    wavenet: WaveNetParams
+    cpc: CPCParams
 
     @model_validator(mode="after")
     def _odd_decoder_kernel(self) -> ModelParams:
@@ -346,36 +356,36 @@ class ModelParams(_Strict):
 class TrainParams(_Strict):
     """`train`: what `vqspeech.train.loop.train` takes, as it is."""
 
-    seed: int = 0
-    epochs: int = Field(30, gt=0)  # 30: the study's best (docs/results.md); 15 before
-    batch_size: int = Field(32, gt=0)
-    crop_frames: int = Field(48, ge=2)
-    lr: float = Field(2e-4, gt=0)
-    kmeans_init: bool = True
-    kmeans_batches: int = Field(20, gt=0)
-    val_crops: int = Field(1024, gt=0)
+    seed: int
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    crop_frames: int = Field(ge=2)
+    lr: float = Field(gt=0)
+    kmeans_init: bool
+    kmeans_batches: int = Field(gt=0)
+    val_crops: int = Field(gt=0)
     # the train split is read a window of shards at a time, each at most this many MiB of
     # frames in memory (vqspeech.train.stream); a split that fits is one window, the whole split
-    buffer_mb: float = Field(64, gt=0)
-    workers: int = Field(0, ge=0)  # data-loader worker processes (0: read in the training one)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    threads: int = Field(0, ge=0)  # torch threads per process; 0 = torch's default
-    log_every: int = Field(10, gt=0)  # steps between dvclive rows
-    snapshot_every: int = Field(5, ge=0)  # epochs between codebook snapshots (0 = final only)
+    buffer_mb: float = Field(gt=0)
+    workers: int = Field(ge=0)  # data-loader worker processes (0: read in the training one)
+    device: Literal["auto", "cpu", "cuda"]
+    threads: int = Field(ge=0)  # torch threads per process; 0 = torch's default
+    log_every: int = Field(gt=0)  # steps between dvclive rows
+    snapshot_every: int = Field(ge=0)  # epochs between codebook snapshots (0 = final only)
 
 
 class ABXParams(_Strict):
-    max_group: int = Field(10, ge=2)  # items per (context, speaker, phone), as libri-light
-    max_x_across: int = Field(5, gt=0)  # X speakers per (context, speaker, phone), libri-light
+    max_group: int = Field(ge=2)  # items per (context, speaker, phone), as libri-light
+    max_x_across: int = Field(gt=0)  # X speakers per (context, speaker, phone), libri-light
     # the items' frames wait on disk; a block of whole contexts at a time is in memory: its
     # vectors and its same-context DTW distances within this many MiB (vqspeech.evaluate.abx)
-    block_mb: float = Field(64, gt=0)
+    block_mb: float = Field(gt=0)
 
 
 class PlotParams(_Strict):
-    utterances: int = Field(3, ge=1)  # held-out utterances in the comparison plot
-    umap_points: int = Field(4000, ge=0)  # latents in the UMAP (a seeded sample); 0: no UMAP
-    seconds: float = Field(2.5, gt=0)  # of each utterance in the comparison plot
+    utterances: int = Field(ge=1)  # held-out utterances in the comparison plot
+    umap_points: int = Field(ge=0)  # latents in the UMAP (a seeded sample); 0: no UMAP
+    seconds: float = Field(gt=0)  # of each utterance in the comparison plot
 
     @field_validator("umap_points")
     @classmethod
@@ -388,36 +398,36 @@ class PlotParams(_Strict):
 class DPDPParams(_Strict):
     """`eval.dpdp`: duration-penalized re-segmentation of every system's codes (Kamper 2022)."""
 
-    mean_latents: float = Field(4.0, ge=0)  # segments' mean length the penalty is set to; 0 off
-    max_latents: int = Field(20, ge=1)  # longest segment (20 ms latents)
+    mean_latents: float = Field(ge=0)  # segments' mean length the penalty is set to; 0 off
+    max_latents: int = Field(ge=1)  # longest segment (20 ms latents)
 
 
 class EvalParams(_Strict):
-    split: Literal["val", "test"] = "test"  # held-out speakers whose codes are scored
-    batch_size: int = Field(32, gt=0)
-    boundary_tolerance: int = Field(1, ge=0)  # latents (20 ms each)
-    abx: ABXParams = ABXParams()
-    dpdp: DPDPParams = DPDPParams()
-    train_latents: int = Field(50_000, ge=0)  # train latents align keeps for kmeans_latent; 0 off
-    plots: PlotParams = PlotParams()
+    split: Literal["val", "test"]  # held-out speakers whose codes are scored
+    batch_size: int = Field(gt=0)
+    boundary_tolerance: int = Field(ge=0)  # latents (20 ms each)
+    abx: ABXParams
+    dpdp: DPDPParams
+    train_latents: int = Field(ge=0)  # train latents align keeps for kmeans_latent; 0 off
+    plots: PlotParams
 
 
 class SynthesizeParams(_Strict):
-    utterances: int = Field(3, gt=0)  # held-out (eval.split) utterances to resynthesize
-    seconds: float = Field(2.0, gt=0)  # generated from the start of each (one sample at a time)
-    targets: int = Field(3, ge=1)  # voice conversions per utterance, to distinct train speakers
-    classifier_utterances: int = Field(20, gt=1)  # per train speaker, for the speaker classifier
-    classifier_holdout: float = Field(0.25, gt=0, lt=1)  # share kept out to test the classifier
+    utterances: int = Field(gt=0)  # held-out (eval.split) utterances to resynthesize
+    seconds: float = Field(gt=0)  # generated from the start of each (one sample at a time)
+    targets: int = Field(ge=1)  # voice conversions per utterance, to distinct train speakers
+    classifier_utterances: int = Field(gt=1)  # per train speaker, for the speaker classifier
+    classifier_holdout: float = Field(gt=0, lt=1)  # share kept out to test the classifier
 
 
 class Params(_Strict):
     data: DataParams
-    features: FeaturesParams = FeaturesParams()
-    stats: StatsParams = StatsParams()
-    model: ModelParams = ModelParams()
-    train: TrainParams = TrainParams()
-    eval: EvalParams = EvalParams()
-    synthesize: SynthesizeParams = SynthesizeParams()
+    features: FeaturesParams
+    stats: StatsParams
+    model: ModelParams
+    train: TrainParams
+    eval: EvalParams
+    synthesize: SynthesizeParams
 
     @model_validator(mode="after")
     def _cpc_fits_training(self) -> Params:
