@@ -27,9 +27,9 @@ MODEL = model_params(
     res_blocks=1,
     embedding_dim=8,
     speaker_dim=4,
-    quantizer={"codebook_size": 8, "dead_threshold": 1.0},
+    quantizer={"kmeans_batches": 2, "codebook_size": 8, "dead_threshold": 1.0},
 )
-CFG = changed(DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+CFG = changed(DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, val_crops=8)
 UNIT = Normalizer(np.zeros(6), np.ones(6))
 
 
@@ -276,7 +276,7 @@ def test_model_file_loads_with_weights_only_and_checks_the_config(tmp_path: Path
     model, payload = load_model(tmp_path / "model.pt", expect=MODEL)
     assert payload["speakers"] == ["a", "b"]
     assert same(weights(model), weights(result.model))
-    other = model_params(**{**MODEL.model_dump(), "quantizer": {"codebook_size": 44}})
+    other = changed(MODEL, quantizer={"codebook_size": 44})
     expected = r"\{'quantizer.codebook_size': \(8, 44\)\} \(file, expected\)$"
     with pytest.raises(
         CheckpointError, match=r"model\.pt: written for other model params: " + expected

@@ -103,7 +103,7 @@ def test_a_key_given_twice_is_an_error_not_a_silent_override(tmp_path: Path):
     [
         ("train", "epochs", True),  # was coerced to 1
         ("train", "epochs", "3"),  # was coerced to 3
-        ("train", "kmeans_init", "yes"),  # was coerced to True
+        ("features", "trim_silence", "yes"),  # would be coerced to True
         ("train", "epochs", 2.0),
         ("model", "jitter", False),
         ("data", "on_error", 1),

@@ -286,9 +286,9 @@ TINY_MODEL = {
     "res_blocks": 1,
     "embedding_dim": 8,
     "speaker_dim": 4,
-    "quantizer": {"codebook_size": 8},
+    "quantizer": {"codebook_size": 8, "kmeans_batches": 2},
 }
-TINY_TRAIN = {"epochs": 2, "batch_size": 4, "kmeans_batches": 2, "val_crops": 8, "log_every": 2}
+TINY_TRAIN = {"epochs": 2, "batch_size": 4, "val_crops": 8, "log_every": 2}
 
 
 @pytest.fixture(scope="module")

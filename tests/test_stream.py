@@ -138,11 +138,13 @@ def test_take_reads_crops_across_shards_in_the_order_asked(tmp_path: Path):
 def test_training_on_the_stream_gives_the_in_memory_weights(tmp_path: Path):
     write_shards(tmp_path / "shards")
     model = model_params(
-        channels=16, res_blocks=1, embedding_dim=8, speaker_dim=4, quantizer={"codebook_size": 8}
+        channels=16,
+        res_blocks=1,
+        embedding_dim=8,
+        speaker_dim=4,
+        quantizer={"codebook_size": 8, "kmeans_batches": 2},
     )
-    cfg = changed(
-        DEFAULTS.train, epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8
-    )
+    cfg = changed(DEFAULTS.train, epochs=2, batch_size=4, crop_frames=8, val_crops=8)
     memory, names = load_split(tmp_path / "shards", "train", NORM)
     val, _ = load_split(tmp_path / "shards", "val", NORM, {s: i for i, s in enumerate(names)})
     a = loop.train(model, cfg, memory, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
@@ -221,10 +223,9 @@ def test_windows_a_batch_could_not_be_cut_from_fail_before_training(tmp_path: Pa
         res_blocks=1,
         embedding_dim=8,
         cpc={"context_dim": 8, "prediction_steps": 2, "negatives": 3, "speakers_per_batch": 4},
+        quantizer={"kmeans_batches": 2},
     )
-    cfg = changed(
-        DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8
-    )
+    cfg = changed(DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, val_crops=8)
     with pytest.raises(loop.TrainingError, match=r"train split: model\.cpc\.speakers_per_batch"):
         loop.train(model, cfg, small, None, checkpoint_dir=tmp_path / "ckpt", data_fingerprint="fp")
 

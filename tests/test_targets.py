@@ -29,9 +29,9 @@ MODEL = model_params(
     embedding_dim=8,
     speaker_dim=4,
     target="logmel",
-    quantizer={"codebook_size": 8},
+    quantizer={"kmeans_batches": 2, "codebook_size": 8},
 )
-CFG = changed(DEFAULTS.train, epochs=2, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8)
+CFG = changed(DEFAULTS.train, epochs=2, batch_size=4, crop_frames=8, val_crops=8)
 
 
 def shard_split(tmp_path: Path, split: str, n: int, seed: int) -> tuple[SplitData, list]:

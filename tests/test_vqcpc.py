@@ -12,7 +12,7 @@ import torch
 
 from vqspeech.model.checkpoint import load_model, save_model
 from vqspeech.model.vqcpc import VQCPC, VQCPCOutput, info_nce, same_speaker_negatives
-from vqspeech.model.vqvae import Encoder
+from vqspeech.model.vqvae import Encoder, encoder_args
 from vqspeech.params import ParamsError, parse_params
 from vqspeech.train.crops import SplitData, epoch_batches
 from vqspeech.train.loop import TrainingError, train
@@ -26,10 +26,10 @@ MODEL = model_params(
     res_blocks=1,
     embedding_dim=8,
     speaker_dim=4,
-    quantizer={"codebook_size": 8},
+    quantizer={"kmeans_batches": 2, "codebook_size": 8},
     cpc=CPC,
 )
-CFG = changed(DEFAULTS.train, epochs=2, batch_size=4, crop_frames=16, kmeans_batches=2, val_crops=8)
+CFG = changed(DEFAULTS.train, epochs=2, batch_size=4, crop_frames=16, val_crops=8)
 
 
 def toy(n_utts: int = 8, frames: int = 60, seed: int = 0, speakers: int = 4) -> SplitData:
@@ -132,7 +132,7 @@ def test_too_few_speakers_for_a_batch_is_a_training_error(tmp_path: Path):
     match = "model.cpc.speakers_per_batch is 4, but only 2 train speakers"
     with pytest.raises(TrainingError, match=match):
         train(
-            model_params(**{**MODEL.model_dump(), "cpc": cpc}),
+            changed(MODEL, cpc=cpc),
             CFG,
             toy(speakers=2),
             None,
@@ -165,7 +165,7 @@ def test_the_causal_encoder_sees_nothing_after_its_own_20_ms():
     one on frames up to 12 later), and both give T // 2 latents, odd T too."""
     torch.manual_seed(0)
     for causal, last in ((True, 21), (False, 32)):
-        enc = Encoder(model_params(), 6, causal=causal)
+        enc = Encoder(6, **encoder_args(model_params()), causal=causal)
         assert all(enc(torch.randn(1, t, 6)).shape[1] == t // 2 for t in (15, 16, 41))
         x = torch.randn(1, 60, 6, requires_grad=True)
         enc(x)[0, 10].sum().backward()
@@ -184,7 +184,7 @@ def test_step_k_is_scored_against_the_latent_k_ahead():
     q = torch.nn.functional.normalize(torch.randn(2, 8, 8, generator=g), dim=-1)
     # K = 2: predictions for 8 - 2 positions; 30 negatives, so the latent a shifted prediction
     # copies is nearly always among them (and scores as high as it can)
-    params = model_params(**{**MODEL.model_dump(), "cpc": {**CPC, "negatives": 30}})
+    params = changed(MODEL, cpc={**CPC, "negatives": 30})
     model = VQCPC(params, input_dim=6, n_speakers=4)
 
     def accuracy(shift: int) -> float:

@@ -25,12 +25,10 @@ MODEL = model_params(
     embedding_dim=8,
     speaker_dim=4,
     decoder="wavenet",
-    quantizer={"codebook_size": 8, "dead_threshold": 0.0},
+    quantizer={"kmeans_batches": 2, "codebook_size": 8, "dead_threshold": 0.0},
     wavenet=WAVENET,
 )
-CFG = changed(
-    DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, kmeans_batches=2, val_crops=8, lr=3e-3
-)
+CFG = changed(DEFAULTS.train, epochs=3, batch_size=4, crop_frames=8, val_crops=8, lr=3e-3)
 
 
 def toy(n_utts: int = 12, frames: int = 60, seed: int = 0) -> SplitData:
@@ -67,7 +65,7 @@ def test_the_loss_covers_the_middle_latents_samples():
 
 
 def test_a_crop_too_short_for_the_receptive_field_is_refused():
-    big = model_params(**{**MODEL.model_dump(), "wavenet": {**WAVENET, "layers_per_stack": 10}})
+    big = changed(MODEL, wavenet={**WAVENET, "layers_per_stack": 10})
     with pytest.raises(ValueError, match=r"raise train\.crop_frames to >= 18"):
         vqvae(big, 6, 2).wavenet_window(4)  # 1023 samples back
     with pytest.raises(TrainingError, match=r"model\.decoder is 'wavenet'.*crop_frames"):
@@ -122,7 +120,7 @@ def test_every_parameter_gets_a_gradient(decoder: str):
     """An unused parameter is dead weight and makes DDP fail (found: the last WaveNet layer's
     residual 1x1, whose output nothing read)."""
     torch.manual_seed(0)
-    cfg = model_params(**{**MODEL.model_dump(), "decoder": decoder, "quantizer": {"kind": "loss"}})
+    cfg = changed(MODEL, decoder=decoder, quantizer={"kind": "loss"})
     model = vqvae(cfg, 6, 2).train()
     x, spk = torch.randn(2, 12, 6), torch.tensor([0, 1])
     audio = torch.randint(-20000, 20000, (2, 12 * 160), dtype=torch.int16)

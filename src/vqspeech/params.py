@@ -288,6 +288,8 @@ class QuantizerParams(_Strict):
     beta: float = Field(ge=0)  # commitment weight
     ema_decay: float = Field(gt=0, lt=1)
     dead_threshold: float = Field(ge=0)  # EMA: restart codes used less often per batch
+    kmeans_init: bool  # the codebook starts as k-means of the encoder's first latents
+    kmeans_batches: int = Field(gt=0)  # of train.batch_size crops each, for that k-means
 
 
 class WaveNetParams(_Strict):
@@ -361,8 +363,6 @@ class TrainParams(_Strict):
     batch_size: int = Field(gt=0)
     crop_frames: int = Field(ge=2)
     lr: float = Field(gt=0)
-    kmeans_init: bool
-    kmeans_batches: int = Field(gt=0)
     val_crops: int = Field(gt=0)
     # the train split is read a window of shards at a time, each at most this many MiB of
     # frames in memory (vqspeech.train.stream); a split that fits is one window, the whole split

@@ -74,6 +74,8 @@ class VectorQuantizer(nn.Module):
         beta: float,
         ema_decay: float,
         dead_threshold: float,
+        kmeans_init: bool,
+        kmeans_batches: int,
         eps: float = 1e-5,
     ) -> None:
         """The arguments besides `dim` are `model.quantizer` (QuantizerParams), whose defaults
@@ -81,11 +83,14 @@ class VectorQuantizer(nn.Module):
 
         kind: "ema" (codebook moved by exponential moving averages, decay `ema_decay`; codes used
         less than `dead_threshold` times per batch restart at a random latent) or "loss" (the
-        codebook is a parameter trained by the codebook loss). `beta` weighs the commitment."""
+        codebook is a parameter trained by the codebook loss). `beta` weighs the commitment.
+        `kmeans_init`: the training loop sets the codebook to k-means of the encoder's latents on
+        `kmeans_batches` batches of crops before the first step (`set_codebook`)."""
         super().__init__()
         if kind not in ("ema", "loss"):
             raise ValueError(f"quantizer kind must be 'ema' or 'loss', not {kind!r}")
         self.codebook_size, self.dim, self.beta = codebook_size, dim, beta
+        self.kmeans_init, self.kmeans_batches = kmeans_init, kmeans_batches
         self.ema = kind == "ema"
         self.decay, self.dead_threshold, self.eps = ema_decay, dead_threshold, eps
         init = torch.randn(codebook_size, dim) / dim**0.5

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqspeech.model.quantizer import QuantizerOutput, VectorQuantizer
-from vqspeech.model.vqvae import Encoder
+from vqspeech.model.vqvae import Encoder, encoder_args
 from vqspeech.params import ModelParams
 
 
@@ -88,7 +88,7 @@ class VQCPC(nn.Module):
         super().__init__()
         self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
         E, c = cfg.embedding_dim, cfg.cpc
-        self.encoder = Encoder(cfg, input_dim, causal=c.causal)
+        self.encoder = Encoder(input_dim, **encoder_args(cfg), causal=c.causal)
         self.quantizer = VectorQuantizer(dim=E, **cfg.quantizer.model_dump())
         self.context = nn.LSTM(E, c.context_dim, batch_first=True)
         self.predictors = nn.Linear(c.context_dim, c.prediction_steps * E)  # one map per step

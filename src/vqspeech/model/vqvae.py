@@ -58,14 +58,31 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def encoder_args(cfg: ModelParams) -> dict[str, object]:
+    """The `model.*` values the encoder is built from, by name."""
+    keys = ("channels", "res_blocks", "embedding_dim", "projection_kernel", "latent_norm")
+    return {key: getattr(cfg, key) for key in keys}
+
+
 class Encoder(nn.Module):
     """Two k=3 convs, a k=4 stride-2 conv (10 -> 20 ms), two k=3 convs, residual blocks, then a
     projection to the codebook dimension. Centred (each latent sees 12 frames either side at the
     defaults) or, `causal`, left-padded: latent t sees no input after its own 20 ms."""
 
-    def __init__(self, cfg: ModelParams, input_dim: int, causal: bool = False) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        *,
+        channels: int,
+        res_blocks: int,
+        embedding_dim: int,
+        projection_kernel: int,
+        latent_norm: str,
+        causal: bool = False,
+    ) -> None:
+        """The sizes are `model.*` of the same names (`encoder_args(params.model)`)."""
         super().__init__()
-        C, k = cfg.channels, cfg.projection_kernel
+        C, k = channels, projection_kernel
         self.convs = nn.Sequential(
             conv(input_dim, C, 3, causal=causal),
             nn.ReLU(),
@@ -77,9 +94,9 @@ class Encoder(nn.Module):
             nn.ReLU(),
             conv(C, C, 3, causal=causal),
         )
-        self.res = nn.Sequential(*[ResidualBlock(C, causal=causal) for _ in range(cfg.res_blocks)])
-        self.project = nn.Sequential(nn.ReLU(), conv(C, cfg.embedding_dim, k, causal=causal))
-        self.latent_norm = cfg.latent_norm
+        self.res = nn.Sequential(*[ResidualBlock(C, causal=causal) for _ in range(res_blocks)])
+        self.project = nn.Sequential(nn.ReLU(), conv(C, embedding_dim, k, causal=causal))
+        self.latent_norm = latent_norm
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, T, D] -> z: [B, T // 2, E]; with `latent_norm: sequence` each channel of z
@@ -149,7 +166,7 @@ class VQVAE(nn.Module):
         super().__init__()
         self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
         self.output_dim = input_dim if output_dim is None else output_dim
-        self.encoder = Encoder(cfg, input_dim)
+        self.encoder = Encoder(input_dim, **encoder_args(cfg))
         self.quantizer = VectorQuantizer(dim=cfg.embedding_dim, **cfg.quantizer.model_dump())
         self.jitter = TimeJitter(cfg.jitter)
         self.speakers = nn.Embedding(n_speakers, cfg.speaker_dim)

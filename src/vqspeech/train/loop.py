@@ -134,7 +134,8 @@ def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> 
     (the whole split when it is one window; rank 0's, broadcast)."""
     rng = np.random.default_rng([cfg.seed, 10**6])
     window = train.windows(cfg.seed, 0)[0]  # the first epoch's first window: read anyway
-    utt, start = random_crops(window, cfg.crop_frames, cfg.kmeans_batches * cfg.batch_size, rng)
+    count = model.quantizer.kmeans_batches * cfg.batch_size
+    utt, start = random_crops(window, cfg.crop_frames, count, rng)
     x = gather(train.load(window), utt, start, cfg.crop_frames, audio=False).x
     z = model.encoder(torch.from_numpy(x).to(d.device)).reshape(-1, model.cfg.embedding_dim)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -439,7 +440,7 @@ def train(
         log.info("resuming from %s: %d epochs, %d steps done", ckpt_path, start_epoch, step)
     if d.world > 1:
         _same_start(d, key, start_epoch)
-    if state is None and cfg.kmeans_init:
+    if state is None and model.quantizer.kmeans_init:
         _kmeans_init(model, source, cfg, d)
     if on_epoch is not None and d.main and state is None:
         on_epoch(0, model)
