@@ -20,7 +20,7 @@ import typer
 from benchlib import REPO, run_stage, stamp, table, update_section
 
 from vqspeech.evaluate import abx, baselines
-from vqspeech.evaluate.align import layout_of, read_codes, read_intervals
+from vqspeech.evaluate.codes import layout_of, read_codes, read_intervals
 
 LINKED = ("data/features", "data/stats.json", "data/manifest.parquet", "data/raw", "models")
 

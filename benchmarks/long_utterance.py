@@ -24,11 +24,11 @@ from collections.abc import Callable
 
 import numpy as np
 import typer
-import yaml
 from benchlib import REPO, stamp, table, update_section
 
 from vqspeech.evaluate import dpdp
 from vqspeech.evaluate.metrics import boundary_scores, mean_run_length, scores
+from vqspeech.params import load_params
 
 sys.path.insert(0, str(REPO))
 # the quadratic definition it replaced, kept once: the exactness tests check against it
@@ -128,16 +128,12 @@ def measure(
 
 
 def main(write: bool = True) -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    tolerance = params["eval"]["boundary_tolerance"]
-    mean_latents = params["eval"]["dpdp"]["mean_latents"]
-    max_len = params["eval"]["dpdp"]["max_latents"]
-    k, dim = params["model"]["quantizer"]["codebook_size"], params["model"]["embedding_dim"]
+    params = load_params(REPO / "params.yaml")
+    tolerance, max_len = params.eval.boundary_tolerance, params.eval.dpdp.max_latents
+    k, dim = params.model.quantizer.codebook_size, params.model.embedding_dim
     codebook = np.random.default_rng(0).standard_normal((k, dim)).astype(np.float32)
     _, _, base_vectors = utterance(TYPICAL, codebook, seed=1)
-    penalty = dpdp.calibrate(
-        [dpdp.squared_distances(base_vectors, codebook)], mean_latents, max_len
-    )
+    penalty = dpdp.calibrate([dpdp.squared_distances(base_vectors, codebook)], params.eval.dpdp)
     times: dict[str, dict[int, float]] = {name: {} for name in NAMES}
     info = {}
     for n in LENGTHS:
@@ -178,7 +174,8 @@ def main(write: bool = True) -> None:
             "quadratic one it replaced (checked equal), not run at 90,000. "
             f"eval.boundary_tolerance = {tolerance}; DPDP: K = {k}, {dim}-dim vectors, "
             f"max_latents = {max_len}, penalty calibrated on the 150-latent utterance to "
-            f"{mean_latents:g} latents a segment ({runs[3]:.1f} there; raw codes {runs[2]:.2f}). "
+            f"{params.eval.dpdp.mean_latents:g} latents a segment ({runs[3]:.1f} there; "
+            f"raw codes {runs[2]:.2f}). "
             f"Phone / code boundaries: {boundaries}.",
             "",
             table(header, rows),

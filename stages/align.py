@@ -37,7 +37,7 @@ def main(
 ) -> None:
     """Encode the held-out utterances and join their codes with ground-truth phones."""
     from vqspeech.data import manifest
-    from vqspeech.evaluate import align, heldout
+    from vqspeech.evaluate import codes, encode, heldout
     from vqspeech.features import shards, stats
     from vqspeech.io import atomic
     from vqspeech.model.checkpoint import load_model
@@ -52,15 +52,17 @@ def main(
         if not index.num_rows:
             raise ValueError(f"{features_dir}: no {split!r} utterances")
         lengths = (index.column(c).to_pylist() for c in ("utterance_id", "n_frames"))
-        alone = align.solo(zip(*lengths, strict=True), batch_size)
+        alone = encode.solo(zip(*lengths, strict=True), batch_size)
         grids = manifest.by_id(manifest.read(manifest_path), "textgrid")
         device = pick(params.train.device)  # as training
         codebook = model.quantizer.codebook.detach().float().cpu().numpy()
         bar = progress(total=index.num_rows, desc="encode", unit="utt")
         with atomic.atomic_dir(out_dir) as tmp:
-            writer = align.CodesWriter(tmp, codebook)
+            writer = codes.CodesWriter(tmp, codebook)
             for shard in shards.iter_shards(features_dir, split):  # one shard in memory
-                aligned = align.align(model, shard, grids, norm, device, batch_size, alone=alone)
+                aligned = encode.coded_shard(
+                    model, shard, grids, norm, device, batch_size, alone=alone
+                )
                 writer.add(aligned, len(shard))
                 bar.update(len(shard))
             writer.close()
@@ -72,7 +74,7 @@ def main(
             if params.eval.train_latents:
                 with cli.timed("train latents"):
                     train = shards.iter_shards(features_dir, "train")
-                    train_latents, n_train = align.train_latent_sample(
+                    train_latents, n_train = encode.train_latent_sample(
                         model,
                         train,
                         norm,
@@ -82,8 +84,8 @@ def main(
                         params.train.seed,
                     )
                 cli.log.info(f"kept {len(train_latents)} latents of {n_train} train utterances")
-                align.write_train_latents(tmp, train_latents)
-        summary = align.summary(split, writer.utterances, len(writer.used), report)
+                codes.write_train_latents(tmp, train_latents)
+        summary = codes.summary(split, writer.utterances, len(writer.used), report)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
         wrote = f"{out_dir} ({report.frames} frames of 20 ms), {report_path}"
         cli.log.info(

@@ -34,7 +34,7 @@ def main(
 ) -> None:
     """Score the VQ-VAE codes and the baselines."""
     from vqspeech.evaluate import baselines
-    from vqspeech.evaluate.align import (
+    from vqspeech.evaluate.codes import (
         read_codebook,
         read_frames,
         read_intervals,
@@ -69,16 +69,11 @@ def main(
                 held,
                 codebook,
                 km,
+                ev,
                 intervals=intervals,
                 seed=seed,
-                tolerance=ev.boundary_tolerance,
-                max_group=ev.abx.max_group,
-                max_x_across=ev.abx.max_x_across,
                 scratch=scratch,
-                block_mb=ev.abx.block_mb,
                 train_latents=train_latents,
-                dpdp_mean=ev.dpdp.mean_latents,
-                dpdp_max=ev.dpdp.max_latents,
                 train_mfcc=train_mfcc,
             )
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")

@@ -28,7 +28,7 @@ def main(
 ) -> None:
     """Draw the evaluation figures."""
     from vqspeech.data import manifest
-    from vqspeech.evaluate.align import Latents, read_codebook, read_frames
+    from vqspeech.evaluate.codes import Latents, read_codebook, read_frames
     from vqspeech.features import shards
     from vqspeech.features.stats import Normalizer
     from vqspeech.io import atomic

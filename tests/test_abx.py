@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from vqspeech.evaluate import abx
+from vqspeech.evaluate.codes import layout_of
 
 ABX = {"max_x_across": 5, "seed": 0}  # eval.abx.max_x_across, train.seed
 
@@ -96,32 +97,31 @@ INTERVALS = pd.DataFrame(
 )
 
 
+def items_of(phones: pd.DataFrame, frames: pd.DataFrame, grid: abx.FrameGrid) -> abx.Items:
+    """The ABX items of a frame table as the evaluate stage finds them: its layout (data/codes'
+    reader, which checks the table), then `items_from_layout`."""
+    layout = layout_of(frames)
+    return abx.items_from_layout(phones, layout.ids, layout.counts, grid)
+
+
 def test_items_are_libri_light_frames_of_speech_intervals_with_two_neighbours():
     # 10 ms frames centred at 12.5 + 10 i ms: frame i is in [onset, offset) when its centre is
     # at or after the onset and one hop before the offset (eval_ABX's ceil / floor)
-    items = abx.items_from_intervals(
-        INTERVALS, frame_table({"u1": 28, "u2": 18}), abx.FrameGrid.of(1)
-    )
+    items = items_of(INTERVALS, frame_table({"u1": 28, "u2": 18}), abx.FrameGrid.of(1))
     assert items.phone.tolist() == ["AH", "T", "AE", "D"]
     assert items.context.tolist() == ["sil+T", "AH+sil", "K+D", "AE+sil"]
     assert items.speaker.tolist() == ["s1", "s1", "s2", "s2"]
     assert items.start.tolist() == [4, 10, 28 + 3, 28 + 5]  # u2's rows follow u1's 28
     assert items.length.tolist() == [5, 8, 1, 3]
     # 20 ms frames centred at 17.5 + 20 i ms: AE has no frame, D keeps AE as its context
-    items = abx.items_from_intervals(
-        INTERVALS, frame_table({"u1": 14, "u2": 9}), abx.FrameGrid.of(2)
-    )
+    items = items_of(INTERVALS, frame_table({"u1": 14, "u2": 9}), abx.FrameGrid.of(2))
     assert items.phone.tolist() == ["AH", "T", "D"] and items.context[-1] == "AE+sil"
     assert items.start.tolist() == [2, 5, 14 + 2] and items.length.tolist() == [2, 4, 2]
     # a frame table shorter than the intervals cuts the items at its end
-    short = abx.items_from_intervals(
-        INTERVALS, frame_table({"u1": 12, "u2": 18}), abx.FrameGrid.of(1)
-    )
+    short = items_of(INTERVALS, frame_table({"u1": 12, "u2": 18}), abx.FrameGrid.of(1))
     assert short.length.tolist()[:2] == [5, 2]
     # utterances in another row order (a shard's): rows and items follow the table's order
-    swapped = abx.items_from_intervals(
-        INTERVALS, frame_table({"u2": 18, "u1": 28}), abx.FrameGrid.of(1)
-    )
+    swapped = items_of(INTERVALS, frame_table({"u2": 18, "u1": 28}), abx.FrameGrid.of(1))
     assert swapped.phone.tolist() == ["AE", "D", "AH", "T"]
     assert swapped.start.tolist() == [3, 5, 18 + 4, 18 + 10]
     assert swapped.length.tolist() == [1, 3, 5, 8]
@@ -131,12 +131,10 @@ def test_items_are_libri_light_frames_of_speech_intervals_with_two_neighbours():
     )
     assert layout.start.tolist() == swapped.start.tolist()
     split = pd.concat([frame_table({"u1": 2}), frame_table({"u2": 3}), frame_table({"u1": 2})])
-    with pytest.raises(ValueError, match="grouped by utterance"):
-        abx.items_from_intervals(INTERVALS, split, abx.FrameGrid.of(1))
-    with pytest.raises(ValueError, match=r"0, 1, \.\.\. in order"):
-        abx.items_from_intervals(
-            INTERVALS, frame_table({"u1": 3}).iloc[[1, 0, 2]], abx.FrameGrid.of(1)
-        )
+    with pytest.raises(ValueError, match="rows not grouped by utterance"):
+        items_of(INTERVALS, split, abx.FrameGrid.of(1))
+    with pytest.raises(ValueError, match=r"frames 0, 1, \.\.\. in order"):
+        items_of(INTERVALS, frame_table({"u1": 3}).iloc[[1, 0, 2]], abx.FrameGrid.of(1))
 
 
 def test_frame_grid_centres_and_boundaries_on_a_centre():

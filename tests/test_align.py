@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vqspeech.data.textgrid import Interval, PhoneAlignment
-from vqspeech.evaluate.align import encode, join, latent_labels
+from vqspeech.evaluate.encode import encode, join, latent_labels
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
 
@@ -92,7 +92,7 @@ def test_batched_encoding_equals_one_at_a_time():
 
 
 def test_encoding_shard_by_shard_equals_the_whole_split_bit_for_bit():
-    from vqspeech.evaluate.align import solo
+    from vqspeech.evaluate.encode import solo
 
     # the last of a length whose count leaves a batch of one runs alone, as in the whole split
     lengths = [("a", 10), ("b", 13), ("c", 10), ("d", 10), ("e", 12), ("f", 12)]
@@ -118,7 +118,7 @@ def test_codes_folder_round_trip_and_ungrouped_rows_are_refused(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vqspeech.evaluate.align import Latents, codebook_table, read_codes, read_frames
+    from vqspeech.evaluate.codes import Latents, codebook_table, read_codes, read_frames
 
     latents = np.arange(12, dtype=np.float32).reshape(4, 3)
     table = pa.table(

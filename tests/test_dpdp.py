@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 
 from vqspeech.evaluate import dpdp
+from vqspeech.params import DPDPParams
+
+from .conftest import DEFAULTS, changed
 
 
 def brute_force(d: np.ndarray, penalty: float, max_len: int) -> float:
@@ -49,21 +52,33 @@ def test_no_penalty_keeps_the_nearest_codes_and_a_large_one_merges():
     assert (np.diff(capped) != 0).sum() <= 2  # 12 frames in at most 3 segments of <= 5
 
 
+def resegment(ids: np.ndarray, vectors: np.ndarray, book: np.ndarray, p: DPDPParams, seed: int):
+    """One system through the evaluate stage's DPDP: `penalties` on the seeded calibration
+    utterances, then `resegment` of the whole split (one chunk)."""
+    offsets = dpdp.utterance_offsets(ids)
+    pick = dpdp.calibration_pick(len(offsets) - 1, seed)
+    cal = np.concatenate([vectors[offsets[u] : offsets[u + 1]] for u in pick])
+    cal_offsets = np.r_[0, np.cumsum(np.diff(offsets)[pick])]
+    (penalty,) = dpdp.penalties({"x": cal}, {"x": book}, cal_offsets, p).values()
+    codes = dpdp.resegment([({"x": vectors}, offsets)], {"x": book}, {"x": penalty}, p.max_latents)
+    return codes["x"], penalty
+
+
 def test_the_penalty_is_calibrated_to_a_mean_segment_length_per_system():
     rng = np.random.default_rng(0)
     ids = np.repeat([f"u{i:02d}" for i in range(40)], 50)
     book = rng.standard_normal((16, 4))
+    p = changed(DEFAULTS.eval.dpdp, mean_latents=4.0, max_latents=20)
     for scale in (1.0, 30.0):  # the same target whatever the vectors' scale
         vectors = scale * rng.standard_normal((len(ids), 4))
-        codes, penalty = dpdp.resegment(ids, vectors, scale * book, 4.0, 20, seed=0)
+        codes, penalty = resegment(ids, vectors, scale * book, p, seed=0)
         runs = [codes[ids == u] for u in np.unique(ids)]
         assert dpdp.mean_run(runs) == pytest.approx(4.0, rel=0.1)
         assert penalty > 0
     runs = np.repeat(np.arange(10), 6)  # the nearest codes already come in runs of 6
     vectors = book[runs % 16] + 1e-3
-    codes, penalty = dpdp.resegment(np.zeros(60, int), vectors, book, 4.0, 20, seed=0)
+    codes, penalty = resegment(np.zeros(60, int), vectors, book, p, seed=0)
     assert penalty == 0.0 and (codes == runs).all()
+    short = changed(p, max_latents=5)
     with pytest.raises(ValueError, match="sorted"):
-        dpdp.resegment(np.array(["b"] * 30 + ["a"] * 30), vectors, book, 4.0, 5, seed=0)
-    with pytest.raises(ValueError, match="59 utterance ids for 60 frames"):
-        dpdp.resegment(np.zeros(59, int), vectors, book, 4.0, 5, seed=0)
+        resegment(np.array(["b"] * 30 + ["a"] * 30), vectors, book, short, seed=0)

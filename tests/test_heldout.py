@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vqspeech.evaluate import heldout
-from vqspeech.evaluate.align import read_frames
+from vqspeech.evaluate.codes import read_frames
 from vqspeech.features import shards
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer

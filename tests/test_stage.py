@@ -25,7 +25,7 @@ from PIL import Image
 
 from vqspeech.data import manifest
 from vqspeech.evaluate import baselines
-from vqspeech.evaluate.align import read_intervals
+from vqspeech.evaluate.codes import read_intervals
 from vqspeech.features import shards
 from vqspeech.model.build import build
 from vqspeech.model.checkpoint import load_model, save_model

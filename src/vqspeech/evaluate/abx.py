@@ -82,22 +82,6 @@ class FrameGrid:
         return first.astype(np.int64), end.astype(np.int64)
 
 
-def items_from_intervals(phones: pd.DataFrame, frames: pd.DataFrame, grid: FrameGrid) -> Items:
-    """Items of the phone intervals `phones` over the frame table `frames` (utterance_id, frame;
-    rows grouped by utterance, frames 0..n-1 of each in order): `items_from_layout` of its
-    utterances and their frame counts."""
-    utt = frames["utterance_id"].to_numpy()
-    frame = frames["frame"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, utt[1:] != utt[:-1]]) if len(utt) else np.zeros(0, int)
-    counts = np.diff(np.r_[starts, len(utt)])
-    ids = utt[starts].astype(str)
-    if len(set(ids)) != len(ids):
-        raise ValueError("frames must be grouped by utterance")
-    if (frame != np.arange(len(utt)) - np.repeat(starts, counts)).any():
-        raise ValueError("each utterance's frames must be 0, 1, ... in order, with no gaps")
-    return items_from_layout(phones, ids, counts, grid)
-
-
 def items_from_layout(
     phones: pd.DataFrame, ids: np.ndarray, counts: np.ndarray, grid: FrameGrid
 ) -> Items:

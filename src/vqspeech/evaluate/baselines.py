@@ -35,7 +35,7 @@ import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
 from vqspeech.evaluate import abx, dpdp
-from vqspeech.evaluate.heldout import CodedSplit, Rows, Spill, pair_frames
+from vqspeech.evaluate.heldout import Chunk, CodedSplit, Rows, Spill, pair_frames
 from vqspeech.evaluate.metrics import (
     boundary_scores,
     entropy_bits,
@@ -45,6 +45,7 @@ from vqspeech.evaluate.metrics import (
 from vqspeech.evaluate.sampling import BottomK
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
+from vqspeech.params import EvalParams
 from vqspeech.phones import SILENCES
 
 log = logging.getLogger(__name__)
@@ -128,14 +129,6 @@ def paired_features(utts: Iterable[Utterance], norm: Normalizer) -> tuple[pd.Dat
     if not keys:
         raise ValueError("no utterances")
     return pd.concat(keys, ignore_index=True), np.concatenate(vectors)
-
-
-def baseline_codes(
-    utts: Iterable[Utterance], km: MiniBatchKMeans, norm: Normalizer
-) -> pd.DataFrame:
-    """(utterance_id, frame, code) of the k-means baseline for every 20 ms frame."""
-    keys, x = paired_features(utts, norm)
-    return keys.assign(code=km.predict(x).astype(np.int64))
 
 
 def score_system(
@@ -272,17 +265,12 @@ def evaluate(
     held: CodedSplit,
     codebook: np.ndarray,
     km: MiniBatchKMeans,
+    ev: EvalParams,
     *,
     intervals: pd.DataFrame,
     seed: int,
-    tolerance: int,
-    max_group: int,
-    max_x_across: int,
     scratch: Path,
-    block_mb: float = 64.0,
     train_latents: np.ndarray | None = None,
-    dpdp_mean: float = 0.0,
-    dpdp_max: int = 20,
     train_mfcc: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """Every system's scores on the same frames (see the module docstring), the full grid.
@@ -291,13 +279,14 @@ def evaluate(
     speaker, phone, code) and their latents and MFCC, read a shard at a time in passes (one for
     every system's codes and what ABX and DPDP calibration need, one for DPDP, one per extra
     k-means of `kmeans_mfcc_matched`); intervals: the utterances' phone intervals (ABX items);
-    km fitted with K = len(codebook); train_latents: the sample `kmeans_latent` is fitted on
-    (None: no such system); dpdp_mean > 0 adds each system re-segmented by DPDP to segments of
-    that mean length in latents (`<system>_dpdp`, vqspeech.evaluate.dpdp); train_mfcc: the
+    km fitted with K = len(codebook); ev: `params.eval` (boundary tolerance, `abx`, `dpdp`);
+    train_latents: the sample `kmeans_latent` is fitted on (None: no such system);
+    `eval.dpdp.mean_latents` > 0 adds each system re-segmented by DPDP to segments of that mean
+    length in latents (`<system>_dpdp`, vqspeech.evaluate.dpdp); train_mfcc: the
     frames km was fitted on (`train_frames`), which adds `kmeans_mfcc_matched`, k-means on MFCC
     at the learned codes' perplexity (`matched_kmeans`; None: no such system). In memory: one
     integer per latent per system, the calibration utterances, and one block of the ABX items
-    (`abx.blocks`: whole contexts, at most `block_mb` MiB of frames and DTW distances); the
+    (`abx.blocks`: whole contexts, at most `eval.abx.block_mb` MiB of frames and DTW distances); the
     items' unit vectors wait in `scratch` (a folder of the caller's, emptied by it)."""
     layout, k = held.layout, len(codebook)
     n, offsets = len(layout.frames), layout.offsets
@@ -306,7 +295,7 @@ def evaluate(
         with_latents = kmeans(train_latents.astype(np.float64), k, seed)
     # what ABX and the DPDP calibration need of the vectors, known from the frame table: the
     # ABX items' frames, unit vectors in blocks of whole contexts on disk, a block in memory
-    budget = block_mb * 2**20
+    budget, max_group = ev.abx.block_mb * 2**20, ev.abx.max_group
     width = max(codebook.shape[1], len(held.norm.mean))  # the widest representation at 20 ms
     blocks_20 = abx.blocks(
         abx_items(intervals, layout.ids, layout.counts, 2, max_group, seed), 4 * width, budget
@@ -320,13 +309,14 @@ def evaluate(
         "ABX items in %d blocks at 20 ms, %d at 10 ms (eval.abx.block_mb %g)",
         len(blocks_20),
         len(blocks_10),
-        block_mb,
+        ev.abx.block_mb,
     )
     spills = {
         name: Spill([rows for _, rows in blocks], scratch, name)
         for name, blocks in (("latent", blocks_20), ("mfcc", blocks_20), ("native", blocks_10))
     }
-    pick = dpdp.calibration_pick(len(layout.ids), seed) if dpdp_mean > 0 else np.zeros(0, int)
+    dp = ev.dpdp
+    pick = dpdp.calibration_pick(len(layout.ids), seed) if dp.mean_latents > 0 else np.zeros(0, int)
     cal_rows = _ranges(offsets, pick)
     want = {"latent": Rows(cal_rows), "mfcc": Rows(cal_rows)}
     mfcc_codes, latent_codes = [], []
@@ -355,31 +345,26 @@ def evaluate(
             with_latents.cluster_centers_,
         )
     penalties = {}
-    if dpdp_mean > 0:
-        cal_offsets = np.r_[0, np.cumsum(np.diff(offsets)[pick])].astype(np.int64)
+    if dp.mean_latents > 0:
         raw = list(systems)
+        books = {name: systems[name][2] for name in raw}
+        cal_offsets = np.r_[0, np.cumsum(np.diff(offsets)[pick])].astype(np.int64)
+        cal = {name: got[f"cal_{systems[name][1]}"] for name in raw}
+        penalties = dpdp.penalties(cal, books, cal_offsets, dp)
+
+        def quantized(c: Chunk) -> dict[str, np.ndarray]:  # what each system's codes quantize
+            return {name: c.latents if systems[name][1] == "latent" else c.paired for name in raw}
+
+        chunks = ((quantized(c), c.offsets) for c in held.chunks())
+        segmented = dpdp.resegment(chunks, books, penalties, dp.max_latents)
         for name in raw:
             _, kind, book = systems[name]
-            d = dpdp.squared_distances(got[f"cal_{kind}"], book)
-            costs = [d[a:b] for a, b in itertools.pairwise(cal_offsets)]
-            penalties[name] = dpdp.calibrate(costs, dpdp_mean, dpdp_max)
-        segmented: dict[str, list[np.ndarray]] = {name: [] for name in raw}
-        for c in held.chunks():
-            for name in raw:
-                _, kind, book = systems[name]
-                d = dpdp.squared_distances(c.latents if kind == "latent" else c.paired, book)
-                segmented[name] += [
-                    dpdp.segment(d[a:b], penalties[name], dpdp_max)
-                    for a, b in itertools.pairwise(c.offsets)
-                ]
-        for name in raw:
-            _, kind, book = systems[name]
-            systems[f"{name}_dpdp"] = (np.concatenate(segmented[name]), kind, book)
+            systems[f"{name}_dpdp"] = (segmented[name], kind, book)
             log.info(
                 "DPDP %s: penalty %.4g per segment (segments of %.1f latents on average)",
                 name,
                 penalties[name],
-                dpdp_mean,
+                dp.mean_latents,
             )
     matched: dict[int, float] = {}
     if train_mfcc is not None:
@@ -405,7 +390,9 @@ def evaluate(
     rate = symbol_rate_of(n, held.n_frames)
     result: dict[str, dict] = {}
     for name, (codes, _, _) in systems.items():
-        result[name] = score_codes(phone_ids, phone_names, codes, offsets, tolerance, rate)
+        result[name] = score_codes(
+            phone_ids, phone_names, codes, offsets, ev.boundary_tolerance, rate
+        )
         if name.endswith("_dpdp"):
             result[name]["dpdp_penalty"] = penalties[name.removesuffix("_dpdp")]
         if name == "kmeans_mfcc_matched":
@@ -439,7 +426,7 @@ def evaluate(
     for (system, rep), (blocks, distance) in representations.items():
         started = time.perf_counter()
         parts = ((items, distance(b)) for b, (items, _) in enumerate(blocks))
-        res = abx.abx_of_blocks(parts, max_x_across, seed)
+        res = abx.abx_of_blocks(parts, ev.abx.max_x_across, seed)
         result.setdefault(system, {}).setdefault("abx", {})[rep] = res.as_percent()
         log.info(
             "ABX %s %s: within %.2f %%, across %.2f %% (%.1f s)",

@@ -17,7 +17,7 @@ import pandas as pd
 from vqspeech.data import manifest
 from vqspeech.data.textgrid import read_phones
 from vqspeech.evaluate import abx, baselines
-from vqspeech.evaluate.align import intervals_of, latent_labels
+from vqspeech.evaluate.encode import intervals_of, latent_labels
 from vqspeech.features import shards
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer

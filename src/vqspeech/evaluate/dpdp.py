@@ -22,7 +22,12 @@ is then compared at the same number of segments.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Mapping
+
 import numpy as np
+
+from vqspeech.params import DPDPParams
 
 
 def squared_distances(vectors: np.ndarray, codebook: np.ndarray) -> np.ndarray:
@@ -72,22 +77,18 @@ def _utterances(utterance_ids: np.ndarray) -> list[slice]:
     return [slice(s, e) for s, e in zip(starts, ends, strict=True)]
 
 
-def calibrate(
-    costs: list[np.ndarray],
-    mean_latents: float,
-    max_len: int,
-    steps: int = 24,
-) -> float:
+def calibrate(costs: list[np.ndarray], p: DPDPParams, steps: int = 24) -> float:
     """The per-segment penalty whose DPDP segments of the utterances' frame costs `costs` are
-    `mean_latents` long on average (bisection on a log scale; 0 when the raw codes already are)."""
-    if mean_run([d.argmin(axis=1) for d in costs]) >= mean_latents:
+    `p.mean_latents` long on average (bisection on a log scale; 0 when the raw codes already
+    are); segments of at most `p.max_latents`."""
+    if mean_run([d.argmin(axis=1) for d in costs]) >= p.mean_latents:
         return 0.0
     scale = float(np.mean([d.min(axis=1).mean() for d in costs]))
     lo, hi = np.log(scale * 1e-4), np.log(scale * 1e4)
     for _ in range(steps):
         mid = (lo + hi) / 2
-        run = mean_run([segment(d, float(np.exp(mid)), max_len) for d in costs])
-        lo, hi = (mid, hi) if run < mean_latents else (lo, mid)
+        run = mean_run([segment(d, float(np.exp(mid)), p.max_latents) for d in costs])
+        lo, hi = (mid, hi) if run < p.mean_latents else (lo, mid)
     return float(np.exp((lo + hi) / 2))
 
 
@@ -97,25 +98,42 @@ def calibration_pick(utterances: int, seed: int, count: int = 60) -> np.ndarray:
     return np.sort(rng.choice(utterances, min(count, utterances), replace=False))
 
 
+def penalties(
+    vectors: Mapping[str, np.ndarray],
+    books: Mapping[str, np.ndarray],
+    offsets: np.ndarray,
+    p: DPDPParams,
+) -> dict[str, float]:
+    """Each system's penalty (`calibrate`): `vectors[system]` are the calibration utterances'
+    vectors that system quantizes (utterance u: rows offsets[u]:offsets[u + 1]), `books[system]`
+    its code vectors."""
+    out = {}
+    for name, book in books.items():
+        d = squared_distances(vectors[name], book)
+        out[name] = calibrate([d[a:b] for a, b in itertools.pairwise(offsets)], p)
+    return out
+
+
 def resegment(
-    utterance_ids: np.ndarray,
-    vectors: np.ndarray,
-    codebook: np.ndarray,
-    mean_latents: float,
-    max_len: int,
-    seed: int,
-    calibration_utterances: int = 60,
-) -> tuple[np.ndarray, float]:
-    """DPDP codes for frames sorted by utterance (`utterance_ids` [N], one per row of vectors),
-    with the penalty `calibrate` finds on a seeded subset of `calibration_utterances`; returns
-    the codes and that penalty. (The evaluate stage does the same a shard at a time.)"""
-    if len(utterance_ids) != len(vectors):
-        raise ValueError(f"{len(utterance_ids)} utterance ids for {len(vectors)} frames")
+    chunks: Iterable[tuple[Mapping[str, np.ndarray], np.ndarray]],
+    books: Mapping[str, np.ndarray],
+    penalty: Mapping[str, float],
+    max_latents: int,
+) -> dict[str, np.ndarray]:
+    """Each system's DPDP codes over `chunks` of whole utterances, in order: a chunk is (the
+    vectors each system quantizes, by system; its utterance offsets into those rows)."""
+    out: dict[str, list[np.ndarray]] = {name: [] for name in books}
+    for vectors, offsets in chunks:
+        for name, book in books.items():
+            d = squared_distances(vectors[name], book)
+            out[name] += [
+                segment(d[a:b], penalty[name], max_latents) for a, b in itertools.pairwise(offsets)
+            ]
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def utterance_offsets(utterance_ids: np.ndarray) -> np.ndarray:
+    """Row offsets of the utterances of frames sorted by utterance (`utterance_ids`, one a row):
+    utterance u is rows offsets[u]:offsets[u + 1]."""
     utts = _utterances(utterance_ids)
-    d = squared_distances(vectors, codebook)
-    pick = calibration_pick(len(utts), seed, calibration_utterances)
-    penalty = calibrate([d[utts[i]] for i in pick], mean_latents, max_len)
-    out = np.empty(len(d), dtype=np.int64)
-    for u in utts:
-        out[u] = segment(d[u], penalty, max_len)
-    return out, penalty
+    return np.array([u.start for u in utts] + [len(utterance_ids)], dtype=np.int64)

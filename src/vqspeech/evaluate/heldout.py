@@ -3,7 +3,7 @@
 `index` lists a split's utterances from the shards' small columns and `read_utterances` reads a
 few of them, so a stage can choose utterances without holding the split.
 
-evaluate and figures keep the frame table (`align.Layout`: a few bytes per latent) and every
+evaluate and figures keep the frame table (`codes.Layout`: a few bytes per latent) and every
 system's codes (one integer per latent) whole, and read the vectors in passes over the split
 (`CodedSplit.chunks`), one feature shard's utterances and their rows of data/codes/codes.parquet at
 a time; what a metric needs of the vectors beyond one chunk (the ABX items' frames, the DPDP
@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vqspeech.evaluate.align import Latents, Layout
+from vqspeech.evaluate.codes import Latents, Layout
 from vqspeech.features import shards
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
