@@ -19,7 +19,7 @@ from pathlib import Path
 import typer
 from benchlib import REPO, run_stage, stamp, table, update_section
 
-from vqspeech.evaluate import abx, baselines
+from vqspeech.evaluate import abx
 from vqspeech.evaluate.codes import layout_of, read_codes, read_intervals
 
 LINKED = ("data/features", "data/stats.json", "data/manifest.parquet", "data/raw", "models")
@@ -41,7 +41,7 @@ def main() -> None:
         rows.append(["**total**", f"**{total:.1f} s**", ""])
         frames, latents, codebook = read_codes(work / "data/codes")
         layout = layout_of(frames)
-        items = baselines.abx_items(
+        items = abx.capped_items(
             read_intervals(work / "data/codes"), layout.ids, layout.counts, 2, 10, 0
         )
         abx_rows = []

@@ -99,7 +99,7 @@ def measure(
     phones, codes, vectors = utterance(n, codebook, seed=1)
     ps, cs = [phones], [codes]
 
-    def resegment() -> np.ndarray:  # as baselines.evaluate does per utterance
+    def resegment() -> np.ndarray:  # as evaluator.evaluate does per utterance
         return dpdp.segment(dpdp.squared_distances(vectors, codebook), penalty, max_len)
 
     out = {}

@@ -5,7 +5,7 @@ reports/eval.json, every metric of every system on all and on speech frames, and
 metrics/eval.json, the headline numbers `dvc metrics show` puts side by side (systems:
 `vqvae`, `kmeans_mfcc`, `kmeans_latent`, each re-segmented (`_dpdp`), `kmeans_mfcc_matched`
 (k-means on MFCC at the learned codes' perplexity), `mfcc`, `random`; see
-vqspeech.evaluate.baselines).
+vqspeech.evaluate.evaluator).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main(
     ),
 ) -> None:
     """Score the VQ-VAE codes and the baselines."""
-    from vqspeech.evaluate import baselines
+    from vqspeech.evaluate import evaluator, kmeans, scoring
     from vqspeech.evaluate.codes import (
         read_codebook,
         read_frames,
@@ -59,13 +59,13 @@ def main(
         norm = Normalizer.load(stats_path)
         k, seed = len(codebook), params.train.seed
         with cli.timed("k-means baseline"):
-            train_mfcc = baselines.train_frames(
+            train_mfcc = kmeans.train_frames(
                 shards.iter_utterances(features_dir, "train"), norm, seed
             )
-            km = baselines.kmeans(train_mfcc, k, seed)
+            km = kmeans.kmeans(train_mfcc, k, seed)
         held = CodedSplit(layout, codes_dir, features_dir, ev.split, norm)
         with atomic.scratch_dir(report_path) as scratch:  # the ABX items' frames, on disk
-            result = baselines.evaluate(
+            result = evaluator.evaluate(
                 held,
                 codebook,
                 km,
@@ -77,7 +77,7 @@ def main(
                 train_mfcc=train_mfcc,
             )
         atomic.write_text(report_path, json.dumps(result, indent=2) + "\n")
-        atomic.write_text(metrics_path, json.dumps(baselines.headline(result), indent=2) + "\n")
+        atomic.write_text(metrics_path, json.dumps(scoring.headline(result), indent=2) + "\n")
         cli.log.info(
             "read %s (%d frames, %d utterances) and the %s split of %s a shard at a "
             "time; wrote %s, %s",

@@ -36,7 +36,6 @@ def main(
         f = params.features
         jobs = cli.jobs(f.jobs)
         cfg = FeatureConfig.from_params(f)
-        opts = extract.AudioOptions.from_params(f, params.data.duration_tolerance_s)
         cli.log.info("%s features, %d dims, %d jobs", cfg.kind, cfg.dim, jobs)
         table = manifest.read(manifest_path)
         speakers = table.column("speaker").to_pylist()
@@ -46,7 +45,7 @@ def main(
         rows = extract.rows(table, split_of)
         cli.log.info("read %s: %d utterances, %d speakers", manifest_path, len(rows), len(split_of))
         with atomic.atomic_dir(out_dir) as tmp:
-            report = extract.export(rows, tmp, cfg, opts, f.shard_mb, jobs)
+            report = extract.export(rows, tmp, cfg, f, params.data.duration_tolerance_s, jobs)
             verb = "skipped" if f.on_error == "skip" else "bad"
             for s in report.skipped:
                 cli.log.warning("%s %s: %s", verb, s.utterance_id, s.reason)
@@ -60,7 +59,7 @@ def main(
                 )
             if report.utterances == 0:
                 raise ValueError("no utterance produced features")
-        summary = report.as_dict(cfg, f.audio, split_of)
+        summary = report.as_dict(cfg, f, split_of)
         atomic.write_text(report_path, json.dumps(summary, indent=2) + "\n")
         cli.log.info(
             "wrote %s (%d shards, %d utterances, %d frames, %.2f h of audio), %s; skipped %d",

@@ -13,13 +13,23 @@ import yaml
 
 from vqspeech.data.textgrid import Interval, write_phones
 from vqspeech.features.acoustic import FeatureConfig
-from vqspeech.features.extract import AudioOptions
 from vqspeech.model.vqvae import VQVAE
-from vqspeech.params import ModelParams, Params, changed, load_params
+from vqspeech.params import FeaturesParams, ModelParams, Params, changed, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULTS: Params = load_params(REPO / "params.yaml")  # params.yaml holds every value
 RAW: dict = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))  # as written
+
+
+# the model and training of the tests that run the train stage: seconds, not minutes
+TINY_MODEL = {
+    "channels": 16,
+    "res_blocks": 1,
+    "embedding_dim": 8,
+    "speaker_dim": 4,
+    "quantizer": {"codebook_size": 8, "kmeans_batches": 2},
+}
+TINY_TRAIN = {"epochs": 2, "batch_size": 4, "val_crops": 8, "log_every": 2}
 
 
 def params_yaml(**sections: dict) -> str:
@@ -35,8 +45,10 @@ def features(**kw: object) -> FeatureConfig:
     return FeatureConfig.from_params(changed(DEFAULTS.features, **kw))
 
 
-def audio_options(tolerance_s: float = 0.1, **kw: object) -> AudioOptions:
-    return AudioOptions.from_params(changed(DEFAULTS.features, **kw), tolerance_s)
+def audio_options(tolerance_s: float = 0.1, **kw: object) -> tuple[FeaturesParams, float]:
+    """What `extract.process` takes besides the row and the feature config: `features.*` = kw
+    (the rest as params.yaml has it) and `data.duration_tolerance_s`."""
+    return changed(DEFAULTS.features, **kw), tolerance_s
 
 
 def model_params(**kw: object) -> ModelParams:

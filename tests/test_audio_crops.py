@@ -10,8 +10,9 @@ import soundfile as sf
 
 from vqspeech.features import shards
 from vqspeech.features.acoustic import extract
-from vqspeech.features.extract import AudioOptions, Done, Row, process
+from vqspeech.features.extract import Done, Row, process
 from vqspeech.features.stats import Normalizer
+from vqspeech.params import FeaturesParams
 from vqspeech.train.crops import batch_audio, load_split, random_crops
 
 from .conftest import audio_options, features, write_grid
@@ -19,13 +20,15 @@ from .conftest import audio_options, features, write_grid
 CFG = features(kind="logmel", preemphasis=0.0)  # a frame depends on its window alone
 
 
-def utterance(tmp_path: Path, name: str, seconds: float, seed: int, opts: AudioOptions) -> Done:
+def utterance(
+    tmp_path: Path, name: str, seconds: float, seed: int, opts: tuple[FeaturesParams, float]
+) -> Done:
     rng = np.random.default_rng(seed)
     pcm = (rng.standard_normal(int(seconds * 16000)) * 3000).astype(np.int16)
     wav = tmp_path / f"{name}.wav"
     sf.write(str(wav), pcm, 16000, subtype="PCM_16")
     grid = write_grid(tmp_path / f"{name}.TextGrid", seconds, ("sil", "AH", "T", "sil"))
-    done = process(Row(name, "spk", "train", str(wav), str(grid), 16000), CFG, opts)
+    done = process(Row(name, "spk", "train", str(wav), str(grid), 16000), CFG, *opts)
     assert isinstance(done, Done)
     return done
 

@@ -4,9 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vqspeech.evaluate import baselines
-from vqspeech.evaluate.baselines import fit_kmeans, pair_frames, score_system
+from vqspeech.evaluate import kmeans, scoring
+from vqspeech.evaluate.heldout import pair_frames
+from vqspeech.evaluate.kmeans import fit_kmeans
 from vqspeech.evaluate.metrics import Contingency
+from vqspeech.evaluate.scoring import score_system
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
 
@@ -44,7 +46,7 @@ def test_bitrate_divides_by_the_audio_the_frames_cover():
         Utterance(f"u{i}", "s", "test", np.zeros((n, 6), np.float32), ["sil"] * n)
         for i, n in enumerate((100, 51))
     ]
-    rate = baselines.symbol_rate(75, utts)
+    rate = scoring.symbol_rate(75, utts)
     assert rate == pytest.approx(75 / (1.015 + 0.525))
     phones = ["AA", "B"] * 40
     frames = pd.DataFrame(
@@ -52,7 +54,7 @@ def test_bitrate_divides_by_the_audio_the_frames_cover():
     )
     assert score_system(frames, 0, rate)["all"]["bitrate"] == pytest.approx(2 * rate)  # 2 bits
     with pytest.raises(ValueError, match="no audio"):
-        baselines.symbol_rate(3, [])
+        scoring.symbol_rate(3, [])
 
 
 def test_native_features_are_sorted_by_utterance_and_normalized():
@@ -60,7 +62,7 @@ def test_native_features_are_sorted_by_utterance_and_normalized():
         Utterance(u, "s", "test", np.full((n, 6), v, np.float32), ["sil"] * n)
         for u, n, v in (("b", 2, 1.0), ("a", 3, 2.0))
     ]
-    keys, x = baselines.native_features(utts, Normalizer(np.ones(6), np.full(6, 2.0)))
+    keys, x = kmeans.native_features(utts, Normalizer(np.ones(6), np.full(6, 2.0)))
     assert keys["utterance_id"].tolist() == ["a"] * 3 + ["b"] * 2
     assert keys["frame"].tolist() == [0, 1, 2, 0, 1]
     np.testing.assert_allclose(x[:, 0], [0.5, 0.5, 0.5, 0.0, 0.0])
@@ -77,7 +79,7 @@ def test_kmeans_baseline_recovers_separable_classes():
 
     data = [utt(i) for i in range(20)]
     km = fit_kmeans([u for u, _ in data], UNIT, 4, seed=0)
-    keys, paired = baselines.paired_features([u for u, _ in data], UNIT)  # as evaluate pairs
+    keys, paired = kmeans.paired_features([u for u, _ in data], UNIT)  # as evaluate pairs
     codes = km.predict(paired)  # and predicts, a shard at a time
     truth = [c for _, cs in data for c in cs]
     assert len(codes) == 20 * 30 and keys["frame"].max() == 29
@@ -86,16 +88,16 @@ def test_kmeans_baseline_recovers_separable_classes():
 
 
 def test_code_perplexity_is_two_to_the_entropy_in_bits():
-    assert baselines.code_perplexity(np.array([3, 1, 2, 0] * 5)) == pytest.approx(4.0)
+    assert kmeans.code_perplexity(np.array([3, 1, 2, 0] * 5)) == pytest.approx(4.0)
     h = -(1 / 3 * np.log2(1 / 3) + 2 / 3 * np.log2(2 / 3))
-    assert baselines.code_perplexity(np.array([7, 7, 9, 9, 9, 9])) == pytest.approx(2.0**h)
+    assert kmeans.code_perplexity(np.array([7, 7, 9, 9, 9, 9])) == pytest.approx(2.0**h)
 
 
 def test_matched_kmeans_finds_the_k_of_the_target_perplexity():
     rng = np.random.default_rng(0)
     train, held = rng.standard_normal((3000, 2)), rng.standard_normal((1000, 2))
-    km8 = baselines.kmeans(train, 8, seed=0)
-    p8 = baselines.code_perplexity(km8.predict(held))
+    km8 = kmeans.kmeans(train, 8, seed=0)
+    p8 = kmeans.code_perplexity(km8.predict(held))
     # a target the 8-code fit already meets: no refit, the same fit
     calls = []
 
@@ -103,14 +105,14 @@ def test_matched_kmeans_finds_the_k_of_the_target_perplexity():
         calls.append(fit.n_clusters)
         return fit.predict(held)
 
-    same, tried, codes = baselines.matched_kmeans(km8, train, predict, p8, seed=0)
+    same, tried, codes = kmeans.matched_kmeans(km8, train, predict, p8, seed=0)
     assert same is km8 and tried == {8: p8} and calls == [8]
     np.testing.assert_array_equal(codes, km8.predict(held))
     # a target of about 16 codes' perplexity: K' moves up and lands closer than K = 8
-    target = baselines.code_perplexity(baselines.kmeans(train, 16, seed=0).predict(held))
-    fit, tried, codes = baselines.matched_kmeans(km8, train, predict, target, seed=0)
+    target = kmeans.code_perplexity(kmeans.kmeans(train, 16, seed=0).predict(held))
+    fit, tried, codes = kmeans.matched_kmeans(km8, train, predict, target, seed=0)
     assert 8 in tried and len(tried) >= 2 and fit.n_clusters > 8
     assert abs(tried[fit.n_clusters] - target) == min(abs(p - target) for p in tried.values())
     assert abs(tried[fit.n_clusters] - target) < 0.1 * target
     np.testing.assert_array_equal(codes, fit.predict(held))  # the codes of the fit returned
-    assert baselines.code_perplexity(fit.predict(held)) == pytest.approx(tried[fit.n_clusters])
+    assert kmeans.code_perplexity(fit.predict(held)) == pytest.approx(tried[fit.n_clusters])

@@ -44,7 +44,7 @@ def noise(seconds: float, sr: int = 16000, channels: int = 1) -> np.ndarray:
 
 
 def test_good_utterance(tmp_path: Path):
-    result = process(make(tmp_path, noise(1.0)), CFG, OPTS)
+    result = process(make(tmp_path, noise(1.0)), CFG, *OPTS)
     assert isinstance(result, Done)
     assert result.utterance.features.shape == (98, 39)
     assert result.utterance.phones[:5] == ["sil"] * 5 and result.utterance.phones[-1] == "sil"
@@ -79,26 +79,26 @@ def test_bad_input_is_reported_with_the_file(tmp_path: Path, case: str, pattern:
     else:
         row = make(tmp_path, noise(1.0))
         Path(row.path).write_bytes(b"RIFF garbage")
-    result = process(row, CFG, OPTS)
+    result = process(row, CFG, *OPTS)
     assert isinstance(result, Skip)
     assert result.utterance_id == "u"
     assert re.search(pattern, result.reason), result.reason
 
 
 def test_grid_slightly_short_is_extended_within_tolerance(tmp_path: Path):
-    result = process(make(tmp_path, noise(1.0), grid_s=0.95), CFG, OPTS)
+    result = process(make(tmp_path, noise(1.0), grid_s=0.95), CFG, *OPTS)
     assert isinstance(result, Done) and len(result.utterance.phones) == 98
 
 
 def test_upsampling_only_when_allowed(tmp_path: Path):
     row = make(tmp_path, noise(1.0, 8000), sr=8000)
-    result = process(row, CFG, audio_options(allow_upsampling=True))
+    result = process(row, CFG, *audio_options(allow_upsampling=True))
     assert isinstance(result, Done) and result.resampled and len(result.utterance.phones) == 98
 
 
 def test_stereo_is_downmixed(tmp_path: Path):
     stereo = noise(1.0, channels=2)
-    result = process(make(tmp_path, stereo), CFG, OPTS)
+    result = process(make(tmp_path, stereo), CFG, *OPTS)
     assert isinstance(result, Done) and result.downmixed
     pcm = to_int16(stereo.astype(np.float32).mean(axis=1))  # features come from these samples
     np.testing.assert_array_equal(result.utterance.audio, pcm)
@@ -111,10 +111,10 @@ def test_int16_audio_is_kept_exactly_or_not_at_all(tmp_path: Path):
     sf.write(str(tmp_path / "i.wav"), pcm, 16000, subtype="PCM_16")
     row = make(tmp_path, noise(0.5), name="unused")
     row = Row("i", "spk", "train", str(tmp_path / "i.wav"), row.textgrid, 16000)
-    kept = process(row, CFG, OPTS)
+    kept = process(row, CFG, *OPTS)
     assert isinstance(kept, Done) and np.array_equal(kept.utterance.audio, pcm)  # lossless
     assert to_int16(np.array([-1.5, -1.0, 0.99999, 2.0])).tolist() == [-32768, -32768, 32767, 32767]
-    dropped = process(row, CFG, audio_options(audio=False))
+    dropped = process(row, CFG, *audio_options(audio=False))
     assert isinstance(dropped, Done) and dropped.utterance.audio is None
     np.testing.assert_array_equal(dropped.utterance.features, kept.utterance.features)
 
@@ -123,24 +123,23 @@ def test_float_audio_beyond_full_scale_is_scaled_not_clipped(tmp_path: Path):
     """A float file peaking at 4.0 keeps its waveform (scaled to full scale) and says so."""
     loud = noise(1.0) * 40  # peaks near 4.0: a quarter of its samples beyond +-1
     assert np.abs(loud).max() > 1.0
-    result = process(make(tmp_path, loud), CFG, OPTS)
+    result = process(make(tmp_path, loud), CFG, *OPTS)
     assert isinstance(result, Done) and result.peak == pytest.approx(np.abs(loud).max(), rel=1e-6)
     pcm = result.utterance.audio
     at_limits = np.mean((pcm == 32767) | (pcm == -32768))
     assert at_limits < 0.001  # the peak alone, not 17.9 % of the samples
     scale = 32767 / 32768 / np.abs(loud).max()
     np.testing.assert_allclose(pcm / 32768, loud * scale, atol=1 / 32768)
-    quiet = process(make(tmp_path, noise(1.0), name="q"), CFG, OPTS)
+    quiet = process(make(tmp_path, noise(1.0), name="q"), CFG, *OPTS)
     assert isinstance(quiet, Done) and quiet.peak <= 1.0
     report = export(
         [make(tmp_path, loud, name="l"), make(tmp_path, noise(1.0), name="q")],
         tmp_path / "out",
         CFG,
-        OPTS,
-        16.0,
-        1,
+        *OPTS,
+        jobs=1,
     )
-    listed = report.as_dict(CFG, True, {"spk": "train"})
+    listed = report.as_dict(CFG, OPTS[0], {"spk": "train"})
     assert listed["rescaled"] == 1
     assert listed["rescaled_utterances"][0]["utterance_id"] == "l"
     assert listed["rescaled_utterances"][0]["path"].endswith("l.wav")
@@ -156,7 +155,7 @@ def test_features_that_are_not_finite_are_bad_input(tmp_path: Path, monkeypatch)
         return out
 
     monkeypatch.setattr(module, "extract", with_nan)
-    result = process(make(tmp_path, noise(1.0)), CFG, OPTS)
+    result = process(make(tmp_path, noise(1.0)), CFG, *OPTS)
     assert isinstance(result, Skip)
     assert re.search(
         r"u\.wav: 1 feature frames are not finite \(the first at 0\.10 s\)", result.reason
@@ -167,8 +166,8 @@ def test_48k_is_resampled_to_the_same_features(tmp_path: Path):
     t48 = np.arange(48000) / 48000
     t16 = np.arange(16000) / 16000
     chord = lambda t: 0.3 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)  # noqa: E731
-    r48 = process(make(tmp_path, chord(t48), sr=48000, name="a"), CFG, OPTS)
-    r16 = process(make(tmp_path, chord(t16), sr=16000, name="b"), CFG, OPTS)
+    r48 = process(make(tmp_path, chord(t48), sr=48000, name="a"), CFG, *OPTS)
+    r16 = process(make(tmp_path, chord(t16), sr=16000, name="b"), CFG, *OPTS)
     assert isinstance(r48, Done) and r48.resampled
     static48, static16 = r48.utterance.features[2:-2, :13], r16.utterance.features[2:-2, :13]
     np.testing.assert_allclose(static48, static16, atol=0.05)
@@ -177,11 +176,7 @@ def test_48k_is_resampled_to_the_same_features(tmp_path: Path):
 def test_trimming_cuts_silence_and_shifts_labels(tmp_path: Path):
     # 2 s, phones split evenly: sil [0, .5), AH [.5, 1), T [1, 1.5), sil [1.5, 2)
     row = make(tmp_path, noise(2.0))
-    result = process(
-        row,
-        CFG,
-        audio_options(trim_silence=True, trim_margin_s=0.1),
-    )
+    result = process(row, CFG, *audio_options(trim_silence=True, trim_margin_s=0.1))
     assert isinstance(result, Done)
     assert result.seconds == pytest.approx(1.2)  # 0.4 .. 1.6 s
     assert result.utterance.start_s == pytest.approx(0.4)
@@ -194,14 +189,15 @@ def test_export_writes_bounded_shards_in_manifest_order(tmp_path: Path):
     rows = [make(tmp_path, noise(1.0 + i / 10), name=f"u{i:02d}") for i in range(12)]
     rows.insert(5, make(tmp_path, noise(0.01), name="tiny"))
     out = tmp_path / "features"
-    report = export(rows, out, CFG, OPTS, shard_mb=0.04, jobs=2)  # ~2 utterances per shard
+    f, tolerance = audio_options(shard_mb=0.04)
+    report = export(rows, out, CFG, f, tolerance, jobs=2)  # ~2 utterances per shard
     assert report.utterances == 12 and report.shards >= 5
     assert [s.utterance_id for s in report.skipped] == ["tiny"]
     back = list(shards.iter_utterances(out, audio=True))
     assert [u.utterance_id for u in back] == [f"u{i:02d}" for i in range(12)]
     assert all(u.start_s == 0.0 for u in back)
     for u, row in zip(back, [r for r in rows if r.utterance_id != "tiny"], strict=True):
-        direct = process(row, CFG, OPTS)
+        direct = process(row, CFG, *OPTS)
         np.testing.assert_array_equal(u.features, direct.utterance.features)
         np.testing.assert_array_equal(u.audio, direct.utterance.audio)
         assert u.phones == direct.utterance.phones

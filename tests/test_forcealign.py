@@ -19,23 +19,9 @@ from vqspeech.data import builtin, forcealign, manifest
 from vqspeech.data.textgrid import Interval, read_phones
 from vqspeech.params import BuiltinParams
 
-from .conftest import RAW, REPO, params_yaml
+from .conftest import RAW, REPO, TINY_MODEL, TINY_TRAIN, params_yaml
 
 TESTDATA = Path("/usr/share/pocketsphinx/test/data")
-TINY_MODEL = {
-    "channels": 16,
-    "res_blocks": 1,
-    "embedding_dim": 8,
-    "speaker_dim": 4,
-    "quantizer": {"codebook_size": 8, "kmeans_batches": 2},
-}
-TINY_TRAIN = {
-    "epochs": 2,
-    "batch_size": 4,
-    "val_crops": 8,
-    "log_every": 2,
-    "crop_frames": 32,
-}
 
 
 def recordings() -> dict[str, list[tuple[Path, str]]]:
@@ -184,7 +170,7 @@ def test_transcript_only_folder_runs_end_to_end(tmp_path: Path):
         "data": {"corpus": "folder", "on_error": "skip", "folder": {"audio_dir": str(audio)}},
         "features": {"split": {"val_speakers": [], "test_speakers": ["cards"]}},
         "model": TINY_MODEL,
-        "train": TINY_TRAIN,
+        "train": {**TINY_TRAIN, "crop_frames": 32},
         "eval": {"plots": {"umap_points": 20, "utterances": 1}},
     }
     work = tmp_path / "work"

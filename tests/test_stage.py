@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -24,14 +25,23 @@ import yaml
 from PIL import Image
 
 from vqspeech.data import manifest
-from vqspeech.evaluate import baselines
+from vqspeech.evaluate import scoring
 from vqspeech.evaluate.codes import read_intervals
 from vqspeech.features import shards
 from vqspeech.model.build import build
 from vqspeech.model.checkpoint import load_model, save_model
 from vqspeech.params import merged
 
-from .conftest import RAW, REPO, Server, model_params, params_yaml, write_grid
+from .conftest import (
+    RAW,
+    REPO,
+    TINY_MODEL,
+    TINY_TRAIN,
+    Server,
+    model_params,
+    params_yaml,
+    write_grid,
+)
 
 OUTPUTS = (
     "data/raw",
@@ -281,15 +291,6 @@ def test_features_stage_rejects_unknown_held_out_speaker(tmp_path: Path):
 
 # --- train ---------------------------------------------------------------------------------------
 
-TINY_MODEL = {
-    "channels": 16,
-    "res_blocks": 1,
-    "embedding_dim": 8,
-    "speaker_dim": 4,
-    "quantizer": {"codebook_size": 8, "kmeans_batches": 2},
-}
-TINY_TRAIN = {"epochs": 2, "batch_size": 4, "val_crops": 8, "log_every": 2}
-
 
 @pytest.fixture(scope="module")
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -496,7 +497,7 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
         assert set(result[f"{name}_dpdp"]["abx"]) == {"code"}
     headline = json.loads((work / "metrics/eval.json").read_text())
     assert headline["vqvae"]["pnmi"] == result["vqvae"]["all"]["pnmi"]
-    assert set(headline["vqvae"]) == {*baselines.HEADLINE, "abx"}
+    assert set(headline["vqvae"]) == {*scoring.HEADLINE, "abx"}
     assert set(headline["random"]) == {"pnmi", "nmi", "phone_purity"}
     assert set(headline["mfcc"]["abx"]) == {"frames_10ms", "frames_20ms"}
     assert set(headline["mfcc"]["abx"]["frames_10ms"]) == {"within", "across"}
@@ -735,6 +736,31 @@ def test_torchrun_multi_node_form_trains_what_one_node_trains(tiny_pipeline: Pat
     a = torch.load(tmp_path / "one/models/model.pt", weights_only=True)["state_dict"]
     b = torch.load(work / "models/model.pt", weights_only=True)["state_dict"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corpus_difficulty_scores_the_input_only_baselines(
+    tiny_pipeline: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """benchmarks/corpus.py's measure: k-means PNMI and MFCC-frame ABX of a split, no model."""
+    from vqspeech.evaluate import difficulty
+
+    monkeypatch.chdir(tiny_pipeline)  # the manifest names its TextGrids from here
+    got = difficulty.measure(
+        "data/features",
+        "data/manifest.parquet",
+        "data/stats.json",
+        split="test",
+        k=4,
+        seed=0,
+        max_group=10,
+        max_x_across=5,
+    )
+    assert 0 < got["kmeans_mfcc_pnmi"] <= 1 and got["speakers"] == 1 and got["frames"] > 0
+    for side in ("within", "across"):  # a few utterances: a score may have no cell (NaN)
+        for rate in ("", "_20ms"):
+            value = got[f"mfcc_abx_{side}{rate}"]
+            assert math.isnan(value) or 0 <= value <= 100, (side, rate, value)
+    assert math.isnan(got["mfcc_abx_across"])  # one speaker: nothing to compare across
 
 
 def test_train_summary_command(tiny_pipeline: Path):

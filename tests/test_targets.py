@@ -47,7 +47,7 @@ def shard_split(tmp_path: Path, split: str, n: int, seed: int) -> tuple[SplitDat
         sf.write(str(wav), pcm, 16000, subtype="PCM_16")
         grid = write_grid(folder / f"{split}{i}.TextGrid", seconds)
         row = Row(f"{split}{i}", f"spk{i % 2}", split, str(wav), str(grid), 16000)
-        done = process(row, MFCC, audio_options())
+        done = process(row, MFCC, *audio_options())
         assert isinstance(done, Done)
         utts.append(done.utterance)
     shards.write(folder / "part-00000.parquet", utts, MFCC.dim)

@@ -31,6 +31,7 @@ once. The expected error is the same; `over_cap` counts the groups that are cut.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -38,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from vqspeech.phones import SILENCES
+
+log = logging.getLogger(__name__)
 
 EPS_FRAMES = 1e-6  # tolerance, in frames, when a boundary is compared with a frame centre
 
@@ -417,3 +420,28 @@ def _cells(
                     ix = by_sp[(sx, a)]
                     err = _triplet_error(matrix(ix, ia), matrix(ix, ib), exclude_diag=False)
                     across_rows.append((contexts[c], s, sx, a, b, err))
+
+
+def capped_items(
+    intervals: pd.DataFrame,
+    ids: np.ndarray,
+    counts: np.ndarray,
+    stride: int,
+    max_group: int,
+    seed: int,
+) -> Items:
+    """ABX items of the phone intervals over a frame table of utterances `ids` with `counts`
+    frames each, at `stride` 10 ms frames per frame, capped per group ."""
+    items = items_from_layout(intervals, ids, counts, FrameGrid.of(stride))
+    cut, groups = over_cap(items, max_group)
+    log.info(
+        "ABX at %d ms: %d items of %d intervals; %d of %d (context, speaker, phone) groups "
+        "over %d items, cut",
+        10 * stride,
+        len(items),
+        len(intervals),
+        cut,
+        groups,
+        max_group,
+    )
+    return cap_groups(items, max_group, seed)

@@ -16,8 +16,10 @@ import pandas as pd
 
 from vqspeech.data import manifest
 from vqspeech.data.textgrid import read_phones
-from vqspeech.evaluate import abx, baselines
+from vqspeech.evaluate import abx, kmeans, scoring
+from vqspeech.evaluate.codes import layout_of
 from vqspeech.evaluate.encode import intervals_of, latent_labels
+from vqspeech.evaluate.heldout import pair_frames
 from vqspeech.features import shards
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
@@ -66,17 +68,16 @@ def measure(
     """k-means (K = k, fitted on train) PNMI and MFCC-frame ABX (%) on `split`, at 10 ms (as
     libri-light's published MFCC numbers) and paired to 20 ms (as k-means sees them)."""
     norm = Normalizer.load(stats_path)
-    km = baselines.fit_kmeans(shards.iter_utterances(features_dir, "train"), norm, k, seed)
+    km = kmeans.fit_kmeans(shards.iter_utterances(features_dir, "train"), norm, k, seed)
     utts, frames, intervals = frames_of(features_dir, manifest_path, split)
-    paired = np.concatenate([baselines.pair_frames(norm(u.features, np.float64)) for u in utts])
-    rate = baselines.symbol_rate(len(frames), utts)
-    scored = baselines.score_system(
-        frames.assign(code=km.predict(paired).astype(np.int64)), 1, rate
-    )
-    keys, native = baselines.native_features(utts, norm)
+    paired = np.concatenate([pair_frames(norm(u.features, np.float64)) for u in utts])
+    rate = scoring.symbol_rate(len(frames), utts)
+    scored = scoring.score_system(frames.assign(code=km.predict(paired).astype(np.int64)), 1, rate)
+    keys, native = kmeans.native_features(utts, norm)
     out = {"kmeans_mfcc_pnmi": round(float(scored["all"]["pnmi"]), 4)}
     for suffix, table, vectors, stride in (("", keys, native, 1), ("_20ms", frames, paired, 2)):
-        items = baselines.abx_items(intervals, table, stride, max_group, seed)
+        layout = layout_of(table)
+        items = abx.capped_items(intervals, layout.ids, layout.counts, stride, max_group, seed)
         result = abx.abx(items, abx.angular(vectors), max_x_across, seed).as_percent()
         out[f"mfcc_abx_within{suffix}"] = round(float(result["within"]), 2)
         out[f"mfcc_abx_across{suffix}"] = round(float(result["across"]), 2)

@@ -64,22 +64,6 @@ def rows(manifest_table: pa.Table, split_of: dict[str, str]) -> list[Row]:
 
 
 @dataclass(frozen=True)
-class AudioOptions:
-    """How audio is checked and cut before extraction (`features.*`,
-    `data.duration_tolerance_s`)."""
-
-    trim_silence: bool
-    trim_margin_s: float
-    allow_upsampling: bool
-    tolerance_s: float  # largest |TextGrid end - audio length| that is fitted, not an error
-    keep_audio: bool  # store the int16 samples beside the features (WaveNet training)
-
-    @classmethod
-    def from_params(cls, f: FeaturesParams, tolerance_s: float) -> AudioOptions:
-        return cls(f.trim_silence, f.trim_margin_s, f.allow_upsampling, tolerance_s, f.audio)
-
-
-@dataclass(frozen=True)
 class Done:
     utterance: shards.Utterance
     seconds: float
@@ -139,23 +123,23 @@ def trim(
     return y[a:b], PhoneAlignment(tuple(kept), (b - a) / sr), a / sr
 
 
-def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
+def process(row: Row, cfg: FeatureConfig, f: FeaturesParams, tolerance_s: float) -> Done | Skip:
     """One utterance, end to end; bad input comes back as a Skip naming the file and problem."""
     try:
-        y, downmixed, resampled, peak = load_audio(row, cfg.sample_rate, opts.allow_upsampling)
+        y, downmixed, resampled, peak = load_audio(row, cfg.sample_rate, f.allow_upsampling)
         alignment = read_phones(row.textgrid)
         duration = len(y) / cfg.sample_rate
-        if alignment.duration < duration - opts.tolerance_s:
+        if alignment.duration < duration - tolerance_s:
             raise TextGridError(
                 f"{row.textgrid}: ends at {alignment.duration:.3f} s, before the audio's end at "
-                f"{duration:.3f} s (tolerance {opts.tolerance_s} s)"
+                f"{duration:.3f} s (tolerance {tolerance_s} s)"
             )
         alignment = PhoneAlignment(
             tuple(fit_to_duration(list(alignment.intervals), duration)), duration
         )
         start_s = 0.0
-        if opts.trim_silence:
-            y, alignment, start_s = trim(y, cfg.sample_rate, alignment, opts.trim_margin_s)
+        if f.trim_silence:
+            y, alignment, start_s = trim(y, cfg.sample_rate, alignment, f.trim_margin_s)
         if n_frames(len(y), cfg.win_length, cfg.hop_length) == 0:
             raise ValueError(
                 f"{row.path}: {len(y) / cfg.sample_rate * 1000:.1f} ms of audio is shorter than "
@@ -182,17 +166,17 @@ def process(row: Row, cfg: FeatureConfig, opts: AudioOptions) -> Done | Skip:
         feats,
         labels,
         start_s,
-        pcm if opts.keep_audio else None,
+        pcm if f.audio else None,
     )
     return Done(utt, len(y) / cfg.sample_rate, downmixed, resampled, peak)
 
 
-_worker: tuple[FeatureConfig, AudioOptions] | None = None
+_worker: tuple[FeatureConfig, FeaturesParams, float] | None = None
 
 
-def _init_worker(cfg: FeatureConfig, opts: AudioOptions) -> None:
+def _init_worker(cfg: FeatureConfig, f: FeaturesParams, tolerance_s: float) -> None:
     global _worker
-    _worker = (cfg, opts)
+    _worker = (cfg, f, tolerance_s)
     # One BLAS thread per worker: the per-frame matrices are small, and BLAS threads fighting the
     # other workers for the cores made the stage 3x slower (docs/benchmarks.md).
     threadpoolctl.threadpool_limits(1)
@@ -214,7 +198,7 @@ class ExportReport:
     skipped: list[Skip] | None = None
     rescaled: list[dict[str, object]] | None = None  # beyond full scale: utterance, path, peak
 
-    def as_dict(self, cfg: FeatureConfig, keep_audio: bool, split_of: dict[str, str]) -> dict:
+    def as_dict(self, cfg: FeatureConfig, f: FeaturesParams, split_of: dict[str, str]) -> dict:
         """data/features_report.json: the feature config, counts, the speaker -> split map and
         every skipped utterance with its reason."""
         return {
@@ -224,7 +208,7 @@ class ExportReport:
             "sample_rate": cfg.sample_rate,
             "hop_s": cfg.hop_s,
             "win_s": cfg.win_s,
-            "audio": keep_audio,
+            "audio": f.audio,
             "utterances": self.utterances,
             "frames": self.frames,
             "hours": round(self.seconds / 3600, 4),
@@ -243,21 +227,23 @@ def export(
     rows: list[Row],
     out_dir: Path,
     cfg: FeatureConfig,
-    opts: AudioOptions,
-    shard_mb: float,
+    f: FeaturesParams,
+    tolerance_s: float,
     jobs: int,
 ) -> ExportReport:
     """Process every row in parallel and write shards `part-00000.parquet`, ... under `out_dir`.
 
     Results are consumed in manifest order as workers produce them, and a shard is written as soon
-    as its features reach `shard_mb` megabytes, so memory follows the shard size.
+    as its features reach `features.shard_mb` megabytes, so memory follows the shard size. `f`:
+    `params.features` as it is (trimming, upsampling, whether the shards keep the audio);
+    `tolerance_s`: `data.duration_tolerance_s`.
     Bad utterances are returned in `report.skipped`; the caller decides whether that is fatal.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     report = ExportReport(skipped=[], rescaled=[])
     pending: list[shards.Utterance] = []
     pending_bytes = 0
-    limit = shard_mb * 2**20
+    limit = f.shard_mb * 2**20
 
     def flush() -> None:
         nonlocal pending, pending_bytes
@@ -269,7 +255,7 @@ def export(
     # Warm up here (librosa's imports and first calls take seconds): forked workers inherit it.
     extract(np.zeros(cfg.win_length * 2, np.float32), cfg)
     context = multiprocessing.get_context("fork")
-    with context.Pool(jobs, initializer=_init_worker, initargs=(cfg, opts)) as pool:
+    with context.Pool(jobs, initializer=_init_worker, initargs=(cfg, f, tolerance_s)) as pool:
         bar = progress(total=len(rows), desc="features", unit="utt")
         for i, result in enumerate(pool.imap(_process_in_worker, rows, chunksize=8)):
             bar.update(1)
