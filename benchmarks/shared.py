@@ -60,7 +60,7 @@ unit = lambda: KMeans(64, n_init=1, max_iter=10, tol=0, random_state=0).fit(x)
 import numpy as np, threadpoolctl
 from vqspeech.features.acoustic import FeatureConfig, extract
 threadpoolctl.threadpool_limits(1)  # as every features worker does (extract._init_worker)
-cfg = FeatureConfig(kind="mfcc39", n_mels=26, preemphasis=0.97)
+cfg = FeatureConfig(kind="mfcc39", n_mels=26, preemphasis=0.97, normalize="none")
 y = 0.1 * np.random.default_rng(0).standard_normal(32000).astype(np.float32)
 unit = lambda: extract(y, cfg)
 """,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from vqspeech import imports
 
+from .conftest import REPO
+
 
 def cycle(graph: dict[Path, set[Path]]) -> list[Path]:
     """One import cycle of `graph` (first module repeated at the end), or []."""
@@ -46,3 +48,13 @@ def test_the_library_never_imports_the_cli():
     cli = imports.ROOT / "cli.py"
     importers = [m for m, deps in imports.graph().items() if cli in deps]
     assert names(importers) == []
+
+
+def test_every_stage_script_is_params_progress_and_io_around_a_library_call():
+    """At most 100 lines each: the work lives in the library, where it is tested."""
+    long = {
+        p.name: n
+        for p in (REPO / "stages").glob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 100
+    }
+    assert long == {}

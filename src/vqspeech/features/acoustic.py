@@ -30,14 +30,14 @@ LOG_FLOOR = 1e-10
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """What `extract` computes. The first three come from `features.*` (`from_params`, whose
-    defaults are the only ones); the rest is fixed by the design: 25 ms windows every 10 ms of
-    16 kHz audio, 512-point FFT, 13 cepstra, HTK's delta window."""
+    """What `extract` computes. The first four are `features.*` (`from_params`: `n_mels` null
+    resolved to the kind's own, `DEFAULT_MELS`); the rest is fixed by the design: 25 ms windows
+    every 10 ms of 16 kHz audio, 512-point FFT, 13 cepstra, HTK's delta window."""
 
     kind: FeatureKind
     n_mels: int
     preemphasis: float
-    normalize: Literal["none", "utterance"] = "none"
+    normalize: Literal["none", "utterance"]
     sample_rate: int = 16000
     win_length: int = 400  # 25 ms
     hop_length: int = 160  # 10 ms

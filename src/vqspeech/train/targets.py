@@ -30,7 +30,7 @@ def logmel_frames(data: SplitData, preemphasis: float, n_mels: int = TARGET_MELS
 
     if data.audio is None or data.audio_offsets is None:
         raise ValueError("the split was loaded without audio (features.audio must be true)")
-    cfg = FeatureConfig("logmel", n_mels, preemphasis)
+    cfg = FeatureConfig("logmel", n_mels, preemphasis, normalize="none")  # energies as they are
     out = np.empty((len(data.features), n_mels), dtype=np.float32)
     for u, uid in enumerate(data.utterance_ids):
         wave = data.audio[data.audio_offsets[u] : data.audio_offsets[u + 1]]
