@@ -8,8 +8,7 @@ import torch
 
 
 def pick(device: str = "auto") -> torch.device:
-    """`train.device`: auto (CUDA when there is a GPU, else the CPU), cuda (an error without
-    one) or cpu."""
+    """ "auto": CUDA when there is a GPU, else the CPU; "cuda": an error without one; "cpu"."""
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
     return torch.device("cuda" if device != "cpu" and torch.cuda.is_available() else "cpu")
