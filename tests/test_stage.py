@@ -481,6 +481,9 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
         "random",
         "mfcc",
     }
+    # one test speaker: nothing for the speaker probe to tell apart, said in the log
+    assert "speaker probe skipped: fewer than two held-out speakers" in proc.stderr
+    assert not any("speaker_probe" in r for r in result.values())
     # at equal perplexity: the K' tried closest to the learned codes' perplexity on these frames
     matched, target = result["kmeans_mfcc_matched"], result["vqvae"]["all"]["code_perplexity"]
     tried = {int(c): p for c, p in matched["tried"].items()}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vqspeech.model.checkpoint import load_model, save_model
-from vqspeech.model.vqcpc import VQCPC, VQCPCOutput, info_nce, same_speaker_negatives
+from vqspeech.model.vqcpc import VQCPC, VQCPCOutput, info_nce, same_speaker_negatives, tie_rate
 from vqspeech.model.vqvae import Encoder, encoder_args
 from vqspeech.params import ParamsError, parse_params
 from vqspeech.train.crops import SplitData, epoch_batches
@@ -78,6 +78,17 @@ def test_info_nce_rewards_the_right_prediction_and_counts_ties_as_misses():
     assert float(loss) == pytest.approx(expected, rel=1e-6) and float(acc) == 1.0
 
 
+def test_tie_rate_counts_negatives_that_carry_the_positives_code():
+    # crop 0 codes 1 1 2 2, crop 1 codes 3 3 3 3; one negative per (crop, position), by hand
+    codes = torch.tensor([[1, 1, 2, 2], [3, 3, 3, 3]])
+    crops = torch.tensor([[[0, 0, 0, 0]], [[1, 1, 0, 0]]])
+    times = torch.tensor([[[1, 0, 3, 0]], [[1, 2, 0, 1]]])
+    # crop 0: t0 <- (0,1) code 1 tie; t1 <- (0,0) tie; t2 <- (0,3) tie; t3 <- (0,0) code 1 no
+    # crop 1: t0 <- (1,1) tie; t1 <- (1,2) tie; t2 <- (0,0) code 1 no; t3 <- (0,1) no
+    assert float(tie_rate(codes, crops, times)) == pytest.approx(5 / 8)
+    assert float(tie_rate(torch.arange(8).view(2, 4), crops, times)) == 0.0
+
+
 def test_speaker_batches_hold_distinct_speakers_equally_and_repeat_per_seed_and_epoch():
     data = toy(n_utts=12, speakers=6)
     batches = epoch_batches(data, 16, 6, seed=3, epoch=1, speakers_per_batch=3)
@@ -105,6 +116,7 @@ def test_vqcpc_trains_deterministically_learns_to_predict_and_round_trips(tmp_pa
     b = train(MODEL, cfg, data, val, checkpoint_dir=tmp_path / "b", data_fingerprint="fp")
     assert isinstance(a.model, VQCPC) and a.last == b.last
     assert {"train_cpc", "train_cpc_accuracy", "val_cpc", "val_cpc_accuracy"} <= set(a.last)
+    assert 0.0 <= a.last["val_cpc_tie_rate"] <= 1.0 and "train_cpc_tie_rate" in a.last
     assert "val_recon" not in a.last
     # chance is log(1 + negatives) = log 4 (an untrained model scores it); this learns past it
     first = train(
@@ -189,7 +201,8 @@ def test_step_k_is_scored_against_the_latent_k_ahead():
 
     def accuracy(shift: int) -> float:
         pred = torch.stack([100 * q[:, k - shift : k - shift + 6] for k in (1, 2)], dim=2)
-        out = VQCPCOutput(q, SimpleNamespace(quantized=q), q, pred, torch.tensor([0, 0]))
+        vq = SimpleNamespace(quantized=q, codes=torch.arange(16).view(2, 8))
+        out = VQCPCOutput(q, vq, q, pred, torch.tensor([0, 0]))
         return float(model.losses(None, out)["cpc_accuracy"])
 
     torch.manual_seed(0)

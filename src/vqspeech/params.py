@@ -382,6 +382,11 @@ class ABXParams(_Strict):
     block_mb: float = Field(gt=0)
 
 
+class ProbeParams(_Strict):
+    frames: int = Field(ge=0)  # speech frames per held-out speaker and side (fit, score); 0 off
+    fit_share: float = Field(gt=0, lt=1)  # of each speaker's utterances, to fit the probe on
+
+
 class PlotParams(_Strict):
     utterances: int = Field(ge=1)  # held-out utterances in the comparison plot
     umap_points: int = Field(ge=0)  # latents in the UMAP (a seeded sample); 0: no UMAP
@@ -409,6 +414,7 @@ class EvalParams(_Strict):
     abx: ABXParams
     dpdp: DPDPParams
     train_latents: int = Field(ge=0)  # train latents align keeps for kmeans_latent; 0 off
+    probe: ProbeParams  # linear speaker-ID probe of every continuous representation
     plots: PlotParams
 
 

@@ -18,6 +18,9 @@ Systems, all at the latents' 20 ms rate and joined on (utterance_id, frame):
 - `<system>_dpdp`: each system above re-segmented by duration-penalized dynamic programming
   (vqspeech.evaluate.dpdp; `eval.dpdp`), reported beside its raw codes;
 - `random`: uniform codes with the same K (clustering and boundary metrics at chance level).
+A linear speaker-ID probe (vqspeech.evaluate.probe, `eval.probe`) scores the speaker information
+of the VQ-VAE's latents, of every raw system's code vectors and of the MFCC frames at 20 ms
+(`speaker_probe`, with chance beside each).
 Each is scored on all frames and on speech frames (without sil/sp/spn). `evaluate` returns the
 full grid (reports/eval.json); `headline` the few numbers `dvc metrics show` puts side by side.
 """
@@ -34,11 +37,12 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import MiniBatchKMeans
 
-from vqspeech.evaluate import abx, dpdp
+from vqspeech.evaluate import abx, dpdp, probe
 from vqspeech.evaluate.heldout import Chunk, CodedSplit, Rows, Spill
 from vqspeech.evaluate.kmeans import code_perplexity, kmeans, matched_kmeans
 from vqspeech.evaluate.scoring import phone_labels, rounded, score_codes, symbol_rate_of
-from vqspeech.params import ABXParams, DPDPParams, EvalParams
+from vqspeech.params import ABXParams, DPDPParams, EvalParams, ProbeParams
+from vqspeech.phones import SILENCES
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +98,14 @@ def first_pass(
     with_latents: MiniBatchKMeans | None,
     plan: AbxPlan,
     cal_rows: np.ndarray,
-) -> tuple[Systems, dict[str, np.ndarray]]:
+    probe_rows: np.ndarray,
+) -> tuple[Systems, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One pass over the held-out split: the codes of `vqvae`, `kmeans_mfcc` and (with a latent
     k-means) `kmeans_latent`, the ABX items' unit vectors spilled, and the latents and paired
-    MFCC of the DPDP calibration rows `cal_rows` (by kind)."""
+    MFCC (by kind) of the DPDP calibration rows `cal_rows` and of the speaker probe's rows
+    `probe_rows`."""
     want = {"latent": Rows(cal_rows), "mfcc": Rows(cal_rows)}
+    probed = {"latent": Rows(probe_rows), "mfcc": Rows(probe_rows)}
     mfcc_codes, latent_codes = [], []
     for c in held.chunks(native=True):
         mfcc_codes.append(km.predict(c.paired).astype(np.int64))
@@ -110,8 +117,9 @@ def first_pass(
             ("native", c.native, c.native_rows),
         ):
             plan.spills[name].add(abx.unit(part), rows)
-        want["latent"].add(c.latents, c.rows)
-        want["mfcc"].add(c.paired, c.rows)
+        for rows_of in (want, probed):
+            rows_of["latent"].add(c.latents, c.rows)
+            rows_of["mfcc"].add(c.paired, c.rows)
     systems: Systems = {
         "vqvae": (held.layout.frames["code"].to_numpy().astype(np.int64), "latent", codebook),
         "kmeans_mfcc": (np.concatenate(mfcc_codes), "mfcc", km.cluster_centers_),
@@ -122,7 +130,59 @@ def first_pass(
             "latent",
             with_latents.cluster_centers_,
         )
-    return systems, {kind: rows.result() for kind, rows in want.items()}
+    return (
+        systems,
+        {kind: rows.result() for kind, rows in want.items()},
+        {kind: rows.result() for kind, rows in probed.items()},
+    )
+
+
+def probe_plan(held: CodedSplit, p: ProbeParams, seed: int) -> probe.ProbePlan | None:
+    """`eval.probe`: the speaker probe's frames of the held-out split (None: off, or fewer than
+    two speakers with two utterances)."""
+    if p.frames == 0:
+        return None
+    frames = held.layout.frames
+    phones = frames["phone"].astype(str).to_numpy()
+    found = probe.plan(
+        frames["speaker"].astype(str).to_numpy(),
+        frames["utterance_id"].astype(str).to_numpy(),
+        ~np.isin(phones, SILENCES),
+        p,
+        seed,
+    )
+    if found is None:
+        log.warning("speaker probe skipped: fewer than two held-out speakers with two utterances")
+    return found
+
+
+def add_probe(
+    result: dict[str, dict],
+    systems: Systems,
+    plan: probe.ProbePlan,
+    vectors: dict[str, np.ndarray],
+    seed: int,
+) -> None:
+    """The speaker probe's accuracy on the VQ-VAE's latents, every raw system's code vectors and
+    the MFCC frames at 20 ms (`vectors` by kind: the probe rows' latents and paired MFCC), into
+    `result[system]["speaker_probe"][representation]`, with `chance` beside."""
+    reps = {("vqvae", "latent"): vectors["latent"], ("mfcc", "frames_20ms"): vectors["mfcc"]}
+    for name, (codes, _, book) in systems.items():
+        if book is not None and not name.endswith("_dpdp"):
+            reps[(name, "code")] = book[codes[plan.rows]]
+    for (system, rep), x in reps.items():
+        started = time.perf_counter()
+        found = result.setdefault(system, {}).setdefault("speaker_probe", {"chance": plan.chance})
+        found[rep] = probe.accuracy(x, plan, seed)
+        log.info(
+            "speaker probe %s %s: accuracy %.3f (chance %.3f, %d speakers; %.1f s)",
+            system,
+            rep,
+            found[rep],
+            plan.chance,
+            plan.speakers,
+            time.perf_counter() - started,
+        )
 
 
 def add_dpdp(
@@ -262,7 +322,7 @@ def evaluate(
 ) -> dict[str, dict]:
     """Every system's scores on the same frames (see the module docstring), the full grid:
     systems (`first_pass`) -> DPDP (`add_dpdp`) -> equal perplexity (`add_matched`) -> scores
-    (`score_all`) -> ABX (`add_abx`).
+    (`score_all`) -> ABX (`add_abx`) -> speaker probe (`add_probe`).
 
     held: the coded frames (`held.layout`: one row per 20 ms latent, utterance_id, frame,
     speaker, phone, code) and their latents and MFCC, read a shard at a time in passes;
@@ -282,7 +342,11 @@ def evaluate(
     dp = ev.dpdp
     pick = dpdp.calibration_pick(len(layout.ids), seed) if dp.mean_latents > 0 else np.zeros(0, int)
     cal_rows = _ranges(layout.offsets, pick)
-    systems, calibration = first_pass(held, codebook, km, with_latents, plan, cal_rows)
+    speaker_probe = probe_plan(held, ev.probe, seed)
+    probe_rows = np.zeros(0, np.int64) if speaker_probe is None else speaker_probe.rows
+    systems, calibration, probed = first_pass(
+        held, codebook, km, with_latents, plan, cal_rows, probe_rows
+    )
     penalties: dict[str, float] = {}
     if dp.mean_latents > 0:
         cal_offsets = np.r_[0, np.cumsum(np.diff(layout.offsets)[pick])].astype(np.int64)
@@ -291,4 +355,6 @@ def evaluate(
     systems["random"] = (np.random.default_rng(seed).integers(0, k, len(layout.frames)), None, None)
     result = score_all(held, systems, ev.boundary_tolerance, penalties, matched)
     add_abx(result, systems, plan, ev.abx, seed)
+    if speaker_probe is not None:
+        add_probe(result, systems, speaker_probe, probed, seed)
     return rounded(result)

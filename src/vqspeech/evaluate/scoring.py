@@ -120,7 +120,8 @@ def rounded(d: dict, digits: int = 4) -> dict:
 
 def headline(result: dict[str, dict]) -> dict[str, dict]:
     """The declared metrics (metrics/eval.json): HEADLINE of all frames per system, ABX within
-    and across; `random` only as a chance level (PNMI, NMI, phone purity)."""
+    and across, the speaker probe's accuracies and chance; `random` only as a chance level
+    (PNMI, NMI, phone purity)."""
     out: dict[str, dict] = {}
     for system, r in result.items():
         keys = ("pnmi", "nmi", "phone_purity") if system == "random" else HEADLINE
@@ -131,4 +132,6 @@ def headline(result: dict[str, dict]) -> dict[str, dict]:
             out[system]["abx"] = {
                 rep: {side: v[side] for side in ("within", "across")} for rep, v in r["abx"].items()
             }
+        if "speaker_probe" in r:
+            out[system]["speaker_probe"] = dict(r["speaker_probe"])
     return out

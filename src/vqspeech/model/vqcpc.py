@@ -82,6 +82,16 @@ def info_nce(
     return loss, (logits[:, 0] > best_negative).float().mean()
 
 
+def tie_rate(codes: Tensor, crops: Tensor, times: Tensor) -> Tensor:
+    """The share of negatives that carry their positive's code: codes [B, T] of the targets,
+    negatives (crops, times) [B, n, T] as `info_nce` takes them. Such a negative is the
+    positive's own vector, scored the same: InfoNCE over quantized targets punishes a code that
+    stays constant over a phone by this share of its negatives."""
+    T = codes.shape[1]
+    negative = codes.reshape(-1)[crops * T + times]  # [B, n, T]
+    return (negative == codes[:, None, :]).float().mean()
+
+
 class VQCPC(nn.Module):
     def __init__(self, cfg: ModelParams, *, input_dim: int, n_speakers: int) -> None:
         """The same signature as `VQVAE` (`n_speakers` is kept in the config, not used)."""
@@ -117,17 +127,23 @@ class VQCPC(nn.Module):
         return VQCPCOutput(z, vq, context, predictions, speaker)
 
     def losses(self, x: Tensor, out: VQCPCOutput) -> dict[str, Tensor]:
-        """{"cpc": InfoNCE averaged over the steps ahead (the objective), "cpc_accuracy"}."""
+        """{"cpc": InfoNCE averaged over the steps ahead (the objective), "cpc_accuracy",
+        "cpc_tie_rate" (`tie_rate`, averaged over the steps)}."""
         q, predictions = out.vq.quantized.float(), out.predictions.float()
         length, K = predictions.shape[1], predictions.shape[2]
-        losses, accuracies = [], []
+        losses, accuracies, ties = [], [], []
         with torch.autocast(q.device.type, enabled=False):  # the scores in float32, always
             for k in range(1, K + 1):
                 crops, times = same_speaker_negatives(out.speaker, self.cfg.cpc.negatives, length)
                 loss, acc = info_nce(predictions[:, :, k - 1], q[:, k : k + length], crops, times)
                 losses.append(loss)
                 accuracies.append(acc)
-        return {"cpc": torch.stack(losses).mean(), "cpc_accuracy": torch.stack(accuracies).mean()}
+                ties.append(tie_rate(out.vq.codes[:, k : k + length], crops, times))
+        return {
+            "cpc": torch.stack(losses).mean(),
+            "cpc_accuracy": torch.stack(accuracies).mean(),
+            "cpc_tie_rate": torch.stack(ties).mean(),
+        }
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
