@@ -184,3 +184,15 @@ def test_speaker_embedding_is_stable_across_calls():
     )
     unseen = m.speaker_vectors(torch.tensor([-1]))
     torch.testing.assert_close(unseen[0], m.speakers.weight.mean(0))
+
+
+def test_encoding_a_model_in_training_mode_leaves_its_codebook_as_it_was():
+    q = quantizer(4, codebook_size=8, kind="ema")
+    z = torch.randn(2, 16, 4, generator=torch.Generator().manual_seed(0))
+    before = q.codebook.clone()
+    assert q.training
+    out = q.nearest(z)
+    assert torch.equal(q.codebook, before) and q.training  # no EMA step, mode kept
+    assert torch.equal(out.codes, torch.cdist(z.reshape(-1, 4), before).argmin(1).view(2, 16))
+    q(z)  # forward in training mode: the EMA step
+    assert not torch.equal(q.codebook, before)

@@ -590,19 +590,29 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     assert (work / "plots/synthesis/spectrograms.png").stat().st_size > 0
 
 
-def test_vqcpc_trains_aligns_evaluates_and_plots_through_the_same_stages(
-    tiny_pipeline: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("family", "name"), [("vqcpc", "VQ-CPC"), ("cpc", "CPC (units: k-means of the latents)")]
+)
+def test_contrastive_families_train_align_evaluate_and_plot_through_the_same_stages(
+    tiny_pipeline: Path, tmp_path: Path, family: str, name: str
 ):
     work = tmp_path / "w"
     cpc = {"context_dim": 8, "prediction_steps": 2, "negatives": 3, "speakers_per_batch": 1}
-    proc = train_in(tiny_pipeline, work, {"epochs": 1}, model={"family": "vqcpc", "cpc": cpc})
+    proc = train_in(tiny_pipeline, work, {"epochs": 1}, model={"family": family, "cpc": cpc})
     assert proc.returncode == 0, proc.stderr
-    assert "VQ-CPC: LSTM context 8, predicts 2 latents = 40 ms ahead" in proc.stderr
+    assert f"{name}: LSTM context 8, predicts 2 latents = 40 ms ahead" in proc.stderr
     payload = torch.load(work / "models/model.pt", weights_only=True)
-    assert payload["config"]["model"]["family"] == "vqcpc"
+    assert payload["config"]["model"]["family"] == family
     assert not any(k.startswith("decoder.") for k in payload["state_dict"])
     metrics = json.loads((work / "metrics/train.json").read_text())
-    assert {"train_cpc", "val_cpc", "val_cpc_accuracy", "val_perplexity"} <= set(metrics)
+    assert {"train_cpc", "val_cpc", "val_cpc_accuracy"} <= set(metrics)
+    # codes in training: VQ-CPC's; a CPC has none until its units are fitted at the end
+    assert ("val_perplexity" in metrics) == (family == "vqcpc")
+    assert ("val_cpc_tie_rate" in metrics) == (family == "vqcpc")
+    # the codebook by k-means of the latents: a VQ's first codebook, a CPC's units at the end
+    fitted, trained = proc.stderr.index("codebook set by k-means"), proc.stderr.index("epoch 1/1")
+    assert proc.stderr.count("codebook set by k-means") == 1
+    assert (fitted > trained) == (family == "cpc")
     assert (work / "plots/train/plots/metrics/val/cpc.tsv").is_file()
     for stage in ("align", "evaluate", "figures"):
         proc = run_stage_in(work, stage)

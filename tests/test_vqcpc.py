@@ -227,3 +227,26 @@ def test_validation_leaves_training_unchanged(tmp_path: Path):
     weights = [r.model.state_dict() for r in runs]
     for w in weights[1:]:
         assert all(torch.equal(weights[0][k], w[k]) for k in w)
+
+
+def test_cpc_learns_without_a_quantizer_and_its_units_are_kmeans_of_its_latents(tmp_path: Path):
+    data, val = toy(), toy(seed=1)
+    cfg = CFG.model_copy(update={"epochs": 20, "lr": 3e-3})
+    model_cfg = changed(MODEL, family="cpc")
+    a = train(model_cfg, cfg, data, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
+    b = train(model_cfg, cfg, data, val, checkpoint_dir=tmp_path / "b", data_fingerprint="fp")
+    assert a.last == b.last and torch.equal(a.model.quantizer.codebook, b.model.quantizer.codebook)
+    assert a.last["val_cpc"] < np.log(4) - 0.2  # chance: log(1 + 3 negatives)
+    assert not {"val_perplexity", "train_commitment", "val_cpc_tie_rate"} & set(a.last)
+    # the units: k-means of the trained latents, nearer to them than a fresh model's codebook
+    x = torch.from_numpy(data.features[None])
+    z, vq = a.model.encode(x)
+    fresh = VQCPC(model_cfg, input_dim=6, n_speakers=4).quantizer.codebook
+    error = (z[0] - a.model.quantizer.codebook[vq.codes[0]]).pow(2).sum(1).mean()
+    fresh_error = torch.cdist(z[0], fresh).pow(2).min(1).values.mean()
+    assert len(vq.codes.unique()) >= 6 and error < 0.2 * z[0].var(0).sum() < fresh_error
+    # a finished run found again refits the same units
+    c = train(model_cfg, cfg, data, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
+    assert c.resumed_from == 20 and torch.equal(
+        c.model.quantizer.codebook, a.model.quantizer.codebook
+    )

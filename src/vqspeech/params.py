@@ -303,7 +303,8 @@ class WaveNetParams(_Strict):
 
 
 class CPCParams(_Strict):
-    """`model.cpc`: the VQ-CPC objective (`model.family: vqcpc`; van Niekerk et al. 2020)."""
+    """`model.cpc`: the contrastive objective of `model.family` vqcpc (van Niekerk et al. 2020)
+    and cpc (van den Oord et al. 2018)."""
 
     context_dim: int = Field(gt=0)  # LSTM over the codes (256 in the published model)
     prediction_steps: int = Field(ge=1)  # future 20 ms latents predicted (6 = 120 ms)
@@ -316,9 +317,10 @@ class CPCParams(_Strict):
 
 class ModelParams(_Strict):
     """`model`: the model's sizes; `build(params.model, input_dim=..., n_speakers=...)`
-    (vqspeech.model) makes a VQ-VAE or, with `family: vqcpc`, a VQ-CPC."""
+    (vqspeech.model) makes a VQ-VAE or, with `family: vqcpc`, a VQ-CPC, with `cpc` a CPC."""
 
-    family: Literal["vqvae", "vqcpc"]  # reconstruction | contrastive prediction
+    # reconstruction | contrastive prediction of codes | of continuous latents, k-means units
+    family: Literal["vqvae", "vqcpc", "cpc"]
     channels: int = Field(gt=0)
     res_blocks: int = Field(ge=0)
     embedding_dim: int = Field(gt=0)
@@ -342,9 +344,10 @@ class ModelParams(_Strict):
             raise ValueError(
                 f"model.decoder_kernel must be odd (1, 3, 5, 7), not {self.decoder_kernel}"
             )
-        if self.family == "vqcpc" and self.decoder != "deconv":
+        if self.family in ("vqcpc", "cpc") and self.decoder != "deconv":
             raise ValueError(
-                "model.family vqcpc has no decoder: leave model.decoder at deconv (the default)"
+                f"model.family {self.family} has no decoder: leave model.decoder at deconv "
+                "(the default)"
             )
         if self.target != "input" and (self.family != "vqvae" or self.decoder != "deconv"):
             raise ValueError(
@@ -437,7 +440,7 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _cpc_fits_training(self) -> Params:
-        if self.model.family != "vqcpc":
+        if self.model.family not in ("vqcpc", "cpc"):
             return self
         cpc, t = self.model.cpc, self.train
         if t.batch_size % cpc.speakers_per_batch:

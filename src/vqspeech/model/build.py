@@ -1,8 +1,11 @@
-"""The model of `params.model`: a VQ-VAE (`family: vqvae`) or a VQ-CPC (`family: vqcpc`).
+"""The model of `params.model`: a VQ-VAE (`family: vqvae`), a VQ-CPC (`family: vqcpc`) or a CPC
+whose units are k-means of its latents (`family: cpc`, the VQCPC class without its quantizer in
+training).
 
 Both have `encoder`, `quantizer`, `config()`, `encode(x) -> (latents, QuantizerOutput)`,
-`forward(x, speaker, audio)` with `.vq` on its output and `losses(x, out)`, a dict whose first
-entry is the objective the trainer adds to the quantizer's loss (the others are logged).
+`forward(x, speaker, audio)` with `.vq` on its output (None for a CPC, whose quantizer takes no
+part in training) and `losses(x, out)`, a dict whose first entry is the objective the trainer
+adds to the quantizer's loss (the others are logged).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ def build(
 ) -> UnitModel:
     """A fresh model of `cfg`'s family; `output_dim`: the VQ-VAE decoder's frames when
     `model.target` is not the input (None: the input's)."""
-    if cfg.family == "vqcpc":
+    if cfg.family in ("vqcpc", "cpc"):
         if output_dim is not None:
-            raise ValueError("a VQ-CPC has no decoder: output_dim does not apply")
+            raise ValueError(f"a {cfg.family} model has no decoder: output_dim does not apply")
         return VQCPC(cfg, input_dim=input_dim, n_speakers=n_speakers)
     return VQVAE(cfg, input_dim=input_dim, n_speakers=n_speakers, output_dim=output_dim)

@@ -111,6 +111,17 @@ class VectorQuantizer(nn.Module):
             self.ema_count.fill_(1.0)
             self.ema_sum.copy_(centres)
 
+    @torch.no_grad()
+    def nearest(self, z: Tensor) -> QuantizerOutput:
+        """`forward` without updating anything (no EMA step, no restart), whatever the mode: what
+        encoding calls, so that encoding with a model still in training mode changes nothing."""
+        was = self.training
+        self.train(False)
+        try:
+            return self(z)
+        finally:
+            self.train(was)
+
     def forward(self, z: Tensor) -> QuantizerOutput:
         """z: [B, T, E] -> nearest code per time step."""
         B, T, E = z.shape

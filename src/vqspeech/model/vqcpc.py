@@ -1,5 +1,9 @@
 """VQ-CPC (van Niekerk, Nortje and Kamper 2020), `model.family: vqcpc`: the VQ-VAE's encoder
-and quantizer trained by contrastive prediction of future codes instead of reconstruction.
+and quantizer trained by contrastive prediction of future codes instead of reconstruction; and
+CPC (van den Oord et al. 2018), `model.family: cpc`: the same objective over the continuous
+latents, whose units are k-means of its latents on the train split, as the ZeroSpeech 2021
+baseline clusters its CPC features (`fits_units`: the trainer sets the quantizer's codebook to
+those centres when training ends; the quantizer takes no part in training).
 
 The encoder is the VQ-VAE's, left-padded (`model.cpc.causal`): latent t sees no input after its
 own 20 ms. Centred, as in the VQ-VAE, it sees 12 frames (6 latents) ahead, so the context at t
@@ -39,7 +43,7 @@ from vqspeech.params import ModelParams
 @dataclass
 class VQCPCOutput:
     latents: Tensor  # [B, L, E], before quantization
-    vq: QuantizerOutput
+    vq: QuantizerOutput | None  # None for `family: cpc` (no quantizer in training)
     context: Tensor  # [B, L, H]
     predictions: Tensor  # [B, L - K, K, E]: of q[t + k] from context[t], k = 1..K
     speaker: Tensor  # [B] ids, -1 for a speaker unseen in training
@@ -94,9 +98,11 @@ def tie_rate(codes: Tensor, crops: Tensor, times: Tensor) -> Tensor:
 
 class VQCPC(nn.Module):
     def __init__(self, cfg: ModelParams, *, input_dim: int, n_speakers: int) -> None:
-        """The same signature as `VQVAE` (`n_speakers` is kept in the config, not used)."""
+        """The same signature as `VQVAE` (`n_speakers` is kept in the config, not used);
+        `cfg.family` vqcpc (quantized context and targets) or cpc (continuous)."""
         super().__init__()
         self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
+        self.fits_units = cfg.family == "cpc"  # units: k-means of the latents after training
         E, c = cfg.embedding_dim, cfg.cpc
         self.encoder = Encoder(input_dim, **encoder_args(cfg), causal=c.causal)
         self.quantizer = VectorQuantizer(dim=E, **cfg.quantizer.model_dump())
@@ -113,11 +119,14 @@ class VQCPC(nn.Module):
     def forward(self, x: Tensor, speaker: Tensor, audio: Tensor | None = None) -> VQCPCOutput:
         """x [B, T, D] features, speaker [B] ids (negatives come from the same id)."""
         z = self.encoder(x)
+        vq = None
         with torch.autocast(z.device.type, enabled=False):
-            vq = self.quantizer(z.float())
+            if not self.fits_units:
+                vq = self.quantizer(z.float())
+            sequence = z.float() if vq is None else vq.quantized
         with torch.autocast(z.device.type, enabled=False):  # autocast would run cuDNN's LSTM in
-            context, _ = self.context(vq.quantized)  # fp16 whatever its dtype: float32 here
-        K, (B, L, E) = self.cfg.cpc.prediction_steps, vq.quantized.shape
+            context, _ = self.context(sequence)  # fp16 whatever its dtype: float32 here
+        K, (B, L, E) = self.cfg.cpc.prediction_steps, sequence.shape
         if L - K < 2:
             raise ValueError(f"{L} latents per crop cannot predict {K} steps ahead")
         # in forward (not in `losses`), so DistributedDataParallel sees every parameter used;
@@ -128,8 +137,9 @@ class VQCPC(nn.Module):
 
     def losses(self, x: Tensor, out: VQCPCOutput) -> dict[str, Tensor]:
         """{"cpc": InfoNCE averaged over the steps ahead (the objective), "cpc_accuracy",
-        "cpc_tie_rate" (`tie_rate`, averaged over the steps)}."""
-        q, predictions = out.vq.quantized.float(), out.predictions.float()
+        and for VQ-CPC "cpc_tie_rate" (`tie_rate`, averaged over the steps)}."""
+        q = (out.latents if out.vq is None else out.vq.quantized).float()
+        predictions = out.predictions.float()
         length, K = predictions.shape[1], predictions.shape[2]
         losses, accuracies, ties = [], [], []
         with torch.autocast(q.device.type, enabled=False):  # the scores in float32, always
@@ -138,16 +148,16 @@ class VQCPC(nn.Module):
                 loss, acc = info_nce(predictions[:, :, k - 1], q[:, k : k + length], crops, times)
                 losses.append(loss)
                 accuracies.append(acc)
-                ties.append(tie_rate(out.vq.codes[:, k : k + length], crops, times))
-        return {
-            "cpc": torch.stack(losses).mean(),
-            "cpc_accuracy": torch.stack(accuracies).mean(),
-            "cpc_tie_rate": torch.stack(ties).mean(),
-        }
+                if out.vq is not None:
+                    ties.append(tie_rate(out.vq.codes[:, k : k + length], crops, times))
+        terms = {"cpc": torch.stack(losses).mean(), "cpc_accuracy": torch.stack(accuracies).mean()}
+        if ties:
+            terms["cpc_tie_rate"] = torch.stack(ties).mean()
+        return terms
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
         """Latents and codes of x: [B, T, D]."""
         z = self.encoder(x)
         with torch.autocast(z.device.type, enabled=False):
-            return z, self.quantizer(z.float())
+            return z, self.quantizer.nearest(z.float())

@@ -237,7 +237,7 @@ class VQVAE(nn.Module):
         """Latents and codes of x: [B, T, D], without decoding."""
         z = self.encoder(x)
         with torch.autocast(z.device.type, enabled=False):
-            return z, self.quantizer(z.float())
+            return z, self.quantizer.nearest(z.float())
 
 
 def reconstruction_loss(x: Tensor, recon: Tensor) -> Tensor:
@@ -283,10 +283,11 @@ def summary(model: nn.Module, hop_ms: float = 10.0, win_ms: float = 25.0) -> str
             f"decoder target: {model.cfg.target} ({model.output_dim} dims per 10 ms frame), "
             f"not the {model.input_dim}-dim input"
         )
-    if model.cfg.family == "vqcpc":
+    if model.cfg.family in ("vqcpc", "cpc"):
         c = model.cfg.cpc
+        name = "VQ-CPC" if model.cfg.family == "vqcpc" else "CPC (units: k-means of the latents)"
         lines.append(
-            f"VQ-CPC: LSTM context {c.context_dim}, predicts {c.prediction_steps} latents = "
+            f"{name}: LSTM context {c.context_dim}, predicts {c.prediction_steps} latents = "
             f"{c.prediction_steps * 2 * hop_ms:.0f} ms ahead against {c.negatives} negatives "
             f"of the same speaker ({c.speakers_per_batch} speakers per batch); no decoder"
         )

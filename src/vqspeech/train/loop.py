@@ -131,7 +131,8 @@ def _grad_norms(model: UnitModel) -> dict[str, float]:
 @torch.no_grad()
 def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> None:
     """Codebook <- k-means of the encoder's outputs on crops of the first epoch's first window
-    (the whole split when it is one window; rank 0's, broadcast)."""
+    (the whole split when it is one window; rank 0's, broadcast): a VQ model's first codebook,
+    and the units of a model that `fits_units` (CPC) when its training ends."""
     rng = np.random.default_rng([cfg.seed, 10**6])
     window = train.windows(cfg.seed, 0)[0]  # the first epoch's first window: read anyway
     count = model.quantizer.kmeans_batches * cfg.batch_size
@@ -141,7 +142,7 @@ def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> 
     g = torch.Generator().manual_seed(cfg.seed)
     centres = kmeans(z.float().cpu(), model.quantizer.codebook_size, generator=g).to(d.device)
     model.quantizer.set_codebook(centres)
-    log.info("codebook initialised by k-means on %d latents", len(z))
+    log.info("codebook set by k-means on %d train latents", len(z))
 
 
 def val_batches(val: Source, cfg: TrainParams) -> list[CropBatch]:
@@ -182,21 +183,22 @@ def _validate(model: UnitModel, val: list[CropBatch], d: Dist) -> dict[str, floa
         xt, audio, target = _tensors(c, d)
         with _autocast(d):
             out = model(xt, _to_device(c.speakers, d), audio)
-        terms = {
-            **model.losses(xt if target is None else target, out),
-            "commitment": out.vq.commitment,
-        }
+        terms = model.losses(xt if target is None else target, out)
+        if out.vq is not None:
+            terms["commitment"] = out.vq.commitment
+            counts += torch.bincount(
+                out.vq.codes.reshape(-1), minlength=model.quantizer.codebook_size
+            )
         for k, v in terms.items():
             totals[k] = totals.get(k, 0.0) + float(v) * len(c.x)
         n += len(c.x)
-        counts += torch.bincount(out.vq.codes.reshape(-1), minlength=model.quantizer.codebook_size)
-    usage = counts / counts.sum()
     model.train()
-    return {
-        **{k: v / n for k, v in totals.items()},
-        "perplexity": float(torch.exp(-(usage * torch.log(usage + 1e-10)).sum())),
-        "codes_used": int((counts > 0).sum()),
-    }
+    found = {k: v / n for k, v in totals.items()}
+    if counts.sum() > 0:  # codes in training (not a model that fits its units at the end)
+        usage = counts / counts.sum()
+        found["perplexity"] = float(torch.exp(-(usage * torch.log(usage + 1e-10)).sum()))
+        found["codes_used"] = int((counts > 0).sum())
+    return found
 
 
 def _tensors(
@@ -245,17 +247,17 @@ class Stepper:
             out = self.net(xt, _to_device(c.speakers, self.d), audio)
             # the first is the objective
             terms = self.model.losses(xt if target is None else target, out)
-            loss = next(iter(terms.values())) + out.vq.loss
+            loss = next(iter(terms.values()))
+            if out.vq is not None:
+                loss = loss + out.vq.loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        values = {
-            "loss": loss,
-            **terms,
-            "commitment": out.vq.commitment,
-            "perplexity": out.vq.perplexity,
-            "codes_used": out.vq.codes_used,
-        }
+        values = {"loss": loss, **terms}
+        if out.vq is not None:
+            values["commitment"] = out.vq.commitment
+            values["perplexity"] = out.vq.perplexity
+            values["codes_used"] = out.vq.codes_used
         self.names = list(values)
         return torch.stack(
             [torch.as_tensor(v, device=loss.device).detach().float() for v in values.values()]
@@ -329,7 +331,8 @@ class _Values:
             for k, v in values.items():
                 if k != "codes_used":
                     live.log_metric(f"train/{k}", v)
-            live.log_metric("train/codes_used", int(values["codes_used"]))
+            if "codes_used" in values:
+                live.log_metric("train/codes_used", int(values["codes_used"]))
             for name, v in _grad_norms(self.model).items():  # the last step's gradients
                 live.log_metric(f"grad_norm/{name}", v)
             live.log_metric("step_time_s", (time.perf_counter() - self.started) / len(rows))
@@ -414,7 +417,8 @@ def train(
             model.wavenet_window(cfg.crop_frames // 2)
         except ValueError as err:
             raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
-    grouped = model_cfg.cpc.speakers_per_batch if model_cfg.family == "vqcpc" else 0
+    contrastive = model_cfg.family in ("vqcpc", "cpc")
+    grouped = model_cfg.cpc.speakers_per_batch if contrastive else 0
     plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed, grouped)
     try:  # what cannot be cut fails now, not epochs later
         plan.check(source, cfg.epochs)
@@ -440,7 +444,8 @@ def train(
         log.info("resuming from %s: %d epochs, %d steps done", ckpt_path, start_epoch, step)
     if d.world > 1:
         _same_start(d, key, start_epoch)
-    if state is None and model.quantizer.kmeans_init:
+    fits_units = getattr(model, "fits_units", False)
+    if state is None and model.quantizer.kmeans_init and not fits_units:
         _kmeans_init(model, source, cfg, d)
     if on_epoch is not None and d.main and state is None:
         on_epoch(0, model)
@@ -504,6 +509,8 @@ def train(
                     "last": last,
                 },
             )
+    if fits_units:  # the units: k-means of the trained latents (the same on every rank)
+        _kmeans_init(model, source, cfg, d)
     if d.world > 1:
         _check_same_codebook(model, d)
     return Result(model, cfg.epochs, step, time.perf_counter() - started, frames, last, resumed)
