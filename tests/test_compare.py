@@ -313,3 +313,34 @@ def test_default_run_tables_come_from_the_report():
     equal = "| k-means on MFCC at equal perplexity (K'=61) | 0.280 | 0.300 | 16.27 |"
     assert f"{equal} {compare.NONE} | 275 |" in head
     assert "same K" not in head and "random" not in head  # systems the report lacks are left out
+
+
+def test_lineup_has_one_row_per_family_at_its_best_configuration_beside_kmeans():
+    def run(rev: str, family: str, seed: int, jitter: float, pnmi: float) -> dict:
+        extra = {
+            "model.family": family,
+            "kmeans_mfcc.pnmi": 0.25,
+            "vqvae.abx.code.across": 20.0,
+            "kmeans_mfcc.abx.code.across": 25.0,
+            "vqvae.speaker_probe.latent": 0.4,
+            "mfcc.speaker_probe.frames_20ms": 0.6,
+            "vqvae.speaker_probe.chance": 1 / 12,
+            "train_seconds": 300.0 + seed,
+        }
+        return row(rev, 64, seed, jitter, pnmi, **extra)
+
+    rows_ = [run(f"v{s}", "vqvae", s, 0.5, 0.30 + 0.01 * s) for s in (0, 1, 2)]
+    rows_ += [run(f"w{s}", "vqvae", s, 0.12, 0.20) for s in (0, 1, 2)]
+    rows_ += [run("x0", "vqvae", 0, 0.9, 0.9)]  # best PNMI, but one seed: not the best config
+    rows_ += [run(f"c{s}", "cpc", s, 0.5, 0.10) for s in (0, 1, 2)]
+    model = {"family": "vqvae", "quantizer": {"codebook_size": 64}, "jitter": 0.5}
+    table = compare.lineup_markdown(compare.runs(rows_), compare.flatten({"model": model}))
+    lines = table.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| family | configuration | seeds | PNMI |")
+    vq = [line for line in lines if line.startswith("| vqvae |")]
+    assert vq == [
+        "| vqvae | default | 3 | 0.310 ± 0.010 | 0.250 ± 0.000 | 1.24x | 1.00 ± 0.00 | "
+        "20.00 ± 0.00 | 25.00 ± 0.00 | 0.80x | 0.400 ± 0.000 | 0.600 ± 0.000 (0.083) | "
+        "1 ± 0 | 301 ± 1 |"
+    ]
+    assert any(line.startswith("| cpc | family=cpc | 3 | 0.100 ± 0.000 |") for line in lines)

@@ -158,12 +158,14 @@ def test_too_few_speakers_for_a_batch_is_a_training_error(tmp_path: Path):
     [
         ({"train": {"batch_size": 6}}, r"train.batch_size \(6\) must be a multiple of model.cpc"),
         ({"train": {"crop_frames": 15}}, r"gives 7 latents, too few to predict 6 steps ahead"),
-        ({"model": {"decoder": "wavenet"}}, "model.family vqcpc has no decoder"),
+        ({"model": {"decoder": "wavenet"}}, "model.family {family} has no decoder"),
     ],
 )
-def test_vqcpc_params_that_cannot_train_are_errors(change: dict, message: str):
+@pytest.mark.parametrize("family", ["vqcpc", "cpc"])
+def test_contrastive_params_that_cannot_train_are_errors(change: dict, message: str, family: str):
+    message = message.format(family=family)
     raw = copy.deepcopy(RAW)
-    raw["model"]["family"] = "vqcpc"
+    raw["model"]["family"] = family
     for group, values in change.items():
         raw[group].update(values)
     with pytest.raises(ParamsError, match=message) as err:

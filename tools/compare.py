@@ -3,7 +3,9 @@ command run by hand after `dvc exp run` (tools/ holds such commands; stages/ onl
 calls).
 
 Reads the experiments through DVC's Python API (`dvc.api.exp_show`, what `dvc exp show` shows) and
-writes plots/compare/: metrics_vs_codebook_size.png (each metric against K, log axis, error bars
+writes plots/compare/: lineup.md (one row per model family at its best configuration, beside
+k-means on MFCC in the same runs; also the `lineup` sections of --readme and --results),
+metrics_vs_codebook_size.png (each metric against K, log axis, error bars
 over seeds, the MFCC baseline at the same K dashed), seeds.png (every seed's PNMI and ABX per
 configuration), table.md (mean ± std per configuration beside the baseline), study.md (per
 configuration, every system's PNMI, NMI, purity, ABX, bitrate and mean run, mean ± std over
@@ -110,15 +112,26 @@ def main(
         atomic.write_text(out_dir / "table.md", compare.markdown(summ))
         study = compare.study_markdown(runs, defaults)
         atomic.write_text(out_dir / "study.md", study)
-        if readme is not None:  # the headline table; the study tables go to --results
+        lineup = compare.lineup_markdown(runs, defaults)
+        atomic.write_text(out_dir / "lineup.md", lineup)
+        if readme is not None:  # the headline and line-up tables; the study goes to --results
             report = json.loads((repo / "reports/eval.json").read_text())
             sections.update_section(readme, "headline", compare.headline_markdown(report))
+            sections.update_section(readme, "lineup", lineup)
         if results is not None:
             sections.update_section(results, "study", study)
+            sections.update_section(results, "lineup", lineup)
             report = json.loads((repo / "reports/eval.json").read_text())
             sections.update_section(results, "default", compare.default_markdown(report))
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
-        written = ["metrics_vs_codebook_size.png", "seeds.png", "table.md", "study.md", "runs.csv"]
+        written = [
+            "metrics_vs_codebook_size.png",
+            "seeds.png",
+            "table.md",
+            "study.md",
+            "lineup.md",
+            "runs.csv",
+        ]
         curves: dict[str, list[pd.DataFrame]] = {}
         labels = compare.config_labels(runs, defaults)
         missing = 0

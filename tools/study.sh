@@ -7,8 +7,9 @@
 #   dvc queue start -j 1           # run them (about 3.5 min each on 2 cores; -j 2 with train.threads=1)
 set -euo pipefail
 # name: normalize latent_norm jitter decoder_kernel [param=value ...]
-# (the four knobs named every time, whatever params.yaml says; VQ-CPC has no decoder to jitter;
-# train.epochs=15 where the run was made before 30 became the default)
+# (the four knobs named every time, whatever params.yaml says; VQ-CPC and CPC have no decoder to
+# jitter; train.epochs=15 where the run was made before 30 became the default; `long` is the
+# default run; `cpcunits` is CPC with k-means units, the line-up's contrastive family)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -24,6 +25,7 @@ configs=(
   "long: none none 0.5 1 train.epochs=30"
   "target: none none 0.5 1 model.target=logmel train.epochs=15"
   "logmel: none none 0.5 1 features.kind=logmel train.epochs=15"
+  "cpcunits: none none 0.5 1 model.family=cpc"
 )
 wanted=" $* "
 for name in "$@"; do

@@ -54,6 +54,13 @@ METRICS: tuple[tuple[str, str, str | None, bool], ...] = (
         "kmeans_mfcc.abx.code.across",
         False,
     ),
+    (
+        "speaker probe, latents vs MFCC frames",
+        "vqvae.speaker_probe.latent",
+        "mfcc.speaker_probe.frames_20ms",
+        False,
+    ),
+    ("speaker probe, codes", "vqvae.speaker_probe.code", "kmeans_mfcc.speaker_probe.code", False),
     ("PNMI after DPDP", "vqvae_dpdp.pnmi", "kmeans_mfcc_dpdp.pnmi", True),
     ("boundary F1 after DPDP", "vqvae_dpdp.boundary_f1", "kmeans_mfcc_dpdp.boundary_f1", True),
     (
@@ -84,6 +91,8 @@ STUDY_SYSTEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kmeans_mfcc_dpdp", _CLUSTER),
     ("mfcc", ("abx.frames_20ms.within", "abx.frames_20ms.across")),
 )
+# kept from each run beside METRICS: the probe's chance level, the training time
+EXTRA = ("vqvae.speaker_probe.chance", "train_seconds")
 NONE = "\u2013"  # an empty table cell
 STUDY_LABELS = {
     "vqvae": "learned codes",
@@ -172,6 +181,8 @@ def runs(rows: Iterable[Mapping[str, object]], include_workspace: bool = False) 
             for metric in metrics:
                 name = f"{system}.{metric}"
                 record.setdefault(name, _number(_value(row, name)))
+        for name in EXTRA:
+            record[name] = _number(_value(row, name))
         out.append(record)
     table = pd.DataFrame(out)
     if table.empty:
@@ -464,6 +475,83 @@ def study_markdown(
                 )
                 + " |"
             )
+    return "\n".join(lines) + "\n"
+
+
+def lineup_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None = None) -> str:
+    """The line-up: one row per `model.family` at its best configuration (the highest mean PNMI
+    among those with the most seeds), mean ± std over seeds beside k-means on MFCC at the same K
+    in the same runs: PNMI and its ratio, code ABX within and across and the across ratio, the
+    speaker probe's accuracy on the learned latents and on the MFCC frames (chance beside), the
+    bitrate and the training time."""
+    labels = config_labels(table, defaults)
+    family = table.get("model.family", pd.Series(["vqvae"] * len(table), index=table.index))
+    family = family.fillna("vqvae").astype(str)
+
+    def mean(runs: pd.DataFrame, name: str) -> float:
+        return float(runs[name].mean()) if name in runs else math.nan
+
+    def cell(runs: pd.DataFrame, name: str, digits: int) -> str:
+        vals = runs[name].dropna() if name in runs else pd.Series(dtype=float)
+        if vals.empty:
+            return NONE
+        spread = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
+        return f"{vals.mean():.{digits}f}{spread}"
+
+    def ratio(runs: pd.DataFrame, ours: str, base: str) -> str:
+        r = mean(runs, ours) / mean(runs, base)
+        return NONE if math.isnan(r) else f"{r:.2f}x"
+
+    header = [
+        "family",
+        "configuration",
+        "seeds",
+        "PNMI",
+        "k-means PNMI",
+        "PNMI ratio",
+        "code ABX within %",
+        "code ABX across %",
+        "k-means ABX across %",
+        "across ratio",
+        "speaker probe, latents",
+        "speaker probe, MFCC (chance)",
+        "bitrate",
+        "train s",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+    for name in dict.fromkeys(family):
+        mine = table[family.to_numpy() == name]
+        mine_labels = labels[family.to_numpy() == name]
+        configs = {
+            label: mine[mine_labels.to_numpy() == label] for label in dict.fromkeys(mine_labels)
+        }
+        most = max(len(r) for r in configs.values())
+        best = max(
+            (label for label, r in configs.items() if len(r) == most),
+            key=lambda label: mean(configs[label], "vqvae.pnmi"),
+        )
+        runs = configs[best]
+        chance = mean(runs, "vqvae.speaker_probe.chance")
+        mfcc_probe = cell(runs, "mfcc.speaker_probe.frames_20ms", 3)
+        if not math.isnan(chance):
+            mfcc_probe += f" ({chance:.3f})"
+        cells = [
+            name,
+            best,
+            str(len(runs)),
+            cell(runs, "vqvae.pnmi", 3),
+            cell(runs, "kmeans_mfcc.pnmi", 3),
+            ratio(runs, "vqvae.pnmi", "kmeans_mfcc.pnmi"),
+            cell(runs, "vqvae.abx.code.within", 2),
+            cell(runs, "vqvae.abx.code.across", 2),
+            cell(runs, "kmeans_mfcc.abx.code.across", 2),
+            ratio(runs, "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across"),
+            cell(runs, "vqvae.speaker_probe.latent", 3),
+            mfcc_probe,
+            cell(runs, "vqvae.bitrate", 0),
+            cell(runs, "train_seconds", 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
