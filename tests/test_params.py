@@ -223,4 +223,3 @@ def test_a_key_missing_from_params_yaml_is_named():
     del raw["features"]["shard_mb"]
     with pytest.raises(ParamsError, match=r"features\.shard_mb: required key is missing"):
         parse_params(raw)
-
