@@ -76,6 +76,7 @@ bench: setup
 	python benchmarks/features.py
 	python benchmarks/train.py
 	python benchmarks/step.py
+	python benchmarks/families.py
 	python benchmarks/evaluate.py
 	python benchmarks/memory.py
 	python benchmarks/wavenet.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -457,3 +458,13 @@ def test_a_checkpoint_of_another_number_of_ranks_is_not_resumed(tmp_path: Path, 
     assert "written by a run of 1 rank(s), this one has 2" in caplog.text
     assert checkpoints.resume_step(tmp_path, key, 3, world=2) is None
     assert checkpoints.resume_step(tmp_path, key, 3) == len(epoch_batches(toy(), 8, 4, 0, 0))
+
+
+def test_a_static_target_trains_on_the_inputs_static_third_and_round_trips(tmp_path: Path):
+    static = changed(MODEL, target="static")
+    data = toy()  # 6 dimensions: 2 static + 2 delta + 2 delta-delta
+    result = train(static, CFG, data, toy(seed=1), checkpoint_dir=tmp_path, data_fingerprint="fp")
+    assert result.model.output_dim == 2 and math.isfinite(result.last["val_recon"])
+    save_model(tmp_path / "model.pt", result.model, {"speakers": ["a", "b"]})
+    model, _ = load_model(tmp_path / "model.pt", expect=static)
+    assert model.output_dim == 2 and same(weights(model), weights(result.model))

@@ -196,3 +196,28 @@ def test_encoding_a_model_in_training_mode_leaves_its_codebook_as_it_was():
     assert torch.equal(out.codes, torch.cdist(z.reshape(-1, 4), before).argmin(1).view(2, 16))
     q(z)  # forward in training mode: the EMA step
     assert not torch.equal(q.codebook, before)
+
+
+def test_static_target_rebuilds_the_static_third_of_the_input_only():
+    model = vqvae(model_params(target="static"), input_dim=39)
+    assert model.output_dim == 13 and model.config()["data"]["output_dim"] == 13
+    x = torch.randn(2, 16, 39, generator=torch.Generator().manual_seed(0))
+    out = model(x, torch.tensor([0, 0]))
+    assert out.reconstruction.shape == (2, 16, 13)
+    loss = model.losses(x, out)["recon"]
+    expected = torch.nn.functional.mse_loss(out.reconstruction, x[..., :13])
+    assert torch.equal(loss, expected)
+    shifted = x.clone()
+    shifted[..., 13:] += 5.0  # the deltas do not enter the loss
+    assert torch.equal(model.losses(shifted, out)["recon"], loss)
+    with pytest.raises(ValueError, match="static \\+ delta"):
+        vqvae(model_params(target="static"), input_dim=40)
+
+
+def test_encoding_a_vqvae_in_training_mode_changes_nothing():
+    model = vqvae(model_params(quantizer={"kind": "ema", "codebook_size": 8}), input_dim=39)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 16, 39, generator=torch.Generator().manual_seed(0))
+    assert model.training
+    model.encode(x)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -223,3 +223,12 @@ def test_a_key_missing_from_params_yaml_is_named():
     del raw["features"]["shard_mb"]
     with pytest.raises(ParamsError, match=r"features\.shard_mb: required key is missing"):
         parse_params(raw)
+
+
+def test_a_static_target_needs_features_with_deltas():
+    raw = default_raw()
+    raw["model"]["target"] = "static"
+    assert parse_params(raw).model.target == "static"
+    raw["features"]["kind"] = "logmel"
+    with pytest.raises(ParamsError, match=r"model\.target static .* needs features\.kind mfcc39"):
+        parse_params(raw)

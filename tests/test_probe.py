@@ -78,3 +78,15 @@ def test_add_probe_scores_latents_code_vectors_and_mfcc_beside_chance():
     assert result["mfcc"]["speaker_probe"]["frames_20ms"] == 1.0
     assert result["kmeans_mfcc"]["speaker_probe"]["code"] < 0.5
     assert result["vqvae"]["speaker_probe"]["chance"] == pytest.approx(0.25)
+
+
+def test_a_speaker_without_speech_on_one_side_is_left_out():
+    spk, utt, speech = corpus(speakers=3)
+    s2 = spk == "s2"
+    speech[s2 & np.isin(utt, [f"u{i}" for i in range(12, 18)])] = False  # s2: no speech at all
+    plan = probe.plan(spk, utt, speech, P, seed=0)
+    assert plan.speakers == 2 and not s2[plan.rows].any()
+    assert plan.chance == pytest.approx(0.5)
+    # left with one speaker that has speech on both sides: nothing to tell apart
+    speech[spk == "s1"] = False
+    assert probe.plan(spk, utt, speech, P, seed=0) is None

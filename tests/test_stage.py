@@ -614,7 +614,8 @@ def test_contrastive_families_train_align_evaluate_and_plot_through_the_same_sta
     assert proc.stderr.count("codebook set by k-means") == 1
     assert (fitted > trained) == (family == "cpc")
     assert (work / "plots/train/plots/metrics/val/cpc.tsv").is_file()
-    for stage in ("align", "evaluate", "figures"):
+    # figures draws what the codes and latents are, whatever the family: drawn for one of them
+    for stage in ("align", "evaluate", "figures") if family == "vqcpc" else ("align", "evaluate"):
         proc = run_stage_in(work, stage)
         assert proc.returncode == 0, f"{stage}: {proc.stderr[-3000:]}"
     report = json.loads((work / "reports/eval.json").read_text())
@@ -624,7 +625,7 @@ def test_contrastive_families_train_align_evaluate_and_plot_through_the_same_sta
     tried = {int(c): p for c, p in matched["tried"].items()}
     assert matched["k"] == min(tried, key=lambda c: (abs(tried[c] - target), c))
     assert matched["k"] >= 2 and "abx" in matched
-    for figure in ("utterances.png", "umap.png", "heatmap.png"):
+    for figure in ("utterances.png", "umap.png", "heatmap.png") if family == "vqcpc" else ():
         assert (work / "plots/eval" / figure).read_bytes()[:4] == b"\x89PNG"
 
 

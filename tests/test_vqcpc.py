@@ -247,8 +247,36 @@ def test_cpc_learns_without_a_quantizer_and_its_units_are_kmeans_of_its_latents(
     error = (z[0] - a.model.quantizer.codebook[vq.codes[0]]).pow(2).sum(1).mean()
     fresh_error = torch.cdist(z[0], fresh).pow(2).min(1).values.mean()
     assert len(vq.codes.unique()) >= 6 and error < 0.2 * z[0].var(0).sum() < fresh_error
+    # a codebook of the loss kind is a parameter: frozen (fitted, never trained; DDP needs every
+    # trained parameter to get a gradient)
+    loss_kind = VQCPC(changed(model_cfg, quantizer={"kind": "loss"}), input_dim=6, n_speakers=4)
+    assert not any(p.requires_grad for p in loss_kind.quantizer.parameters())
+    assert all(p.requires_grad for p in loss_kind.encoder.parameters())
     # a finished run found again refits the same units
     c = train(model_cfg, cfg, data, val, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
     assert c.resumed_from == 20 and torch.equal(
         c.model.quantizer.codebook, a.model.quantizer.codebook
     )
+
+
+def test_negatives_from_the_utterance_are_other_times_of_the_positives_own_crop():
+    """With `negatives_from: utterance` every negative sits in the positive's own crop: targets
+    that differ only between crops (a per-utterance channel) are then no help, and a prediction
+    that only knows its crop scores chance."""
+    g = torch.Generator().manual_seed(0)
+    crop_code = torch.nn.functional.normalize(torch.randn(4, 1, 8, generator=g), dim=-1)
+    q = crop_code.expand(4, 8, 8).contiguous()  # every latent of a crop the same vector
+    params = changed(MODEL, cpc={**CPC, "negatives": 5, "negatives_from": "utterance"})
+    model = VQCPC(params, input_dim=6, n_speakers=4)
+    pred = torch.stack([100 * q[:, :6], 100 * q[:, :6]], dim=2)  # knows the crop, not the time
+    vq = SimpleNamespace(quantized=q, codes=torch.arange(4)[:, None].expand(4, 8))
+    speakers = torch.tensor([0, 0, 0, 0])  # one speaker: from the speaker, other crops count
+    out = VQCPCOutput(q, vq, q, pred, speakers)
+    torch.manual_seed(0)
+    terms = model.losses(None, out)
+    assert float(terms["cpc"]) == pytest.approx(np.log(6), abs=1e-4)  # every negative a tie
+    assert float(terms["cpc_tie_rate"]) == 1.0 and float(terms["cpc_accuracy"]) == 0.0
+    speaker_params = changed(params, cpc={"negatives_from": "speaker"})
+    by_speaker = VQCPC(speaker_params, input_dim=6, n_speakers=4)
+    torch.manual_seed(0)
+    assert float(by_speaker.losses(None, out)["cpc"]) < 0.5 * np.log(6)  # other crops: easy

@@ -306,9 +306,13 @@ class CPCParams(_Strict):
     """`model.cpc`: the contrastive objective of `model.family` vqcpc (van Niekerk et al. 2020)
     and cpc (van den Oord et al. 2018)."""
 
-    context_dim: int = Field(gt=0)  # LSTM over the codes (256 in the published model)
+    context_dim: int = Field(gt=0)  # LSTM over the latents, quantized for vqcpc (256 published)
     prediction_steps: int = Field(ge=1)  # future 20 ms latents predicted (6 = 120 ms)
-    negatives: int = Field(ge=1)  # per positive, from crops of the same speaker
+    negatives: int = Field(ge=1)  # per positive, drawn as `negatives_from` says
+    # speaker: negatives from the batch's crops of the positive's speaker (the published VQ-CPC);
+    # utterance: from the positive's own crop only, so no cue that is constant over an
+    # utterance (its channel, its speaker) tells them apart
+    negatives_from: Literal["speaker", "utterance"]
     speakers_per_batch: int = Field(ge=1)  # a batch is this many speakers x crops of each
     # the encoder left-padded, so no latent sees input after its own 20 ms and the context at t
     # cannot read the future it predicts; false: the VQ-VAE's centred encoder (12 frames ahead)
@@ -331,9 +335,10 @@ class ModelParams(_Strict):
     decoder_kernel: int = Field(ge=1, le=7)  # odd: the deconv decoder's convs; 1: least context
     speaker_dim: int = Field(gt=0)
     decoder: Literal["deconv", "wavenet"]
-    # what the deconv decoder reconstructs: the input features, or the static log mel energies
-    # of the same frames (80 bands, from the shards' audio: vqspeech.train.targets)
-    target: Literal["input", "logmel"]
+    # what the deconv decoder reconstructs: the input features; the static log mel energies of
+    # the same frames (80 bands, from the shards' audio: vqspeech.train.targets); or the
+    # input's static third (mfcc39: the 13 cepstra without their deltas)
+    target: Literal["input", "logmel", "static"]
     quantizer: QuantizerParams
     wavenet: WaveNetParams
     cpc: CPCParams
@@ -437,6 +442,15 @@ class Params(_Strict):
     train: TrainParams
     eval: EvalParams
     synthesize: SynthesizeParams
+
+    @model_validator(mode="after")
+    def _static_target_has_deltas(self) -> Params:
+        if self.model.target == "static" and self.features.kind not in ("mfcc39", "fbank"):
+            raise ValueError(
+                "model.target static rebuilds the static third of features with deltas: it "
+                f"needs features.kind mfcc39 or fbank, not {self.features.kind}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _cpc_fits_training(self) -> Params:

@@ -48,8 +48,9 @@ def plan(
     seed: int,
 ) -> ProbePlan | None:
     """The probe's frames: `speaker` and `utterance` label each row of the frame table (any
-    hashable labels), `speech` is true on speech frames. None when fewer than two speakers have
-    two utterances each (nothing to tell apart)."""
+    hashable labels), `speech` is true on speech frames. A speaker takes part when they have two
+    utterances and speech frames on both sides; None when fewer than two speakers do (nothing
+    to tell apart)."""
     rng = np.random.default_rng([seed, 31])
     names = sorted(set(speaker.tolist()))
     rows, fit, who = [], [], []
@@ -60,13 +61,18 @@ def plan(
             continue
         utts = utts[rng.permutation(len(utts))]
         n_fit = min(len(utts) - 1, max(1, round(p.fit_share * len(utts))))
-        for side, chosen in ((True, utts[:n_fit]), (False, utts[n_fit:])):
-            candidates = np.flatnonzero(mine & speech & np.isin(utterance, chosen))
+        sides = [
+            np.flatnonzero(mine & speech & np.isin(utterance, chosen))
+            for chosen in (utts[:n_fit], utts[n_fit:])
+        ]
+        if not all(len(c) for c in sides):  # a class the probe never sees, or never scores
+            continue
+        for side, candidates in zip((True, False), sides, strict=True):
             take = min(p.frames, len(candidates))
             rows.append(np.sort(rng.choice(candidates, take, replace=False)))
             fit.append(np.full(take, side))
             who.append(np.full(take, s))
-    kept = len({int(w[0]) for w in who if len(w)})
+    kept = len(who) // 2
     if kept < 2:
         return None
     all_rows = np.concatenate(rows)

@@ -13,7 +13,9 @@ into a context c [B, L, H];
 for each of K = `model.cpc.prediction_steps` steps ahead a linear map predicts q[t + k] from
 c[t], scored by the dot product / sqrt(E) against the true q[t + k] and N = `model.cpc.negatives`
 negatives: latents of crops *of the same speaker* in the batch, at other times, so speaker
-identity cannot tell the positive from a negative. The loss is the mean over k of the
+identity cannot tell the positive from a negative (`model.cpc.negatives_from: utterance`: at
+other times of the positive's own crop, so neither can the utterance's channel). The loss is the
+mean over k of the
 cross-entropy of picking the positive (InfoNCE); targets are the straight-through quantized
 latents, so the encoder learns through them too.
 
@@ -108,6 +110,8 @@ class VQCPC(nn.Module):
         self.quantizer = VectorQuantizer(dim=E, **cfg.quantizer.model_dump())
         self.context = nn.LSTM(E, c.context_dim, batch_first=True)
         self.predictors = nn.Linear(c.context_dim, c.prediction_steps * E)  # one map per step
+        if self.fits_units:  # the codebook is fitted after training, never trained (DDP would
+            self.quantizer.requires_grad_(False)  # find a parameter without a gradient)
 
     def config(self) -> dict[str, object]:
         """What rebuilds this model: `build(ModelParams(**c["model"]), **c["data"])`."""
@@ -141,10 +145,13 @@ class VQCPC(nn.Module):
         q = (out.latents if out.vq is None else out.vq.quantized).float()
         predictions = out.predictions.float()
         length, K = predictions.shape[1], predictions.shape[2]
+        # negatives from the positive's own crop: every crop drawn as a speaker of its own
+        own = torch.full_like(out.speaker, -1)
+        speaker = out.speaker if self.cfg.cpc.negatives_from == "speaker" else own
         losses, accuracies, ties = [], [], []
         with torch.autocast(q.device.type, enabled=False):  # the scores in float32, always
             for k in range(1, K + 1):
-                crops, times = same_speaker_negatives(out.speaker, self.cfg.cpc.negatives, length)
+                crops, times = same_speaker_negatives(speaker, self.cfg.cpc.negatives, length)
                 loss, acc = info_nce(predictions[:, :, k - 1], q[:, k : k + length], crops, times)
                 losses.append(loss)
                 accuracies.append(acc)

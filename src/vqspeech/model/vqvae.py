@@ -165,6 +165,13 @@ class VQVAE(nn.Module):
         `model.target` is another feature) come from the data."""
         super().__init__()
         self.cfg, self.input_dim, self.n_speakers = cfg, input_dim, n_speakers
+        if output_dim is None and cfg.target == "static":
+            if input_dim % 3:
+                raise ValueError(
+                    f"model.target static: {input_dim} input dimensions are not static + delta "
+                    "+ delta-delta"
+                )
+            output_dim = input_dim // 3
         self.output_dim = input_dim if output_dim is None else output_dim
         self.encoder = Encoder(input_dim, **encoder_args(cfg))
         self.quantizer = VectorQuantizer(dim=cfg.embedding_dim, **cfg.quantizer.model_dump())
@@ -229,7 +236,10 @@ class VQVAE(nn.Module):
 
     def losses(self, x: Tensor, out: VQVAEOutput) -> dict[str, Tensor]:
         """{"recon": the decoder's loss} (the objective; the quantizer's loss is added apart);
-        `x` is what the deconv decoder reconstructs: the input, or the `model.target` frames."""
+        `x` is what the deconv decoder reconstructs: the input (of which `model.target: static`
+        takes the static third), or the `model.target` frames."""
+        if self.cfg.target == "static":
+            x = x[..., : self.output_dim]
         return {"recon": decoder_loss(x, out)}
 
     @torch.no_grad()
@@ -289,7 +299,8 @@ def summary(model: nn.Module, hop_ms: float = 10.0, win_ms: float = 25.0) -> str
         lines.append(
             f"{name}: LSTM context {c.context_dim}, predicts {c.prediction_steps} latents = "
             f"{c.prediction_steps * 2 * hop_ms:.0f} ms ahead against {c.negatives} negatives "
-            f"of the same speaker ({c.speakers_per_batch} speakers per batch); no decoder"
+            f"of the same {c.negatives_from} ({c.speakers_per_batch} speakers per batch); "
+            "no decoder"
         )
     elif model.cfg.decoder == "wavenet":
         wn, w = model.decoder, model.cfg.wavenet.window_latents

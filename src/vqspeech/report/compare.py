@@ -119,7 +119,10 @@ IGNORED_PARAMS = {
 BEFORE_IT_EXISTED: dict[str, object] = {"model.cpc.causal": False}
 # ... and the runs it mattered to: (param, value); the other earlier runs take the default (a
 # VQ-CPC knob says nothing about a VQ-VAE run and must not split its configuration)
-APPLIES_TO: dict[str, tuple[str, object]] = {"model.cpc.causal": ("model.family", "vqcpc")}
+APPLIES_TO: dict[str, tuple[str, tuple[object, ...]]] = {
+    "model.cpc.causal": ("model.family", ("vqcpc", "cpc")),
+    "model.cpc.negatives_from": ("model.family", ("vqcpc", "cpc")),
+}
 
 # experiments recorded before the headline metrics and the nested quantizer params
 LEGACY = {K: "model.codebook_size"}
@@ -243,8 +246,8 @@ def with_earlier_runs(
         missing = both[c].isna().to_numpy().copy()
         before = missing.copy()
         if c in APPLIES_TO:  # the earlier value only where the knob applies; elsewhere the
-            param, value = APPLIES_TO[c]  # default, whatever an earlier table wrote
-            fits = both[param].astype(str).to_numpy() == str(value)
+            param, values = APPLIES_TO[c]  # default, whatever an earlier table wrote
+            fits = np.isin(both[param].astype(str).to_numpy(), [str(v) for v in values])
             before &= fits
             missing |= ~fits
         both.loc[missing, c] = _param_cell(defaults[c])

@@ -397,7 +397,7 @@ def train(
         val_source = None if val_data is None else _source(val_data, wavenet, "val")
     except ValueError as err:
         raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
-    if (model_cfg.target != "input") != (source.output_dim is not None):
+    if (model_cfg.target == "logmel") != (source.output_dim is not None):
         raise TrainingError(
             f"model.target is {model_cfg.target!r} but the train split "
             f"{'has no' if source.output_dim is None else 'has'} decoder targets "
