@@ -9,7 +9,9 @@ set -euo pipefail
 # name: normalize latent_norm jitter decoder_kernel [param=value ...]
 # (the four knobs named every time, whatever params.yaml says; VQ-CPC and CPC have no decoder to
 # jitter; train.epochs=15 where the run was made before 30 became the default; `long` is the
-# default run; `cpcunits` is CPC with k-means units, the line-up's contrastive family)
+# default run; `cpcunits` is CPC with k-means units, the line-up's contrastive family; `cpcutt`
+# the same with negatives from the positive's own utterance; `static` the VQ-VAE rebuilding only
+# the static cepstra)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -26,6 +28,8 @@ configs=(
   "target: none none 0.5 1 model.target=logmel train.epochs=15"
   "logmel: none none 0.5 1 features.kind=logmel train.epochs=15"
   "cpcunits: none none 0.5 1 model.family=cpc"
+  "cpcutt: none none 0.5 1 model.family=cpc model.cpc.negatives_from=utterance"
+  "static: none none 0.5 1 model.target=static"
 )
 wanted=" $* "
 for name in "$@"; do
