@@ -313,6 +313,13 @@ def test_default_run_tables_come_from_the_report():
     equal = "| k-means on MFCC at equal perplexity (K'=61) | 0.280 | 0.300 | 16.27 |"
     assert f"{equal} {compare.NONE} | 275 |" in head
     assert "same K" not in head and "random" not in head  # systems the report lacks are left out
+    assert "speaker-ID probe" not in text  # a report without the probe: no probe table
+    report["vqvae"]["speaker_probe"] = {"chance": 1 / 12, "latent": 0.2468, "code": 0.1372}
+    report["mfcc"] = {"speaker_probe": {"chance": 1 / 12, "frames_20ms": 0.417}}
+    text = compare.default_markdown(report)
+    assert "| linear speaker-ID probe (chance 0.083) | accuracy |" in text
+    assert "| VQ-VAE latents (continuous) | 0.247 |\n| VQ-VAE code vectors | 0.137 |" in text
+    assert text.rstrip().endswith("| MFCC frames paired to 20 ms | 0.417 |")
 
 
 def test_lineup_has_one_row_per_family_at_its_best_configuration_beside_kmeans():
@@ -344,3 +351,12 @@ def test_lineup_has_one_row_per_family_at_its_best_configuration_beside_kmeans()
         "1 ± 0 | 301 ± 1 |"
     ]
     assert any(line.startswith("| cpc | family=cpc | 3 | 0.100 ± 0.000 |") for line in lines)
+
+
+def test_a_run_recorded_under_a_params_old_name_is_the_same_configuration(tmp_path: Path):
+    new = row("n0", 64, 0, 0.12, 0.3, **{"model.quantizer.kmeans_init": True})
+    old = row("o1", 64, 1, 0.12, 0.5, **{"train.kmeans_init": True})
+    earlier = compare.runs([old])
+    assert "model.quantizer.kmeans_init" in earlier and "train.kmeans_init" not in earlier
+    runs = compare.with_earlier_runs(compare.runs([new]), earlier, {})
+    assert compare.summary(runs)["seeds"].tolist() == [2]  # one configuration, two seeds

@@ -35,9 +35,9 @@ def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
 def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
     calls = run_study(tmp_path)
     queued = [c for c in calls if c[:3] == ["exp", "run", "--queue"]]
-    assert len(queued) == 14 * 3 and calls[-1] == ["queue", "status"]
+    assert len(queued) == 17 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
-    assert len(set(names)) == 42 and {"base-s0", "all-s2", "jit-s1", "cpc-s2"} <= set(names)
+    assert len(set(names)) == 51 and {"base-s0", "all-s2", "cpcunits-s1", "static-s2"} <= set(names)
     knobs = {
         "train.seed",
         "features.normalize",

@@ -142,5 +142,5 @@ def test_target_and_data_must_agree(tmp_path: Path):
 def test_only_a_deconv_vqvae_takes_another_target(other: dict):
     with pytest.raises(ValidationError, match=r"model\.target 'logmel' is what the deconv"):
         model_params(target="logmel", **other)
-    with pytest.raises(ValueError, match="a VQ-CPC has no decoder"):
+    with pytest.raises(ValueError, match="a vqcpc model has no decoder"):
         build(model_params(family="vqcpc"), input_dim=39, n_speakers=1, output_dim=80)
