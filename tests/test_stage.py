@@ -590,9 +590,9 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     assert (work / "plots/synthesis/spectrograms.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize(
-    ("family", "name"), [("vqcpc", "VQ-CPC"), ("cpc", "CPC (units: k-means of the latents)")]
-)
+# the CPC family (`cpc`) goes through the same stage code; its own training path, units and
+# logs are tested in test_vqcpc.py (one stage run less in a suite near its time limit)
+@pytest.mark.parametrize(("family", "name"), [("vqcpc", "VQ-CPC")])
 def test_contrastive_families_train_align_evaluate_and_plot_through_the_same_stages(
     tiny_pipeline: Path, tmp_path: Path, family: str, name: str
 ):
