@@ -425,6 +425,15 @@ def flatten(params: Mapping[str, object], prefix: str = "") -> dict[str, object]
     return out
 
 
+def _spread(runs: pd.DataFrame, name: str, digits: int) -> str:
+    """Column `name` of `runs` as "mean ± std" over its runs (no spread for one run)."""
+    vals = runs[name].dropna() if name in runs else pd.Series(dtype=float)
+    if vals.empty:
+        return NONE
+    spread = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
+    return f"{vals.mean():.{digits}f}{spread}"
+
+
 def study_markdown(
     table: pd.DataFrame,
     defaults: Mapping[str, object] | None = None,
@@ -453,13 +462,6 @@ def study_markdown(
     ]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
 
-    def cell(runs: pd.DataFrame, name: str, digits: int) -> str:
-        vals = runs[name].dropna() if name in runs else pd.Series(dtype=float)
-        if vals.empty:
-            return NONE
-        spread = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
-        return f"{vals.mean():.{digits}f}{spread}"
-
     for label in dict.fromkeys(labels):
         runs = table[labels.to_numpy() == label]
         for system, _ in STUDY_SYSTEMS:
@@ -471,8 +473,8 @@ def study_markdown(
             frames = {"vqvae": "vqvae.abx.latent", "kmeans_mfcc": "mfcc.abx.frames_20ms"}.get(
                 system
             )
-            frame_w = cell(runs, f"{frames}.within", 2) if frames else NONE
-            frame_a = cell(runs, f"{frames}.across", 2) if frames else NONE
+            frame_w = _spread(runs, f"{frames}.within", 2) if frames else NONE
+            frame_a = _spread(runs, f"{frames}.across", 2) if frames else NONE
             lines.append(
                 "| "
                 + " | ".join(
@@ -480,16 +482,16 @@ def study_markdown(
                         label,
                         STUDY_LABELS[system],
                         str(len(runs)),
-                        cell(runs, f"{system}.pnmi", 3),
-                        cell(runs, f"{system}.nmi", 3),
-                        cell(runs, f"{system}.phone_purity", 3),
-                        cell(runs, f"{system}.code_perplexity", 1),
-                        cell(runs, f"{system}.abx.code.within", 2),
-                        cell(runs, f"{system}.abx.code.across", 2),
+                        _spread(runs, f"{system}.pnmi", 3),
+                        _spread(runs, f"{system}.nmi", 3),
+                        _spread(runs, f"{system}.phone_purity", 3),
+                        _spread(runs, f"{system}.code_perplexity", 1),
+                        _spread(runs, f"{system}.abx.code.within", 2),
+                        _spread(runs, f"{system}.abx.code.across", 2),
                         frame_w,
                         frame_a,
-                        cell(runs, f"{system}.bitrate", 0),
-                        cell(runs, f"{system}.mean_run_length", 2),
+                        _spread(runs, f"{system}.bitrate", 0),
+                        _spread(runs, f"{system}.mean_run_length", 2),
                     ]
                 )
                 + " |"
@@ -510,13 +512,6 @@ def lineup_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None =
 
     def mean(runs: pd.DataFrame, name: str) -> float:
         return float(runs[name].mean()) if name in runs else math.nan
-
-    def cell(runs: pd.DataFrame, name: str, digits: int) -> str:
-        vals = runs[name].dropna() if name in runs else pd.Series(dtype=float)
-        if vals.empty:
-            return NONE
-        spread = f" ± {vals.std(ddof=1):.{digits}f}" if len(vals) > 1 else ""
-        return f"{vals.mean():.{digits}f}{spread}"
 
     def ratio(runs: pd.DataFrame, ours: str, base: str) -> str:
         r = mean(runs, ours) / mean(runs, base)
@@ -554,24 +549,24 @@ def lineup_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None =
         )
         runs = configs[best]
         chance = mean(runs, "vqvae.speaker_probe.chance")
-        mfcc_probe = cell(runs, "mfcc.speaker_probe.frames_20ms", 3)
+        mfcc_probe = _spread(runs, "mfcc.speaker_probe.frames_20ms", 3)
         if not math.isnan(chance):
             mfcc_probe += f" ({chance:.3f})"
         cells = [
             name,
             best,
             str(len(runs)),
-            cell(runs, "vqvae.pnmi", 3),
-            cell(runs, "kmeans_mfcc.pnmi", 3),
+            _spread(runs, "vqvae.pnmi", 3),
+            _spread(runs, "kmeans_mfcc.pnmi", 3),
             ratio(runs, "vqvae.pnmi", "kmeans_mfcc.pnmi"),
-            cell(runs, "vqvae.abx.code.within", 2),
-            cell(runs, "vqvae.abx.code.across", 2),
-            cell(runs, "kmeans_mfcc.abx.code.across", 2),
+            _spread(runs, "vqvae.abx.code.within", 2),
+            _spread(runs, "vqvae.abx.code.across", 2),
+            _spread(runs, "kmeans_mfcc.abx.code.across", 2),
             ratio(runs, "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across"),
-            cell(runs, "vqvae.speaker_probe.latent", 3),
+            _spread(runs, "vqvae.speaker_probe.latent", 3),
             mfcc_probe,
-            cell(runs, "vqvae.bitrate", 0),
-            cell(runs, "train_seconds", 0),
+            _spread(runs, "vqvae.bitrate", 0),
+            _spread(runs, "train_seconds", 0),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
