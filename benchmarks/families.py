@@ -1,11 +1,11 @@
 """Benchmark the training step of each model family against the VQ-VAE's, at the default params.
 
-One process builds every family (`model.family` vqvae, vqcpc, cpc; the rest of params.yaml as it
-is) and times the training loop's own step (`loop.Stepper`: forward, losses, backward, fused Adam)
-on the same pre-made batch of `train.batch_size` crops of `train.crop_frames` frames, the
-contrastive families' batch grouped into `model.cpc.speakers_per_batch` speakers as the loop
-groups it. The families are timed in interleaved rounds, so that a noisy machine slows them
-alike; each family's ratio to the VQ-VAE is taken within a round, then the median over rounds.
+One process builds every family (`model.family` vqvae, vqcpc, cpc, hubert; the rest of params.yaml
+as it is) and times the training loop's own step (`loop.Stepper`: forward, losses, backward, fused
+Adam) on the same pre-made batch of `train.batch_size` crops of `train.crop_frames` frames, the
+contrastive families' batch grouped into `model.cpc.speakers_per_batch` speakers as the loop groups
+it. The families are timed in interleaved rounds, so that a noisy machine slows them alike; each
+family's ratio to the VQ-VAE is taken within a round, then the median over rounds.
 The last column is the default epoch count's steps on the default corpus (`--steps-per-run`) at
 the median step time: the training time without the data path and validation.
 Writes its section of docs/benchmarks.md unless --no-write.
@@ -32,7 +32,7 @@ from vqspeech.params import changed, load_params  # noqa: E402
 from vqspeech.train.loop import Dist, Stepper, adam  # noqa: E402
 from vqspeech.train.stream import CropBatch  # noqa: E402
 
-FAMILIES = ("vqvae", "vqcpc", "cpc")
+FAMILIES = ("vqvae", "vqcpc", "cpc", "hubert")
 DIM, SPEAKERS = 39, 48
 
 

@@ -35,9 +35,10 @@ def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
 def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
     calls = run_study(tmp_path)
     queued = [c for c in calls if c[:3] == ["exp", "run", "--queue"]]
-    assert len(queued) == 17 * 3 and calls[-1] == ["queue", "status"]
+    assert len(queued) == 18 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
-    assert len(set(names)) == 51 and {"base-s0", "all-s2", "cpcunits-s1", "static-s2"} <= set(names)
+    assert len(set(names)) == 54
+    assert {"base-s0", "all-s2", "cpcunits-s1", "static-s2", "hubert-s1"} <= set(names)
     knobs = {
         "train.seed",
         "features.normalize",
@@ -62,6 +63,7 @@ def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: P
     assert "model.cpc.causal=true" in causal
     assert "model.target=logmel" in next(c for c in queued if "target-s1" in c)
     assert "features.kind=logmel" in next(c for c in queued if "logmel-s2" in c)
+    assert "model.family=hubert" in next(c for c in queued if "hubert-s0" in c)
 
 
 def test_study_queues_only_the_named_configurations_and_seeds(tmp_path: Path):

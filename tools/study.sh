@@ -11,7 +11,7 @@ set -euo pipefail
 # jitter; train.epochs=15 where the run was made before 30 became the default; `long` is the
 # default run; `cpcunits` is CPC with k-means units, the line-up's contrastive family; `cpcutt`
 # the same with negatives from the positive's own utterance; `static` the VQ-VAE rebuilding only
-# the static cepstra)
+# the static cepstra; `hubert` masked prediction of k-means classes, k-means units)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -30,6 +30,7 @@ configs=(
   "cpcunits: none none 0.5 1 model.family=cpc"
   "cpcutt: none none 0.5 1 model.family=cpc model.cpc.negatives_from=utterance"
   "static: none none 0.5 1 model.target=static"
+  "hubert: none none 0.5 1 model.family=hubert"
 )
 wanted=" $* "
 for name in "$@"; do

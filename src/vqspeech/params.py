@@ -319,12 +319,27 @@ class CPCParams(_Strict):
     causal: bool
 
 
+class HubertParams(_Strict):
+    """`model.hubert`: masked prediction of k-means classes of the input (`model.family:
+    hubert`; vqspeech/model/hubert.py)."""
+
+    labels: int = Field(ge=2)  # k-means classes of the paired MFCC frames predicted (100 published)
+    context_dim: int = Field(gt=0)  # bidirectional LSTM, per direction
+    mask_share: float = Field(gt=0, le=1)  # of a crop's latents covered by masked spans
+    mask_span: int = Field(ge=1)  # latents per masked span (5 = 100 ms)
+    # latents: the encoder's outputs replaced before the context (HuBERT); input: the masked
+    # latents' input frames replaced before the encoder
+    mask_at: Literal["latents", "input"]
+
+
 class ModelParams(_Strict):
     """`model`: the model's sizes; `build(params.model, input_dim=..., n_speakers=...)`
-    (vqspeech.model) makes a VQ-VAE or, with `family: vqcpc`, a VQ-CPC, with `cpc` a CPC."""
+    (vqspeech.model) makes a VQ-VAE or, with `family: vqcpc`, a VQ-CPC, with `cpc` a CPC, with
+    `hubert` a masked predictor of clustered features."""
 
-    # reconstruction | contrastive prediction of codes | of continuous latents, k-means units
-    family: Literal["vqvae", "vqcpc", "cpc"]
+    # reconstruction | contrastive prediction of codes | of continuous latents, k-means units |
+    # masked prediction of k-means classes of the input, k-means units
+    family: Literal["vqvae", "vqcpc", "cpc", "hubert"]
     channels: int = Field(gt=0)
     res_blocks: int = Field(ge=0)
     embedding_dim: int = Field(gt=0)
@@ -342,6 +357,7 @@ class ModelParams(_Strict):
     quantizer: QuantizerParams
     wavenet: WaveNetParams
     cpc: CPCParams
+    hubert: HubertParams
 
     @model_validator(mode="after")
     def _odd_decoder_kernel(self) -> ModelParams:
@@ -349,7 +365,7 @@ class ModelParams(_Strict):
             raise ValueError(
                 f"model.decoder_kernel must be odd (1, 3, 5, 7), not {self.decoder_kernel}"
             )
-        if self.family in ("vqcpc", "cpc") and self.decoder != "deconv":
+        if self.family in ("vqcpc", "cpc", "hubert") and self.decoder != "deconv":
             raise ValueError(
                 f"model.family {self.family} has no decoder: leave model.decoder at deconv "
                 "(the default)"
@@ -449,6 +465,16 @@ class Params(_Strict):
             raise ValueError(
                 "model.target static rebuilds the static third of features with deltas: it "
                 f"needs features.kind mfcc39 or fbank, not {self.features.kind}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _hubert_span_fits_the_crop(self) -> Params:
+        latents = self.train.crop_frames // 2
+        if self.model.family == "hubert" and self.model.hubert.mask_span > latents:
+            raise ValueError(
+                f"model.hubert.mask_span ({self.model.hubert.mask_span}) is longer than a crop's "
+                f"{latents} latents (train.crop_frames {self.train.crop_frames}): lower it"
             )
         return self
 

@@ -1,20 +1,22 @@
-"""The model of `params.model`: a VQ-VAE (`family: vqvae`), a VQ-CPC (`family: vqcpc`) or a CPC
+"""The model of `params.model`: a VQ-VAE (`family: vqvae`), a VQ-CPC (`family: vqcpc`), a CPC
 whose units are k-means of its latents (`family: cpc`, the VQCPC class without its quantizer in
-training).
+training) or a masked predictor of k-means classes of its input (`family: hubert`), whose units
+are k-means of its latents too.
 
 Both have `encoder`, `quantizer`, `config()`, `encode(x) -> (latents, QuantizerOutput)`,
-`forward(x, speaker, audio)` with `.vq` on its output (None for a CPC, whose quantizer takes no
-part in training) and `losses(x, out)`, a dict whose first entry is the objective the trainer
-adds to the quantizer's loss (the others are logged).
+`forward(x, speaker, audio)` with `.vq` on its output (None for a CPC or HuBERT, whose
+quantizer takes no part in training) and `losses(x, out)`, a dict whose first entry is the
+objective the trainer adds to the quantizer's loss (the others are logged).
 """
 
 from __future__ import annotations
 
+from vqspeech.model.hubert import Hubert
 from vqspeech.model.vqcpc import VQCPC
 from vqspeech.model.vqvae import VQVAE
 from vqspeech.params import ModelParams
 
-UnitModel = VQVAE | VQCPC
+UnitModel = VQVAE | VQCPC | Hubert
 
 
 def build(
@@ -22,8 +24,10 @@ def build(
 ) -> UnitModel:
     """A fresh model of `cfg`'s family; `output_dim`: the VQ-VAE decoder's frames when
     `model.target` is not the input (None: the input's)."""
-    if cfg.family in ("vqcpc", "cpc"):
+    if cfg.family in ("vqcpc", "cpc", "hubert"):
         if output_dim is not None:
             raise ValueError(f"a {cfg.family} model has no decoder: output_dim does not apply")
+        if cfg.family == "hubert":
+            return Hubert(cfg, input_dim=input_dim, n_speakers=n_speakers)
         return VQCPC(cfg, input_dim=input_dim, n_speakers=n_speakers)
     return VQVAE(cfg, input_dim=input_dim, n_speakers=n_speakers, output_dim=output_dim)

@@ -302,6 +302,15 @@ def summary(model: nn.Module, hop_ms: float = 10.0, win_ms: float = 25.0) -> str
             f"of the same {c.negatives_from} ({c.speakers_per_batch} speakers per batch); "
             "no decoder"
         )
+    elif model.cfg.family == "hubert":
+        h = model.cfg.hubert
+        lines.append(
+            f"HuBERT: bidirectional LSTM context {h.context_dim} per direction over the "
+            f"{'masked ' if h.mask_at == 'latents' else ''}latents (each latent sees the whole "
+            f"crop); predicts {h.labels} k-means classes of the input at masked spans of "
+            f"{h.mask_span} latents covering {h.mask_share:.0%} (masked at the {h.mask_at}); "
+            "units: k-means of the latents; no decoder"
+        )
     elif model.cfg.decoder == "wavenet":
         wn, w = model.decoder, model.cfg.wavenet.window_latents
         lines.append(

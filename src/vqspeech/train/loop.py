@@ -27,6 +27,7 @@ from vqspeech import imports
 from vqspeech.model.build import UnitModel, build
 from vqspeech.model.checkpoint import save
 from vqspeech.model.device import pick, set_threads
+from vqspeech.model.hubert import Hubert
 from vqspeech.model.quantizer import kmeans
 from vqspeech.params import ModelParams, TrainParams
 from vqspeech.train.checkpoints import CHECKPOINT, load_resumable, run_dir, run_key
@@ -128,21 +129,44 @@ def _grad_norms(model: UnitModel) -> dict[str, float]:
     return norms
 
 
-@torch.no_grad()
-def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> None:
-    """Codebook <- k-means of the encoder's outputs on crops of the first epoch's first window
-    (the whole split when it is one window; rank 0's, broadcast): a VQ model's first codebook,
-    and the units of a model that `fits_units` (CPC) when its training ends."""
+def _first_crops(train: Source, cfg: TrainParams, count: int, d: Dist) -> torch.Tensor:
+    """`count` seeded crops of the first epoch's first window (the whole split when it is one
+    window; read anyway), on the device: what the codebook and HuBERT's labels are fitted on
+    (the same on every rank)."""
     rng = np.random.default_rng([cfg.seed, 10**6])
-    window = train.windows(cfg.seed, 0)[0]  # the first epoch's first window: read anyway
-    count = model.quantizer.kmeans_batches * cfg.batch_size
+    window = train.windows(cfg.seed, 0)[0]
     utt, start = random_crops(window, cfg.crop_frames, count, rng)
     x = gather(train.load(window), utt, start, cfg.crop_frames, audio=False).x
-    z = model.encoder(torch.from_numpy(x).to(d.device)).reshape(-1, model.cfg.embedding_dim)
+    return torch.from_numpy(x).to(d.device)
+
+
+@torch.no_grad()
+def _kmeans_init(model: UnitModel, train: Source, cfg: TrainParams, d: Dist) -> None:
+    """Codebook <- k-means of the model's latents (the encoder's outputs; HuBERT's, its context's)
+    on `model.quantizer.kmeans_batches` batches of `_first_crops`: a VQ model's first codebook,
+    and the units of a model that `fits_units` (CPC, HuBERT) when its training ends."""
+    x = _first_crops(train, cfg, model.quantizer.kmeans_batches * cfg.batch_size, d)
+    latents = getattr(model, "latents", model.encoder)
+    z = latents(x).reshape(-1, model.cfg.embedding_dim)
     g = torch.Generator().manual_seed(cfg.seed)
     centres = kmeans(z.float().cpu(), model.quantizer.codebook_size, generator=g).to(d.device)
     model.quantizer.set_codebook(centres)
     log.info("codebook set by k-means on %d train latents", len(z))
+
+
+def _fit_labels(model: Hubert, train: Source, cfg: TrainParams, d: Dist) -> None:
+    """HuBERT's label classes: k-means of the paired frames of the same crops as `_kmeans_init`."""
+    x = _first_crops(train, cfg, model.quantizer.kmeans_batches * cfg.batch_size, d)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    try:
+        n = model.fit_labels(x, generator=g)
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    log.info(
+        "HuBERT labels: %d classes by k-means on %d train latents' frames",
+        len(model.label_centres),
+        n,
+    )
 
 
 def val_batches(val: Source, cfg: TrainParams) -> list[CropBatch]:
@@ -447,6 +471,8 @@ def train(
     fits_units = getattr(model, "fits_units", False)
     if state is None and model.quantizer.kmeans_init and not fits_units:
         _kmeans_init(model, source, cfg, d)
+    if state is None and isinstance(model, Hubert):  # its targets, fixed for the whole run
+        _fit_labels(model, source, cfg, d)
     if on_epoch is not None and d.main and state is None:
         on_epoch(0, model)
     net: nn.Module = model
