@@ -468,3 +468,43 @@ def test_a_static_target_trains_on_the_inputs_static_third_and_round_trips(tmp_p
     save_model(tmp_path / "model.pt", result.model, {"speakers": ["a", "b"]})
     model, _ = load_model(tmp_path / "model.pt", expect=static)
     assert model.output_dim == 2 and same(weights(model), weights(result.model))
+
+
+def test_warmup_raises_the_learning_rate_linearly_from_the_first_step():
+    assert [loop.warmup_lr(s, 1e-3, 4) for s in range(6)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
+    )
+    assert loop.warmup_lr(0, 1e-3, 0) == 1e-3
+
+
+def test_the_loop_applies_the_warmup_and_resumes_it(tmp_path: Path):
+    """A warm-up far longer than the run keeps every step's rate near 0: the encoder stays at
+    its seeded start, where the same run without warm-up moves it; a run resumed mid-warm-up
+    ends where an uninterrupted one does."""
+    slow = CFG.model_copy(update={"warmup_steps": 10**7})
+    start = train(
+        MODEL,
+        CFG.model_copy(update={"epochs": 1, "lr": 1e-12}),
+        toy(),
+        None,
+        checkpoint_dir=tmp_path / "s",
+        data_fingerprint="fp",
+    ).model
+    warm = train(MODEL, slow, toy(), None, checkpoint_dir=tmp_path / "w", data_fingerprint="fp")
+    plain = train(MODEL, CFG, toy(), None, checkpoint_dir=tmp_path / "p", data_fingerprint="fp")
+    w0 = start.encoder.convs[0].weight
+    assert torch.allclose(warm.model.encoder.convs[0].weight, w0, atol=1e-6)
+    assert not torch.allclose(plain.model.encoder.convs[0].weight, w0, atol=1e-4)
+    ramp = CFG.model_copy(update={"warmup_steps": 20, "lr": 1e-3})
+    whole = train(MODEL, ramp, toy(), None, checkpoint_dir=tmp_path / "a", data_fingerprint="fp")
+    train(
+        MODEL,
+        ramp.model_copy(update={"epochs": 1}),
+        toy(),
+        None,
+        checkpoint_dir=tmp_path / "b",
+        data_fingerprint="fp",
+    )
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    resumed = train(MODEL, ramp, toy(), None, checkpoint_dir=tmp_path / "c", data_fingerprint="fp")
+    assert resumed.resumed_from == 1 and same(weights(resumed.model), weights(whole.model))

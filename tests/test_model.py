@@ -221,3 +221,21 @@ def test_encoding_a_vqvae_in_training_mode_changes_nothing():
     assert model.training
     model.encode(x)
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize(("causal", "seen"), [(False, [19, 20, 21, 22]), (True, [18, 19, 20, 21])])
+def test_the_frame_local_encoder_sees_four_frames_per_latent(causal: bool, seen: list[int]):
+    """`model.encoder: frame`: latent 10 depends on frames 19..22 (centred; 18..21 causal, none
+    after its own 20 ms), whatever the residual blocks; the conv encoder sees 24."""
+    from vqspeech.model.vqvae import Encoder, encoder_args
+
+    torch.manual_seed(0)
+    cfg = model_params(encoder="frame", res_blocks=2)
+    enc = Encoder(6, **encoder_args(cfg), causal=causal)
+    assert all(enc(torch.randn(1, t, 6)).shape[1] == t // 2 for t in (15, 16, 41))
+    x = torch.randn(1, 60, 6, requires_grad=True)
+    enc(x)[0, 10].sum().backward()
+    assert (x.grad[0].abs().sum(1) > 0).nonzero().squeeze(1).tolist() == seen
+    model = vqvae(cfg)
+    assert receptive_field(model) == 4 and "receptive field: 4 frames = 55 ms" in summary(model)
+    assert receptive_field(vqvae()) == 24  # the conv encoder's (reaching 12 either side)

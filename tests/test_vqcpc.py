@@ -56,6 +56,39 @@ def test_negatives_come_from_the_same_speaker_at_other_times():
     assert set(times.unique().tolist()) == set(range(6))
 
 
+def test_distinct_utterance_batches_draw_each_speakers_crops_from_other_utterances(
+    tmp_path: Path,
+):
+    """`model.cpc.distinct_utterances`: S speakers x U distinct utterances of each, seeded; a
+    speaker with fewer than U long utterances is left out, and too few speakers is an error
+    naming the keys (in the training loop too)."""
+    data = toy(n_utts=24, speakers=4)  # 6 utterances per speaker
+    batches = epoch_batches(data, 16, 8, seed=3, epoch=1, speakers_per_batch=2, distinct=True)
+    for utt, start in batches:
+        groups = utt.reshape(2, 4)  # 2 speakers x 4 crops
+        assert all(len(set(g)) == 4 for g in groups)
+        assert (start >= 0).all() and (start + 16 <= data.lengths[utt]).all()
+    again = epoch_batches(data, 16, 8, seed=3, epoch=1, speakers_per_batch=2, distinct=True)
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(batches, again, strict=True))
+    # without the option, 4 crops of a speaker's 6 utterances repeat one about 2/3 of the time
+    plain = epoch_batches(data, 16, 8, seed=3, epoch=1, speakers_per_batch=2)
+    assert any(len(set(g)) < 4 for utt, _ in plain for g in utt.reshape(2, 4))
+    match = r"only 0 train speakers have 7 utterances \(train.batch_size / speakers_per_batch\)"
+    with pytest.raises(ValueError, match=match):
+        epoch_batches(data, 16, 14, 3, 1, speakers_per_batch=2, distinct=True)
+    cpc = {**CPC, "distinct_utterances": True, "speakers_per_batch": 1}
+    with pytest.raises(TrainingError, match=r"with model\.cpc\.distinct_utterances, but only 0"):
+        cfg = CFG.model_copy(update={"batch_size": 8})
+        train(
+            changed(MODEL, cpc=cpc),
+            cfg,
+            toy(speakers=2),
+            None,
+            checkpoint_dir=tmp_path,
+            data_fingerprint="fp",
+        )
+
+
 def test_info_nce_rewards_the_right_prediction_and_counts_ties_as_misses():
     g = torch.Generator().manual_seed(0)
     targets = torch.nn.functional.normalize(torch.randn(3, 5, 4, generator=g), dim=-1)

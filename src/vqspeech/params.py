@@ -292,6 +292,16 @@ class QuantizerParams(_Strict):
     kmeans_batches: int = Field(gt=0)  # of train.batch_size crops each, for that k-means
 
 
+class AdversaryParams(_Strict):
+    """`model.adversary`: a speaker classifier on the VQ-VAE's latents through a gradient
+    reversal (Ganin and Lempitsky 2015): the encoder is pushed to drop what tells the training
+    speakers apart. Off at weight 0."""
+
+    weight: float = Field(ge=0)  # the reversed gradient's scale once ramped up (0: no adversary)
+    ramp_steps: int = Field(ge=0)  # training steps over which the weight rises linearly from 0
+    hidden: int = Field(gt=0)  # the classifier's hidden layer
+
+
 class WaveNetParams(_Strict):
     """`model.wavenet`: the WaveNet decoder's sizes (`model.decoder: wavenet`)."""
 
@@ -314,6 +324,8 @@ class CPCParams(_Strict):
     # utterance (its channel, its speaker) tells them apart
     negatives_from: Literal["speaker", "utterance"]
     speakers_per_batch: int = Field(ge=1)  # a batch is this many speakers x crops of each
+    # ... each of a speaker's crops from another of its utterances (the published S x U batches)
+    distinct_utterances: bool
     # the encoder left-padded, so no latent sees input after its own 20 ms and the context at t
     # cannot read the future it predicts; false: the VQ-VAE's centred encoder (12 frames ahead)
     causal: bool
@@ -340,6 +352,9 @@ class ModelParams(_Strict):
     # reconstruction | contrastive prediction of codes | of continuous latents, k-means units |
     # masked prediction of k-means classes of the input, k-means units
     family: Literal["vqvae", "vqcpc", "cpc", "hubert"]
+    # conv: 12 frames of context either side of each latent; frame: the published VQ-CPC's
+    # frame-local encoder (4 frames per latent; vqspeech/model/vqvae.py Encoder)
+    encoder: Literal["conv", "frame"]
     channels: int = Field(gt=0)
     res_blocks: int = Field(ge=0)
     embedding_dim: int = Field(gt=0)
@@ -358,6 +373,7 @@ class ModelParams(_Strict):
     wavenet: WaveNetParams
     cpc: CPCParams
     hubert: HubertParams
+    adversary: AdversaryParams
 
     @model_validator(mode="after")
     def _odd_decoder_kernel(self) -> ModelParams:
@@ -369,6 +385,11 @@ class ModelParams(_Strict):
             raise ValueError(
                 f"model.family {self.family} has no decoder: leave model.decoder at deconv "
                 "(the default)"
+            )
+        if self.adversary.weight > 0 and self.family != "vqvae":
+            raise ValueError(
+                f"model.adversary.weight is {self.adversary.weight}: the speaker adversary is a "
+                f"VQ-VAE's (model.family vqvae), not {self.family}'s; set it to 0"
             )
         if self.target != "input" and (self.family != "vqvae" or self.decoder != "deconv"):
             raise ValueError(
@@ -387,6 +408,7 @@ class TrainParams(_Strict):
     batch_size: int = Field(gt=0)
     crop_frames: int = Field(ge=2)
     lr: float = Field(gt=0)
+    warmup_steps: int = Field(ge=0)  # the learning rate rises linearly over these (0: none)
     val_crops: int = Field(gt=0)
     # the train split is read a window of shards at a time, each at most this many MiB of
     # frames in memory (vqspeech.train.stream); a split that fits is one window, the whole split

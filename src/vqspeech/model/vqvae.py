@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx
 
 from vqspeech.model.jitter import TimeJitter
 from vqspeech.model.quantizer import QuantizerOutput, VectorQuantizer
@@ -61,13 +62,18 @@ class ResidualBlock(nn.Module):
 def encoder_args(cfg: ModelParams) -> dict[str, object]:
     """The `model.*` values the encoder is built from, by name."""
     keys = ("channels", "res_blocks", "embedding_dim", "projection_kernel", "latent_norm")
-    return {key: getattr(cfg, key) for key in keys}
+    return {**{key: getattr(cfg, key) for key in keys}, "kind": cfg.encoder}
 
 
 class Encoder(nn.Module):
     """Two k=3 convs, a k=4 stride-2 conv (10 -> 20 ms), two k=3 convs, residual blocks, then a
     projection to the codebook dimension. Centred (each latent sees 12 frames either side at the
-    defaults) or, `causal`, left-padded: latent t sees no input after its own 20 ms."""
+    defaults) or, `causal`, left-padded: latent t sees no input after its own 20 ms.
+
+    `kind: frame` (`model.encoder`) is the published VQ-CPC's frame-local encoder: the k=4
+    stride-2 conv alone, then per-latent layers (every other conv and the residual blocks of
+    kernel 1): a latent sees 4 frames (40 ms; 55 ms of audio), so any longer context must come
+    from a context network."""
 
     def __init__(
         self,
@@ -78,23 +84,24 @@ class Encoder(nn.Module):
         embedding_dim: int,
         projection_kernel: int,
         latent_norm: str,
+        kind: str = "conv",
         causal: bool = False,
     ) -> None:
-        """The sizes are `model.*` of the same names (`encoder_args(params.model)`)."""
+        """The sizes are `model.*` of the same names, `kind` is `model.encoder`
+        (`encoder_args(params.model)`)."""
         super().__init__()
         C, k = channels, projection_kernel
-        self.convs = nn.Sequential(
-            conv(input_dim, C, 3, causal=causal),
-            nn.ReLU(),
-            conv(C, C, 3, causal=causal),
-            nn.ReLU(),
-            conv(C, C, 4, stride=2, causal=causal),
-            nn.ReLU(),
-            conv(C, C, 3, causal=causal),
-            nn.ReLU(),
-            conv(C, C, 3, causal=causal),
-        )
-        self.res = nn.Sequential(*[ResidualBlock(C, causal=causal) for _ in range(res_blocks)])
+        m = 1 if kind == "frame" else 3  # the kernel of every conv but the strided one
+        if kind == "frame":  # the strided conv reads the input itself; the rest per latent
+            layers = [conv(input_dim, C, 4, stride=2, causal=causal), nn.ReLU()]
+            layers += [nn.Conv1d(C, C, 1), nn.ReLU(), nn.Conv1d(C, C, 1)]
+        else:
+            layers = [conv(input_dim, C, 3, causal=causal), nn.ReLU()]
+            layers += [conv(C, C, 3, causal=causal), nn.ReLU()]
+            layers += [conv(C, C, 4, stride=2, causal=causal), nn.ReLU()]
+            layers += [conv(C, C, 3, causal=causal), nn.ReLU(), conv(C, C, 3, causal=causal)]
+        self.convs = nn.Sequential(*layers)
+        self.res = nn.Sequential(*[ResidualBlock(C, m, causal=causal) for _ in range(res_blocks)])
         self.project = nn.Sequential(nn.ReLU(), conv(C, embedding_dim, k, causal=causal))
         self.latent_norm = latent_norm
 
@@ -148,12 +155,74 @@ class Decoder(nn.Module):
         return self.up(h).transpose(1, 2)
 
 
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient times -scale backward."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: Tensor, scale: float) -> Tensor:
+    """x unchanged; what flows back through it is multiplied by -scale (gradient reversal)."""
+    return _ReverseGradient.apply(x, scale)
+
+
+class SpeakerAdversary(nn.Module):
+    """`model.adversary`: a per-latent speaker classifier (E -> hidden -> speakers) reading the
+    latents through a gradient reversal whose scale rises linearly from 0 to `weight` over
+    `ramp_steps` training steps (counted in `steps`, kept in the model: a resumed run goes on
+    where it stopped). The classifier learns to tell the training speakers apart; the encoder
+    gets the opposite gradient, to make that harder."""
+
+    def __init__(self, embedding_dim: int, hidden: int, n_speakers: int, weight: float, ramp: int):
+        super().__init__()
+        self.weight, self.ramp = weight, ramp
+        self.classify = nn.Sequential(
+            nn.Linear(embedding_dim, hidden), nn.ReLU(), nn.Linear(hidden, n_speakers)
+        )
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def scale(self) -> float:
+        """The reversed gradient's scale at this step."""
+        if self.ramp == 0:
+            return self.weight
+        return self.weight * min(1.0, int(self.steps) / self.ramp)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """z [B, L, E] -> speaker logits [B, L, speakers]; a training call counts a step."""
+        scale = self.scale()
+        if self.training:
+            self.steps += 1
+        return self.classify(reverse_gradient(z, scale))
+
+
+def adversary_terms(logits: Tensor, speaker: Tensor) -> dict[str, Tensor]:
+    """The adversary's cross-entropy and accuracy over the latents of training speakers
+    (id >= 0; a held-out speaker, -1, has no class): empty when there are none."""
+    known = speaker >= 0
+    if not bool(known.any()):
+        return {}
+    logits = logits[known].float()  # [b, L, S]
+    target = speaker[known, None].expand(-1, logits.shape[1])
+    ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    accuracy = (logits.argmax(-1) == target).float().mean()
+    return {"speaker_adversary": ce, "speaker_adversary_accuracy": accuracy}
+
+
 @dataclass
 class VQVAEOutput:
     reconstruction: Tensor  # [B, 2 (T // 2), D]; wavenet: logits [B, 256, W]
     latents: Tensor  # [B, T // 2, E], before quantization
     vq: QuantizerOutput
     target: Tensor | None = None  # wavenet: the mu-law classes [B, W] the logits predict
+    speaker_logits: Tensor | None = None  # `model.adversary`: [B, T // 2, speakers]
+    speaker: Tensor | None = None  # [B] ids, with speaker_logits
 
 
 class VQVAE(nn.Module):
@@ -181,6 +250,12 @@ class VQVAE(nn.Module):
             WaveNet(cfg.wavenet, cond_dim=cfg.embedding_dim, speaker_dim=cfg.speaker_dim)
             if cfg.decoder == "wavenet"
             else Decoder(cfg, self.output_dim)
+        )
+        a = cfg.adversary
+        self.adversary = (
+            SpeakerAdversary(cfg.embedding_dim, a.hidden, n_speakers, a.weight, a.ramp_steps)
+            if a.weight > 0
+            else None
         )
 
     def config(self) -> dict[str, object]:
@@ -222,8 +297,11 @@ class VQVAE(nn.Module):
         with torch.autocast(z.device.type, enabled=False):  # nearest codes in float32, not bf16
             vq = self.quantizer(z.float())
         q, spk = self.jitter(vq.quantized), self.speaker_vectors(speaker)
+        adversary = {}
+        if self.adversary is not None:
+            adversary = {"speaker_logits": self.adversary(z), "speaker": speaker}
         if self.cfg.decoder == "deconv":
-            return VQVAEOutput(self.decoder(q, spk), z, vq)
+            return VQVAEOutput(self.decoder(q, spk), z, vq, **adversary)
         if audio is None:
             raise ValueError("the WaveNet decoder needs the crops' audio")
         n = q.shape[1] * SAMPLES_PER_LATENT
@@ -232,15 +310,22 @@ class VQVAE(nn.Module):
         classes = mulaw_encode(audio[:, :n].float() / 32768.0)
         start, stop = self.wavenet_window(q.shape[1])
         logits = self.decoder(classes, q, spk, start, stop)
-        return VQVAEOutput(logits, z, vq, classes[:, start:stop])
+        return VQVAEOutput(logits, z, vq, classes[:, start:stop], **adversary)
 
     def losses(self, x: Tensor, out: VQVAEOutput) -> dict[str, Tensor]:
         """{"recon": the decoder's loss} (the objective; the quantizer's loss is added apart);
         `x` is what the deconv decoder reconstructs: the input (of which `model.target: static`
-        takes the static third), or the `model.target` frames."""
+        takes the static third), or the `model.target` frames. With `model.adversary`, the
+        objective comes first as "recon_adversary", recon + the adversary's cross-entropy
+        (whose gradient the encoder gets reversed), then recon and `adversary_terms`."""
         if self.cfg.target == "static":
             x = x[..., : self.output_dim]
-        return {"recon": decoder_loss(x, out)}
+        recon = decoder_loss(x, out)
+        if out.speaker_logits is None or out.speaker is None:
+            return {"recon": recon}
+        terms = adversary_terms(out.speaker_logits, out.speaker)
+        objective = recon + terms.get("speaker_adversary", 0.0 * out.speaker_logits.sum())
+        return {"recon_adversary": objective, "recon": recon, **terms}
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:
@@ -319,5 +404,11 @@ def summary(model: nn.Module, hop_ms: float = 10.0, win_ms: float = 25.0) -> str
             f"skip channels, receptive field {wn.receptive_field} samples = "
             f"{wn.receptive_field / 16:.1f} ms; loss on {w} latent(s) = "
             f"{w * SAMPLES_PER_LATENT} samples per crop"
+        )
+    if getattr(model, "adversary", None) is not None:
+        a = model.cfg.adversary
+        lines.append(
+            f"speaker adversary: {a.hidden}-unit classifier of {model.n_speakers} speakers on "
+            f"the latents, gradient reversed x {a.weight:g} (ramped over {a.ramp_steps} steps)"
         )
     return "\n".join(lines)

@@ -215,6 +215,7 @@ def epoch_batches(
     epoch: int,
     speakers_per_batch: int = 0,
     key: tuple[int, ...] = (),
+    distinct: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The (utterance, start) index arrays of every batch of one epoch: about one crop per
     `crop` frames of the split, a function of (seed, epoch) only (and of `key`, which tells the
@@ -222,11 +223,16 @@ def epoch_batches(
 
     With `speakers_per_batch` S > 0 every batch is S distinct speakers (drawn uniformly) x
     batch_size / S crops of each, uniform over that speaker's start positions, speaker-major
-    (what VQ-CPC's same-speaker negatives need); 0: crops uniform over the split."""
+    (what VQ-CPC's same-speaker negatives need); with `distinct` (`model.cpc.distinct_utterances`)
+    a speaker's crops come from as many distinct utterances, drawn uniformly among its
+    utterances of at least `crop` frames, each crop uniform over its utterance's starts (the
+    published VQ-CPC's S speakers x U utterances); 0: crops uniform over the split."""
     n_batches = batch_count(data, crop, batch_size)
     rng = np.random.default_rng([seed, epoch, *key])
     if speakers_per_batch:
-        return _speaker_batches(data, crop, batch_size, speakers_per_batch, n_batches, rng)
+        return _speaker_batches(
+            data, crop, batch_size, speakers_per_batch, n_batches, rng, distinct
+        )
     utt, start = random_crops(data, crop, n_batches * batch_size, rng)
     return [
         (utt[i : i + batch_size], start[i : i + batch_size])
@@ -246,29 +252,46 @@ def _speaker_batches(
     n_speakers: int,
     n_batches: int,
     rng: np.random.Generator,
+    distinct: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     if batch_size % n_speakers:
         raise ValueError(f"a batch of {batch_size} cannot hold {n_speakers} speakers equally")
+    per = batch_size // n_speakers
     starts_per_utt = np.maximum(data.lengths - crop + 1, 0)
-    pools = []  # per speaker with a long enough utterance: its utterances and their start counts
+    pools = []  # per speaker with enough long utterances: its utterances and their start counts
     for s in np.unique(data.speakers):
         mine = np.flatnonzero((data.speakers == s) & (starts_per_utt > 0))
-        if len(mine):
+        if len(mine) >= (per if distinct else 1):
             pools.append((mine, np.cumsum(starts_per_utt[mine])))
     if len(pools) < n_speakers:
-        raise ValueError(
-            f"model.cpc.speakers_per_batch is {n_speakers}, but only {len(pools)} train "
-            f"speakers have an utterance of at least train.crop_frames = {crop} frames"
-        )
-    per = batch_size // n_speakers
+        raise ValueError(speakers_error(n_speakers, len(pools), crop, per, distinct))
     out = []
     for _ in range(n_batches):
         utts, starts = [], []
         for p in rng.choice(len(pools), n_speakers, replace=False):
             mine, cum = pools[p]
+            if distinct:
+                chosen = rng.choice(mine, per, replace=False)
+                utts.append(chosen)
+                starts.append(rng.integers(0, starts_per_utt[chosen]))
+                continue
             flat = rng.integers(0, int(cum[-1]), size=per)
             k = np.searchsorted(cum, flat, side="right")
             utts.append(mine[k])
             starts.append(flat - (cum[k] - starts_per_utt[mine[k]]))
         out.append((np.concatenate(utts), np.concatenate(starts)))
     return out
+
+
+def speakers_error(wanted: int, found: int, crop: int, per: int, distinct: bool) -> str:
+    """Why a split (or window) cannot give batches of `wanted` speakers."""
+    if distinct:
+        return (
+            f"model.cpc.speakers_per_batch is {wanted} with model.cpc.distinct_utterances, but "
+            f"only {found} train speakers have {per} utterances (train.batch_size / "
+            f"speakers_per_batch) of at least train.crop_frames = {crop} frames"
+        )
+    return (
+        f"model.cpc.speakers_per_batch is {wanted}, but only {found} train speakers have an "
+        f"utterance of at least train.crop_frames = {crop} frames"
+    )

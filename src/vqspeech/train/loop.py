@@ -253,6 +253,15 @@ def adam(model: nn.Module, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(model.parameters(), lr=lr, amsgrad=True, fused=True)
 
 
+def warmup_lr(step: int, lr: float, warmup_steps: int) -> float:
+    """The learning rate of optimizer step `step` (0-based): rising linearly over the first
+    `warmup_steps` steps to `lr` (the first at lr / warmup_steps), then `lr`; 0 = no warm-up.
+    A function of the step alone, so a resumed run goes on where it stopped."""
+    if warmup_steps <= 0:
+        return lr
+    return lr * min(1.0, (step + 1) / warmup_steps)
+
+
 class Stepper:
     """One optimizer step of the loop: forward (bf16 autocast on CUDA), the objective plus the
     quantizer's loss, backward, Adam. It returns the step's values (`names`) as one tensor on
@@ -443,7 +452,8 @@ def train(
             raise TrainingError(f"model.decoder is 'wavenet': {err}") from None
     contrastive = model_cfg.family in ("vqcpc", "cpc")
     grouped = model_cfg.cpc.speakers_per_batch if contrastive else 0
-    plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed, grouped)
+    distinct = contrastive and model_cfg.cpc.distinct_utterances
+    plan = Plan(cfg.crop_frames, cfg.batch_size, cfg.seed, grouped, distinct)
     try:  # what cannot be cut fails now, not epochs later
         plan.check(source, cfg.epochs)
     except ValueError as err:
@@ -488,6 +498,9 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         window = _Values(stepper, ckpt_path, epoch, live if d.main else None, model, d)
         for c in loader(plan, source, epoch, d.rank, d.world, cfg.workers):
+            if cfg.warmup_steps and step <= cfg.warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = warmup_lr(step, cfg.lr, cfg.warmup_steps)
             window.add(stepper(c))
             step += 1
             frames += c.x.shape[0] * c.x.shape[1] * d.world

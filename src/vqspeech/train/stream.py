@@ -49,6 +49,7 @@ from vqspeech.train.crops import (
     epoch_batches,
     load_split,
     load_train_val,
+    speakers_error,
 )
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,7 @@ class Plan:
     batch_size: int
     seed: int
     speakers_per_batch: int = 0
+    distinct: bool = False  # model.cpc.distinct_utterances: a speaker's crops from distinct ones
 
     def counts(self, source: Source, epoch: int) -> tuple[list[Window], list[int]]:
         windows = source.windows(self.seed, epoch)
@@ -303,13 +305,14 @@ class Plan:
                 f"crop of {self.crop} frames is longer than every utterance{where} "
                 f"(longest: {int(w.lengths.max())} frames)"
             )
-        n = len(np.unique(w.speakers[usable]))
-        if self.speakers_per_batch and n < self.speakers_per_batch:
-            raise ValueError(
-                f"model.cpc.speakers_per_batch is {self.speakers_per_batch}, but only {n} train "
-                f"speakers have an utterance of at least train.crop_frames = {self.crop} "
-                f"frames{where}; raise train.buffer_mb to mix more shards"
-            )
+        if not self.speakers_per_batch:
+            return
+        per = self.batch_size // self.speakers_per_batch
+        _, counts = np.unique(w.speakers[usable], return_counts=True)
+        n = int((counts >= (per if self.distinct else 1)).sum())
+        if n < self.speakers_per_batch:
+            why = speakers_error(self.speakers_per_batch, n, self.crop, per, self.distinct)
+            raise ValueError(f"{why}{where}; raise train.buffer_mb to mix more shards")
 
     def steps(self, source: Source, epoch: int, world: int = 1) -> int:
         """Optimizer steps of one rank in `epoch`."""
@@ -354,6 +357,7 @@ class Plan:
                     epoch,
                     self.speakers_per_batch,
                     window.key,
+                    self.distinct,
                 )
                 for j in mine:
                     yield gather(data, *cut[j], self.crop, source.audio)
