@@ -11,7 +11,10 @@ set -euo pipefail
 # jitter; train.epochs=15 where the run was made before 30 became the default; `long` is the
 # default run; `cpcunits` is CPC with k-means units, the line-up's contrastive family; `cpcutt`
 # the same with negatives from the positive's own utterance; `static` the VQ-VAE rebuilding only
-# the static cepstra; `hubert` masked prediction of k-means classes, k-means units)
+# the static cepstra; `hubert` masked prediction of k-means classes, k-means units, `hubertin`
+# the same masked at the input frames; `adversary` the VQ-VAE with a speaker adversary;
+# `vqcpcpub` VQ-CPC with the published model's choices: frame-local encoder, K = 512, 1.28 s
+# crops, LSTM 256, 8 speakers x 4 distinct utterances per batch, 500 warm-up steps)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -31,6 +34,9 @@ configs=(
   "cpcutt: none none 0.5 1 model.family=cpc model.cpc.negatives_from=utterance"
   "static: none none 0.5 1 model.target=static"
   "hubert: none none 0.5 1 model.family=hubert"
+  "hubertin: none none 0.5 1 model.family=hubert model.hubert.mask_at=input"
+  "adversary: none none 0.5 1 model.adversary.weight=1.0"
+  "vqcpcpub: none none 0.5 1 model.family=vqcpc model.encoder=frame model.quantizer.codebook_size=512 train.crop_frames=128 model.cpc.context_dim=256 model.cpc.distinct_utterances=true train.warmup_steps=500"
 )
 wanted=" $* "
 for name in "$@"; do
