@@ -14,7 +14,9 @@ set -euo pipefail
 # the static cepstra; `hubert` masked prediction of k-means classes, k-means units, `hubertin`
 # the same masked at the input frames; `adversary` the VQ-VAE with a speaker adversary;
 # `vqcpcpub` VQ-CPC with the published model's choices: frame-local encoder, K = 512, 1.28 s
-# crops, LSTM 256, 8 speakers x 4 distinct utterances per batch, 500 warm-up steps)
+# crops, LSTM 256, 8 speakers x 4 distinct utterances per batch, 500 warm-up steps; `views` the
+# VQ-VAE reading two views of each train utterance besides the original, rebuilding the original;
+# `hubertviews` HuBERT predicting the original's classes from them)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -36,6 +38,8 @@ configs=(
   "hubert: none none 0.5 1 model.family=hubert"
   "hubertin: none none 0.5 1 model.family=hubert model.hubert.mask_at=input"
   "adversary: none none 0.5 1 model.adversary.weight=1.0"
+  "views: none none 0.5 1 train.views=2"
+  "hubertviews: none none 0.5 1 model.family=hubert train.views=2"
   "vqcpcpub: none none 0.5 1 model.family=vqcpc model.encoder=frame model.quantizer.codebook_size=512 train.crop_frames=128 model.cpc.context_dim=256 model.cpc.distinct_utterances=true train.warmup_steps=500"
 )
 wanted=" $* "

@@ -409,6 +409,11 @@ class TrainParams(_Strict):
     crop_frames: int = Field(ge=2)
     lr: float = Field(gt=0)
     warmup_steps: int = Field(ge=0)  # the learning rate rises linearly over these (0: none)
+    # renditions of every train utterance made when training starts (vqspeech.train.views); a
+    # crop reads one of them or the original, uniformly; the objective is the original's
+    views: int = Field(ge=0)
+    view_channel: Literal["off", "mild", "strong"]  # the recording channel drawn for each
+    view_warp: float = Field(ge=0, lt=0.5)  # VTLP: the spectrum warped by alpha in 1 +- this
     val_crops: int = Field(gt=0)
     # the train split is read a window of shards at a time, each at most this many MiB of
     # frames in memory (vqspeech.train.stream); a split that fits is one window, the whole split
@@ -487,6 +492,23 @@ class Params(_Strict):
             raise ValueError(
                 "model.target static rebuilds the static third of features with deltas: it "
                 f"needs features.kind mfcc39 or fbank, not {self.features.kind}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _views_have_audio_and_an_objective(self) -> Params:
+        if self.train.views == 0:
+            return self
+        if not self.features.audio:
+            raise ValueError(
+                f"train.views is {self.train.views}: views are made from the shards' audio, "
+                "which needs features.audio true"
+            )
+        if self.model.family not in ("vqvae", "hubert") or self.model.target == "logmel":
+            raise ValueError(
+                f"train.views is {self.train.views}: views train a VQ-VAE rebuilding its input "
+                "or a HuBERT (the original's frames are the objective), not model.family "
+                f"{self.model.family} with model.target {self.model.target}"
             )
         return self
 

@@ -89,8 +89,9 @@ def preemphasize(y: np.ndarray, coef: float) -> np.ndarray:
     return out
 
 
-def extract(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Features of a mono signal at `cfg.sample_rate`: float32 [n_frames, cfg.dim].
+def extract(y: np.ndarray, cfg: FeatureConfig, mel_basis: np.ndarray | None = None) -> np.ndarray:
+    """Features of a mono signal at `cfg.sample_rate`: float32 [n_frames, cfg.dim]; `mel_basis`
+    replaces `cfg.mel_basis` (a warped one: vqspeech.train.views).
 
     Raises ValueError when the signal is shorter than one window.
     """
@@ -103,7 +104,8 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
         axis=0,
     )
     power = np.abs(np.fft.rfft(frames * cfg.window, n=cfg.n_fft, axis=1)) ** 2
-    log_mel = np.log(np.maximum(power @ cfg.mel_basis.T, LOG_FLOOR))
+    basis = cfg.mel_basis if mel_basis is None else mel_basis
+    log_mel = np.log(np.maximum(power @ basis.T, LOG_FLOOR))
     if cfg.kind == "logmel":
         out = log_mel
     else:

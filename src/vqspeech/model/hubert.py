@@ -37,7 +37,6 @@ class HubertOutput:
     latents: Tensor  # [B, L, E]
     logits: Tensor  # [B, L, labels]
     mask: Tensor  # [B, L] bool: the positions the loss covers
-    labels: Tensor  # [B, L] the k-means class of each latent's input frames
     vq: None = None  # no quantizer in training
 
 
@@ -125,7 +124,6 @@ class Hubert(nn.Module):
         B, L = x.shape[0], x.shape[1] // 2
         # in validation too (its RNG seeded by the caller): the loss is only defined masked
         mask = span_mask(B, L, h.mask_share, h.mask_span).to(x.device)
-        labels = self.label(x)
         if h.mask_at == "input":
             frames = mask.repeat_interleave(2, dim=1)
             frames = F.pad(frames, (0, x.shape[1] - frames.shape[1]))
@@ -137,12 +135,13 @@ class Hubert(nn.Module):
         latents = self._latents(z)
         with torch.autocast(latents.device.type, enabled=False):
             logits = self.head(latents.float())
-        return HubertOutput(latents, logits, mask, labels)
+        return HubertOutput(latents, logits, mask)
 
     def losses(self, x: Tensor, out: HubertOutput) -> dict[str, Tensor]:
-        """{"hubert": cross-entropy of the labels at masked positions (the objective),
-        "hubert_accuracy": the share of them predicted right}."""
-        logits, labels = out.logits[out.mask].float(), out.labels[out.mask]
+        """{"hubert": cross-entropy at masked positions of the classes of x's frames (the
+        objective), "hubert_accuracy": the share of them predicted right}. x is the input, or
+        with views (`train.views`) the original frames of the rendition the model read."""
+        logits, labels = out.logits[out.mask].float(), self.label(x)[out.mask]
         accuracy = (logits.argmax(dim=-1) == labels).float().mean()
         return {"hubert": F.cross_entropy(logits, labels), "hubert_accuracy": accuracy}
 

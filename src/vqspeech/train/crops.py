@@ -32,6 +32,7 @@ class SplitData:
     audio: np.ndarray | None = None  # int16 [S]: utterance u is audio[audio_offsets[u]:...]
     audio_offsets: np.ndarray | None = None  # int64 [U + 1]
     targets: np.ndarray | None = None  # float32 [N, D'], the decoder's when not the input
+    views: np.ndarray | None = None  # float32 [V, N, D]: renditions (train.views; train only)
 
     @property
     def lengths(self) -> np.ndarray:

@@ -207,7 +207,7 @@ def _validate(model: UnitModel, val: list[CropBatch], d: Dist) -> dict[str, floa
         xt, audio, target = _tensors(c, d)
         with _autocast(d):
             out = model(xt, _to_device(c.speakers, d), audio)
-        terms = model.losses(xt if target is None else target, out)
+        terms = model.losses(_objective_frames(xt, target, c, d), out)
         if out.vq is not None:
             terms["commitment"] = out.vq.commitment
             counts += torch.bincount(
@@ -234,6 +234,17 @@ def _tensors(
         return None if a is None else _to_device(a, d)
 
     return _to_device(c.x, d), opt(c.audio), opt(c.targets)
+
+
+def _objective_frames(
+    xt: torch.Tensor, target: torch.Tensor | None, c: CropBatch, d: Dist
+) -> torch.Tensor:
+    """What `losses` scores the model's output against: the decoder targets when they are not
+    the input; else the original frames when the input is a view (`train.views`); else the
+    input."""
+    if target is not None:
+        return target
+    return xt if c.clean is None else _to_device(c.clean, d)
 
 
 def _autocast(d: Dist) -> torch.autocast:
@@ -279,7 +290,7 @@ class Stepper:
         with _autocast(self.d):
             out = self.net(xt, _to_device(c.speakers, self.d), audio)
             # the first is the objective
-            terms = self.model.losses(xt if target is None else target, out)
+            terms = self.model.losses(_objective_frames(xt, target, c, self.d), out)
             loss = next(iter(terms.values()))
             if out.vq is not None:
                 loss = loss + out.vq.loss

@@ -60,24 +60,39 @@ INDEX_COLUMNS = ["speaker", "split", "n_frames"]
 class CropBatch:
     """One batch: features [B, crop, D], speaker ids [B], the crops' int16 samples [B, crop *
     hop] when the decoder needs audio, and the decoder targets [B, crop, D'] when they are not
-    the input."""
+    the input. With views (`train.views`), x holds each crop's drawn rendition and `clean` the
+    original frames, which the objective is computed against."""
 
     x: np.ndarray
     speakers: np.ndarray
     audio: np.ndarray | None = None
     targets: np.ndarray | None = None
+    clean: np.ndarray | None = None
 
 
 def gather(
-    data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int, audio: bool
+    data: SplitData,
+    utt: np.ndarray,
+    start: np.ndarray,
+    crop: int,
+    audio: bool,
+    view: np.ndarray | None = None,
 ) -> CropBatch:
-    """The crops (utterance utt_b of `data` from frame start_b) as a batch."""
+    """The crops (utterance utt_b of `data` from frame start_b) as a batch; `view` [B] picks
+    each crop's rendition when `data` has views (0: the original, v: `data.views[v - 1]`)."""
     x, spk = batch(data, utt, start, crop)
+    clean = None
+    if view is not None and data.views is not None:
+        clean, x = x, x.copy()
+        rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
+        for b in np.flatnonzero(view > 0):
+            x[b] = data.views[view[b] - 1][rows[b]]
     return CropBatch(
         x,
         spk,
         batch_audio(data, utt, start, crop) if audio else None,
         batch_targets(data, utt, start, crop) if data.targets is not None else None,
+        clean,
     )
 
 
@@ -359,8 +374,13 @@ class Plan:
                     window.key,
                     self.distinct,
                 )
+                views = None
+                if data.views is not None:  # each crop's rendition, 0 = the original
+                    rng = np.random.default_rng([self.seed, epoch, *window.key, 3_000])
+                    views = rng.integers(0, len(data.views) + 1, (len(cut), self.batch_size))
                 for j in mine:
-                    yield gather(data, *cut[j], self.crop, source.audio)
+                    view = None if views is None else views[j, : len(cut[j][0])]
+                    yield gather(data, *cut[j], self.crop, source.audio, view)
                 del data
 
 
@@ -401,37 +421,62 @@ def loader(
     )
 
 
+def _add_logmel(train: SplitData, val: SplitData | None, params: Params) -> None:
+    try:
+        from vqspeech.train.targets import add_logmel_targets
+
+        start = time.perf_counter()
+        add_logmel_targets(train, val, params.features.preemphasis)
+        log.info(
+            "decoder targets (log mel energies of the shards' audio): %.1f s",
+            time.perf_counter() - start,
+        )
+    except ValueError as err:
+        raise ValueError(f"model.target logmel: {err}") from None
+    except ImportError as err:  # the targets' mel filters come from librosa
+        raise ValueError(
+            f"model.target logmel needs librosa here ({err}); install the project's requirements"
+        ) from None
+
+
+def _add_views(train: SplitData, norm: Normalizer, params: Params) -> None:
+    t = params.train
+    try:
+        from vqspeech.train.views import add_views
+
+        start = time.perf_counter()
+        add_views(train, norm, params.features, t.views, t.view_channel, t.view_warp, t.seed)
+        log.info("views made in %.1f s", time.perf_counter() - start)
+    except ValueError as err:
+        raise ValueError(f"train.views: {err}") from None
+    except ImportError as err:  # librosa (features) and pyroomacoustics (rooms)
+        raise ValueError(
+            f"train.views needs librosa and pyroomacoustics here ({err}); install the "
+            "project's requirements"
+        ) from None
+
+
 def sources(
     features_dir: Path, norm: Normalizer, params: Params
 ) -> tuple[Source, Source | None, list[str]]:
     """The train stage's (train, val, speaker names): streamed from the shards a window of
-    `train.buffer_mb` at a time, or with `model.target: logmel` held in memory (the targets are
-    computed over the whole split from the shards' audio; needs librosa). No val split is a
-    warning, not an error. The logmel targets use `features.preemphasis`, as the features."""
+    `train.buffer_mb` at a time, or with `model.target: logmel` or `train.views` held in memory
+    (the targets or views are computed over the whole split from the shards' audio; needs
+    librosa). No val split is a warning, not an error. The logmel targets use
+    `features.preemphasis`, as the features."""
     model_cfg, cfg = params.model, params.train
     wavenet = model_cfg.decoder == "wavenet"  # the WaveNet learns the crops' samples
-    if model_cfg.target == "logmel":
+    if model_cfg.target == "logmel" or cfg.views:
+        why = "model.target logmel" if model_cfg.target == "logmel" else "train.views"
         log.warning(
-            "model.target logmel: the train split is held in memory, not streamed "
-            "(train.buffer_mb does not apply)"
+            "%s: the train split is held in memory, not streamed (train.buffer_mb does not apply)",
+            why,
         )
         train, val, speakers = load_train_val(features_dir, norm, True)
-        try:
-            from vqspeech.train.targets import add_logmel_targets
-
-            start = time.perf_counter()
-            add_logmel_targets(train, val, params.features.preemphasis)
-            log.info(
-                "decoder targets (log mel energies of the shards' audio): %.1f s",
-                time.perf_counter() - start,
-            )
-        except ValueError as err:
-            raise ValueError(f"model.target logmel: {err}") from None
-        except ImportError as err:  # the targets' mel filters come from librosa
-            raise ValueError(
-                f"model.target logmel needs librosa here ({err}); install the project's "
-                "requirements"
-            ) from None
+        if model_cfg.target == "logmel":
+            _add_logmel(train, val, params)
+        if cfg.views:
+            _add_views(train, norm, params)
         if not wavenet:
             for data in (train, val):
                 if data is not None:
