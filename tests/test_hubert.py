@@ -167,6 +167,18 @@ def test_hubert_params_that_cannot_train_are_errors(tmp_path: Path):
     raw["model"]["hubert"]["mask_span"] = 5
     with pytest.raises(ParamsError, match=r"model\.family hubert has no decoder"):
         parse_params(raw)
+    # more classes or units than k-means sees latents: named before anything runs (15,360 =
+    # 20 batches x 32 crops x 24 latents), not when the units are fitted after training
+    raw["model"]["decoder"] = "deconv"
+    raw["model"]["hubert"]["labels"] = 20000
+    with pytest.raises(
+        ParamsError, match=r"model\.hubert\.labels is 20000, but k-means sees 15360"
+    ):
+        parse_params(raw)
+    raw["model"]["hubert"]["labels"] = 100
+    raw["model"]["quantizer"]["codebook_size"] = 16000
+    with pytest.raises(ParamsError, match=r"model\.quantizer\.codebook_size is 16000, but"):
+        parse_params(raw)
     # more label classes than the first crops have latents: named at the start of training
     many = changed(MODEL, hubert={"labels": 500})
     with pytest.raises(TrainingError, match=r"model\.hubert\.labels is 500 but the train crops"):

@@ -35,6 +35,34 @@ def test_the_warp_moves_a_bins_power_to_alpha_times_its_frequency():
     assert warp_matrix(1.2, 257)[:, 215:].sum() == 0
 
 
+def test_a_warped_view_moves_a_tone_up_by_alpha_and_keeps_a_flat_spectrums_level():
+    from vqspeech.features.acoustic import FeatureConfig, extract
+    from vqspeech.train.views import warped_basis
+
+    cfg = FeatureConfig("logmel", 80, 0.0, "none")
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    peak = {
+        a: int(np.argmax(extract(tone, cfg, warped_basis(cfg.mel_basis, a)).mean(axis=0)))
+        for a in (0.85, 1.0, 1.15)
+    }
+    assert peak[0.85] < peak[1.0] < peak[1.15]  # 850 Hz < 1 kHz < 1150 Hz
+    hz = librosa_mel_centres(cfg)
+    assert abs(hz[peak[1.15]] - 1150) < abs(hz[peak[1.15]] - 1000)
+    noise = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    plain = extract(noise, cfg)[:, :60].mean()
+    for a in (0.85, 1.15):  # white noise: the bands below the top keep their level (a warp
+        # applied transposed scales the power by alpha: |log alpha| = 0.14 to 0.16)
+        warped = extract(noise, cfg, warped_basis(cfg.mel_basis, a))
+        assert abs(warped[:, :60].mean() - plain) < 0.08
+
+
+def librosa_mel_centres(cfg: object) -> np.ndarray:
+    import librosa
+
+    return librosa.mel_frequencies(n_mels=cfg.n_mels + 2, fmax=8000, htk=True)[1:-1]
+
+
 def test_views_keep_every_frame_and_without_channel_or_warp_are_the_original(tmp_path: Path):
     train, _ = shard_split(tmp_path, "train", 3, 0)
     unit = Normalizer(np.zeros(MFCC.dim), np.ones(MFCC.dim))

@@ -513,6 +513,27 @@ class Params(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _kmeans_has_enough_latents(self) -> Params:
+        """The codebook's k-means (a VQ model's first codebook; the units of a CPC or HuBERT,
+        fitted when training ends) and HuBERT's label classes cluster the latents of
+        `kmeans_batches` batches of crops: fewer latents than classes would fail, the units
+        only after the whole run."""
+        m, t = self.model, self.train
+        latents = m.quantizer.kmeans_batches * t.batch_size * (t.crop_frames // 2)
+        fitted = m.quantizer.kmeans_init or m.family in ("cpc", "hubert")
+        wanted = [("model.quantizer.codebook_size", m.quantizer.codebook_size)] if fitted else []
+        if m.family == "hubert":
+            wanted.append(("model.hubert.labels", m.hubert.labels))
+        for key, k in wanted:
+            if k > latents:
+                raise ValueError(
+                    f"{key} is {k}, but k-means sees {latents} latents (model.quantizer."
+                    f"kmeans_batches x train.batch_size x train.crop_frames / 2): raise "
+                    "kmeans_batches or lower it"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _hubert_span_fits_the_crop(self) -> Params:
         latents = self.train.crop_frames // 2
         if self.model.family == "hubert" and self.model.hubert.mask_span > latents:

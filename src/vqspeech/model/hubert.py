@@ -1,9 +1,10 @@
 """Masked prediction of clustered features (HuBERT, Hsu et al. 2021, its first iteration),
 `model.family: hubert`: the VQ-VAE's encoder and a bidirectional LSTM context learn to predict,
 at masked positions, the k-means class of the input's own 20 ms frames (`model.hubert.labels`
-classes of the MFCC pairs that the k-means baseline clusters, fitted on train crops when
-training starts). The units are k-means of the trained latents, as for `family: cpc`
-(`fits_units`: the trainer sets the quantizer's codebook to those centres when training ends).
+classes of the feature pairs that the k-means baseline clusters, MFCC at the defaults, fitted
+on train crops when training starts). The units are k-means of the trained latents, as for
+`family: cpc` (`fits_units`: the trainer sets the quantizer's codebook to those centres when
+training ends).
 
 A latent is `project(context(encoder(x)))` [B, L, E]; `head` maps it to the label classes.
 In training, spans of `model.hubert.mask_span` latents cover about `mask_share` of the
@@ -141,9 +142,12 @@ class Hubert(nn.Module):
         """{"hubert": cross-entropy at masked positions of the classes of x's frames (the
         objective), "hubert_accuracy": the share of them predicted right}. x is the input, or
         with views (`train.views`) the original frames of the rendition the model read."""
-        logits, labels = out.logits[out.mask].float(), self.label(x)[out.mask]
-        accuracy = (logits.argmax(dim=-1) == labels).float().mean()
-        return {"hubert": F.cross_entropy(logits, labels), "hubert_accuracy": accuracy}
+        logits, labels = out.logits.float(), self.label(x)
+        mask = out.mask.float()  # a masked mean: no boolean indexing (a host sync on CUDA)
+        ce = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+        hits = (logits.argmax(dim=-1) == labels).float()
+        n = mask.sum().clamp(min=1.0)
+        return {"hubert": (ce * mask).sum() / n, "hubert_accuracy": (hits * mask).sum() / n}
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> tuple[Tensor, QuantizerOutput]:

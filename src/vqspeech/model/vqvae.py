@@ -159,7 +159,7 @@ class _ReverseGradient(torch.autograd.Function):
     """Identity forward; the gradient times -scale backward."""
 
     @staticmethod
-    def forward(ctx: FunctionCtx, x: Tensor, scale: float) -> Tensor:
+    def forward(ctx: FunctionCtx, x: Tensor, scale: Tensor | float) -> Tensor:
         ctx.scale = scale
         return x.view_as(x)
 
@@ -168,7 +168,7 @@ class _ReverseGradient(torch.autograd.Function):
         return -ctx.scale * grad, None
 
 
-def reverse_gradient(x: Tensor, scale: float) -> Tensor:
+def reverse_gradient(x: Tensor, scale: Tensor | float) -> Tensor:
     """x unchanged; what flows back through it is multiplied by -scale (gradient reversal)."""
     return _ReverseGradient.apply(x, scale)
 
@@ -188,11 +188,12 @@ class SpeakerAdversary(nn.Module):
         )
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
-    def scale(self) -> float:
-        """The reversed gradient's scale at this step."""
+    def scale(self) -> Tensor:
+        """The reversed gradient's scale at this step (a tensor on the model's device: reading
+        the step count back would cost a host sync per step on CUDA)."""
         if self.ramp == 0:
-            return self.weight
-        return self.weight * min(1.0, int(self.steps) / self.ramp)
+            return torch.full((), self.weight, device=self.steps.device)
+        return self.weight * (self.steps.float() / self.ramp).clamp(max=1.0)
 
     def forward(self, z: Tensor) -> Tensor:
         """z [B, L, E] -> speaker logits [B, L, speakers]; a training call counts a step."""
@@ -205,14 +206,20 @@ class SpeakerAdversary(nn.Module):
 def adversary_terms(logits: Tensor, speaker: Tensor) -> dict[str, Tensor]:
     """The adversary's cross-entropy and accuracy over the latents of training speakers
     (id >= 0; a held-out speaker, -1, has no class): empty when there are none."""
-    known = speaker >= 0
-    if not bool(known.any()):
-        return {}
-    logits = logits[known].float()  # [b, L, S]
-    target = speaker[known, None].expand(-1, logits.shape[1])
-    ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
-    accuracy = (logits.argmax(-1) == target).float().mean()
-    return {"speaker_adversary": ce, "speaker_adversary_accuracy": accuracy}
+    if speaker.device.type == "cpu" and not bool((speaker >= 0).any()):
+        return {}  # (on CUDA the all-unknown case costs a sync to detect: a 0 loss instead)
+    logits = logits.float()
+    target = speaker[:, None].expand(-1, logits.shape[1])  # -1: no class
+    known = (target >= 0).float()
+    ce = nn.functional.cross_entropy(
+        logits.transpose(1, 2), target, ignore_index=-1, reduction="none"
+    )
+    n = known.sum().clamp(min=1.0)
+    hits = (logits.argmax(-1) == target).float() * known
+    return {
+        "speaker_adversary": (ce * known).sum() / n,
+        "speaker_adversary_accuracy": hits.sum() / n,
+    }
 
 
 @dataclass

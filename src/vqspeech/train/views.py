@@ -16,6 +16,7 @@ Needs librosa (the features) and pyroomacoustics (the rooms), as the built-in co
 
 from __future__ import annotations
 
+import functools
 import logging
 import zlib
 
@@ -42,6 +43,20 @@ def warp_matrix(alpha: float, bins: int) -> np.ndarray:
     return m
 
 
+@functools.lru_cache(maxsize=2)
+def _rooms(level: str, seed: int) -> tuple[np.ndarray, ...]:
+    """The room bank of `level` (pyroomacoustics: seconds to simulate), once per process."""
+    from vqspeech.data import channel
+
+    return tuple(channel.room_bank(level, seed)) if level != "off" else ()
+
+
+def warped_basis(mel_basis: np.ndarray, alpha: float) -> np.ndarray:
+    """The mel filters that read the power spectrum warped by `alpha` (`warp_matrix`):
+    `power @ warped.T` = `(power @ W.T) @ mel_basis.T`."""
+    return mel_basis @ warp_matrix(alpha, mel_basis.shape[1])
+
+
 def view_rng(seed: int, utterance_id: str, view: int) -> np.random.Generator:
     """The generator of one view of one utterance (independent of the split's other ones)."""
     return np.random.default_rng([seed, zlib.crc32(utterance_id.encode()), view, 5_000])
@@ -65,8 +80,7 @@ def add_views(
     if data.audio is None or data.audio_offsets is None:
         raise ValueError("the split was loaded without audio (features.audio must be true)")
     cfg = FeatureConfig.from_params(features)
-    rooms = channel.room_bank(level, seed) if level != "off" else []
-    bins = cfg.n_fft // 2 + 1
+    rooms = _rooms(level, seed)
     views = np.empty((count, *data.features.shape), dtype=np.float32)
     for u, uid in enumerate(data.utterance_ids):
         wave = data.audio[data.audio_offsets[u] : data.audio_offsets[u + 1]]
@@ -76,7 +90,7 @@ def add_views(
             rng = view_rng(seed, uid, v)
             alpha = float(rng.uniform(1.0 - warp, 1.0 + warp))
             y = channel.apply(wave, channel.Channel.draw(level, rng), rooms, rng)
-            x = extract(y, cfg, cfg.mel_basis @ warp_matrix(alpha, bins).T)
+            x = extract(y, cfg, warped_basis(cfg.mel_basis, alpha))
             if len(x) != b - a:
                 raise ValueError(f"{uid}: its view {v} gives {len(x)} frames, not {b - a}")
             views[v, a:b] = norm(x)
