@@ -842,7 +842,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     raw["model"] = merged(raw["model"], TINY_MODEL)  # keep every key: params.yaml has them all
     raw["train"].update({**TINY_TRAIN, "epochs": 1})
     # no UMAP (12 s of numba compile in every figures run, here and in every experiment): the
-    # vqcpc stage test draws it
+    # HuBERT stage test draws it
     raw["eval"]["plots"].update({"umap_points": 0, "utterances": 1})
     raw["synthesize"].update({"utterances": 1, "targets": 1})
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
