@@ -183,6 +183,19 @@ def test_earlier_runs_from_a_runs_csv_join_new_experiments_as_the_same_configura
     assert sorted(compare.summary(alone)["seeds"]) == [2, 3]
 
 
+def test_one_run_of_two_commits_is_one_seed_whatever_knobs_were_added_between():
+    """The same run reached as the baselines of two commits, the older lacking an integer knob
+    the newer has (whose column pandas then holds as floats): one run, one seed."""
+    old = row("c1", 64, 0, 0.12, 0.30, **{"model.family": "vqvae"})
+    new = {**row("c2", 64, 0, 0.12, 0.30, **{"model.family": "vqvae"}), "train.views": 0}
+    later = {**row("c3", 64, 1, 0.12, 0.31, **{"model.family": "vqvae"}), "train.views": 0}
+    table = compare.runs([old, new, later])
+    defaults = {"model.family": "vqvae", "model.jitter": 0.12, "train.views": 0}
+    both = compare.with_earlier_runs(table, pd.DataFrame(columns=["name"]), defaults)
+    assert len(both) == 2 and sorted(both[compare.SEED]) == [0, 1]
+    assert compare.summary(both)["seeds"].tolist() == [2]
+
+
 def test_a_knob_whose_default_changed_the_behaviour_gets_its_earlier_value(tmp_path: Path):
     """Earlier VQ-CPC runs had the centred encoder: model.cpc.causal is false for them, not
     the new default, so they stay a configuration apart from the causal runs."""

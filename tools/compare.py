@@ -98,9 +98,11 @@ def main(
             if earlier is None:
                 raise
             runs = None
+        # experiments of older commits lack the knobs added since: they take the value that
+        # kept their behaviour (params.yaml's default), as the earlier runs do
+        old = pd.read_csv(earlier) if earlier is not None else pd.DataFrame(columns=["name"])
+        runs = compare.with_earlier_runs(runs, old, defaults)
         if earlier is not None:
-            old = pd.read_csv(earlier)
-            runs = compare.with_earlier_runs(runs, old, defaults)
             cli.log.info("read %s: %d earlier runs", earlier, len(old))
         summ = compare.summary(runs)
         cols = compare.config_columns(runs)

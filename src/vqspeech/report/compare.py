@@ -269,6 +269,9 @@ def with_earlier_runs(
         both.loc[missing, c] = _param_cell(defaults[c])
         if c in BEFORE_IT_EXISTED:
             both.loc[before, c] = _param_cell(BEFORE_IT_EXISTED[c])
+        # filling can leave a column of floats beside the ints it wrote (2000.0 and 2000): one
+        # form, or the same run of two commits would count as two seeds
+        both[c] = both[c].map(_canonical).astype(object)
     # one run per configuration and seed: a newer run (a rerun here, with metrics added since)
     # replaces an earlier one of another name, or a seed would count twice; `table` comes
     # newest first, as `dvc exp show` lists experiments
