@@ -26,6 +26,7 @@ the workspace's models/snapshots.parquet; `--gif-rev none` skips it).
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -36,6 +37,17 @@ from vqspeech import cli
 app = cli.app(__doc__)
 Opt = typer.Option
 CURVE = "plots/train/plots/metrics/val/recon.tsv"  # dvclive's val/recon of the train stage
+
+
+def _commit(repo: Path, rev: str) -> str | None:
+    """The full hash of the commit `rev` names in `repo`, or None when it names none."""
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() or None
 
 
 @app.command()
@@ -138,8 +150,12 @@ def main(
         labels = compare.config_labels(runs, defaults)
         missing = 0
         for (_, run), label in zip(runs.iterrows(), labels, strict=True):
+            commit = _commit(repo, str(run["rev"]))  # an earlier run's short hash may be gone,
+            if commit is None:  # or now name a blob of this repository
+                missing += 1
+                continue
             try:
-                with dvc.api.open(CURVE, repo=str(repo), rev=str(run["rev"])) as f:
+                with dvc.api.open(CURVE, repo=str(repo), rev=commit) as f:
                     curves.setdefault(label, []).append(pd.read_csv(f, sep="\t"))
             except (DvcException, FileNotFoundError):  # an earlier run's experiment; VQ-CPC
                 missing += 1
