@@ -598,11 +598,17 @@ def test_a_family_without_a_decoder_trains_aligns_evaluates_and_plots_through_th
 ):
     work = tmp_path / "w"
     hubert = {"labels": 8, "context_dim": 8, "mask_span": 2}
+    views = {"views": 1, "view_channel": "off"}  # warped renditions, made from the shards' audio
     proc = train_in(
-        tiny_pipeline, work, {"epochs": 1}, model={"family": "hubert", "hubert": hubert}
+        tiny_pipeline,
+        work,
+        {"epochs": 1, **views},
+        model={"family": "hubert", "hubert": hubert},
     )
     assert proc.returncode == 0, proc.stderr
     assert "HuBERT: bidirectional LSTM context 8 per direction" in proc.stderr
+    assert "train.views: the train split is held in memory" in proc.stderr
+    assert "views: 1 of each of" in proc.stderr and "(channel off, warp +-0.15)" in proc.stderr
     payload = torch.load(work / "models/model.pt", weights_only=True)
     assert payload["config"]["model"]["family"] == "hubert"
     assert not any(k.startswith("decoder.") for k in payload["state_dict"])
