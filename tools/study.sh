@@ -16,7 +16,8 @@ set -euo pipefail
 # `vqcpcpub` VQ-CPC with the published model's choices: frame-local encoder, K = 512, 1.28 s
 # crops, LSTM 256, 8 speakers x 4 distinct utterances per batch, 500 warm-up steps; `views` the
 # VQ-VAE reading two views of each train utterance besides the original, rebuilding the original;
-# `hubertviews` HuBERT predicting the original's classes from them)
+# `hubertviews` HuBERT predicting the original's classes from them; `viewsstatic` views with the
+# static target)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -40,6 +41,7 @@ configs=(
   "adversary: none none 0.5 1 model.adversary.weight=1.0"
   "views: none none 0.5 1 train.views=2"
   "hubertviews: none none 0.5 1 model.family=hubert train.views=2"
+  "viewsstatic: none none 0.5 1 train.views=2 model.target=static"
   "vqcpcpub: none none 0.5 1 model.family=vqcpc model.encoder=frame model.quantizer.codebook_size=512 train.crop_frames=128 model.cpc.context_dim=256 model.cpc.distinct_utterances=true train.warmup_steps=500"
 )
 wanted=" $* "

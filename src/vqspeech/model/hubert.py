@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqspeech.model.quantizer import QuantizerOutput, VectorQuantizer, kmeans
-from vqspeech.model.vqvae import Encoder, encoder_args
+from vqspeech.model.vqvae import Encoder, encoder_args, rebuild_config
 from vqspeech.params import ModelParams
 
 
@@ -84,10 +84,7 @@ class Hubert(nn.Module):
 
     def config(self) -> dict[str, object]:
         """What rebuilds this model: `build(ModelParams(**c["model"]), **c["data"])`."""
-        return {
-            "model": self.cfg.model_dump(),
-            "data": {"input_dim": self.input_dim, "n_speakers": self.n_speakers},
-        }
+        return rebuild_config(self.cfg, self.input_dim, self.n_speakers)
 
     @torch.no_grad()
     def fit_labels(self, x: Tensor, generator: torch.Generator | None = None) -> int:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqspeech.model.quantizer import QuantizerOutput, VectorQuantizer
-from vqspeech.model.vqvae import Encoder, encoder_args
+from vqspeech.model.vqvae import Encoder, encoder_args, rebuild_config
 from vqspeech.params import ModelParams
 
 
@@ -115,10 +115,7 @@ class VQCPC(nn.Module):
 
     def config(self) -> dict[str, object]:
         """What rebuilds this model: `build(ModelParams(**c["model"]), **c["data"])`."""
-        return {
-            "model": self.cfg.model_dump(),
-            "data": {"input_dim": self.input_dim, "n_speakers": self.n_speakers},
-        }
+        return rebuild_config(self.cfg, self.input_dim, self.n_speakers)
 
     def forward(self, x: Tensor, speaker: Tensor, audio: Tensor | None = None) -> VQCPCOutput:
         """x [B, T, D] features, speaker [B] ids (negatives come from the same id)."""

@@ -222,6 +222,16 @@ def adversary_terms(logits: Tensor, speaker: Tensor) -> dict[str, Tensor]:
     }
 
 
+def rebuild_config(
+    cfg: ModelParams, input_dim: int, n_speakers: int, **data: int
+) -> dict[str, object]:
+    """A model's `config()`: its params and the data sizes its constructor takes."""
+    return {
+        "model": cfg.model_dump(),
+        "data": {"input_dim": input_dim, "n_speakers": n_speakers, **data},
+    }
+
+
 @dataclass
 class VQVAEOutput:
     reconstruction: Tensor  # [B, 2 (T // 2), D]; wavenet: logits [B, 256, W]
@@ -267,10 +277,8 @@ class VQVAE(nn.Module):
 
     def config(self) -> dict[str, object]:
         """What rebuilds this model: `VQVAE(ModelParams(**c["model"]), **c["data"])`."""
-        data = {"input_dim": self.input_dim, "n_speakers": self.n_speakers}
-        if self.output_dim != self.input_dim:
-            data["output_dim"] = self.output_dim
-        return {"model": self.cfg.model_dump(), "data": data}
+        extra = {"output_dim": self.output_dim} if self.output_dim != self.input_dim else {}
+        return rebuild_config(self.cfg, self.input_dim, self.n_speakers, **extra)
 
     def speaker_vectors(self, speaker: Tensor) -> Tensor:
         """Embeddings of speaker ids; id -1 (a speaker unseen in training) gets their mean."""

@@ -181,10 +181,10 @@ def batch(
     data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gather crops: features [B, crop, D] and speaker ids [B]."""
-    return data.features[_rows(data, utt, start, crop)], data.speakers[utt]
+    return data.features[crop_rows(data, utt, start, crop)], data.speakers[utt]
 
 
-def _rows(data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int) -> np.ndarray:
+def crop_rows(data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int) -> np.ndarray:
     """The frame rows [B, crop] of the crops (utterance utt_b from frame start_b)."""
     return data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
 
@@ -193,7 +193,7 @@ def batch_targets(data: SplitData, utt: np.ndarray, start: np.ndarray, crop: int
     """The decoder targets of the same crops [B, crop, D'] (`model.target` other than input)."""
     if data.targets is None:
         raise ValueError("this split has no decoder targets (vqspeech.train.targets)")
-    return data.targets[_rows(data, utt, start, crop)]
+    return data.targets[crop_rows(data, utt, start, crop)]
 
 
 def batch_audio(

@@ -46,6 +46,7 @@ from vqspeech.train.crops import (
     batch_audio,
     batch_count,
     batch_targets,
+    crop_rows,
     epoch_batches,
     load_split,
     load_train_val,
@@ -84,7 +85,7 @@ def gather(
     clean = None
     if view is not None and data.views is not None:
         clean, x = x, x.copy()
-        rows = data.offsets[utt][:, None] + start[:, None] + np.arange(crop)[None, :]
+        rows = crop_rows(data, utt, start, crop)
         for b in np.flatnonzero(view > 0):
             x[b] = data.views[view[b] - 1][rows[b]]
     return CropBatch(

@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 
 from vqspeech.features.stats import Normalizer
+from vqspeech.params import FeaturesParams
 from vqspeech.train.crops import SplitData
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def view_rng(seed: int, utterance_id: str, view: int) -> np.random.Generator:
 def add_views(
     data: SplitData,
     norm: Normalizer,
-    features: object,  # FeaturesParams
+    features: FeaturesParams,
     count: int,
     level: str,
     warp: float,
