@@ -232,3 +232,18 @@ def test_a_static_target_needs_features_with_deltas():
     raw["features"]["kind"] = "logmel"
     with pytest.raises(ParamsError, match=r"model\.target static .* needs features\.kind mfcc39"):
         parse_params(raw)
+
+
+def test_unit_resynthesis_params_name_their_errors():
+    raw = default_raw()
+    raw["synthesize"]["units"]["systems"] = ["vqvae", "vqvae"]
+    with pytest.raises(ParamsError, match=r"synthesize\.units\.systems: .*names a system twice"):
+        parse_params(raw)
+    raw = default_raw()
+    raw["synthesize"]["units"]["systems"] = ["wavenet"]
+    with pytest.raises(ParamsError, match=r"synthesize\.units\.systems\.0"):
+        parse_params(raw)
+    raw = default_raw()
+    raw["synthesize"]["utterances"] = raw["synthesize"]["units"]["scored_utterances"] + 1
+    with pytest.raises(ParamsError, match=r"synthesize: .*utterances \(11\) are the first of"):
+        parse_params(raw)

@@ -31,6 +31,7 @@ from vqspeech.features import shards
 from vqspeech.model.build import build
 from vqspeech.model.checkpoint import load_model, save_model
 from vqspeech.params import merged
+from vqspeech.synthesis import page
 
 from .conftest import (
     RAW,
@@ -541,6 +542,17 @@ def test_align_stage_joins_codes_with_phones(tiny_pipeline: Path, tmp_path: Path
     assert not [p for p in (work / "reports").iterdir() if p.name.startswith(".")]
 
 
+# the unit resynthesis of a stage test: a decoder of a few steps on the one or two utterances
+SMALL_UNITS = {
+    "systems": ["vqvae", "kmeans_mfcc", "kmeans_latent"],
+    "train_utterances": 2,
+    "scored_utterances": 2,
+    "griffin_lim_iterations": 2,
+    "mel_inverse": "pinv",  # NNLS takes seconds an utterance on the garbled spectra of 3 steps
+    "decoder": {"channels": 8, "blocks": 1, "steps": 3, "crop_units": 8},
+}
+
+
 def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     tiny_pipeline: Path, tmp_path: Path
 ):
@@ -556,7 +568,11 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     params["model"] = merged(RAW["model"], {**TINY_MODEL, "decoder": "wavenet", "wavenet": wavenet})
     params["train"] = merged(RAW["train"], {**TINY_TRAIN, "epochs": 1, "crop_frames": 12})
     params["synthesize"] = merged(
-        RAW["synthesize"], {"utterances": 2, "seconds": 0.2, "targets": 2}
+        RAW["synthesize"],
+        {"utterances": 2, "seconds": 0.2, "targets": 2},
+    )
+    params["synthesize"]["units"] = merged(  # one system here: test_dvc_repro runs all three
+        params["synthesize"]["units"], SMALL_UNITS | {"systems": ["vqvae"]}
     )
     params["eval"] = merged(
         RAW["eval"], {"plots": {"umap_points": 0}}
@@ -582,7 +598,7 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     classifier = synth["speaker_classifier"]
     assert classifier["chance"] == 0.5 and 0 <= classifier["conversion_target_share"] <= 1
     assert synth["generation"]["sequences"] == 2 * (1 + 2)
-    wavs = sorted(p.name for p in (work / "data/synthesis").iterdir())
+    wavs = sorted(p.name for p in (work / "data/synthesis").glob("*.wav"))  # WaveNet's
     assert len(wavs) == 2 * 4 and sum("_as_kal16" in w for w in wavs) == 4
     for wav in wavs:
         audio, sr = sf.read(work / "data/synthesis" / wav)
@@ -851,6 +867,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     # HuBERT stage test draws it
     raw["eval"]["plots"].update({"umap_points": 0, "utterances": 1})
     raw["synthesize"].update({"utterances": 1, "targets": 1})
+    raw["synthesize"]["units"] = merged(raw["synthesize"]["units"], SMALL_UNITS)
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     (work / ".gitignore").write_text("/dvc_plots/\n/plots/compare/\n")
     repo.sh("git", "init", "-q")
@@ -881,7 +898,44 @@ def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
     synth = json.loads((work / "metrics/synthesis.json").read_text())
     assert synth["decoder"] == "deconv" and synth["mcd_db"]["reconstruction"] is None
     assert synth["mcd_db"]["mulaw_original"] > 0
-    assert [p.name for p in (work / "data/synthesis").iterdir()] == ["kal16_low_0000_original.wav"]
+    # every unit system resynthesized (reconstruction + a conversion to the one train speaker),
+    # beside the original and the vocoder ceiling, each in its folder
+    systems = ["original", "vocoder_ceiling", "vqvae", "kmeans_mfcc", "kmeans_latent"]
+    folder = work / "data/synthesis"
+    wavs = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.wav"))
+    utt = "kal16_low_0000"
+    (speaker,) = torch.load(work / "models/model.pt", weights_only=True)["speakers"]
+    versions = ("reconstruction", f"as_{speaker}")
+    assert wavs == sorted(
+        [f"{utt}_original.wav", f"original/{utt}_original.wav"]
+        + [f"vocoder_ceiling/{utt}_reconstruction.wav"]
+        + [f"{s}/{utt}_{v}.wav" for s in systems[2:] for v in versions]
+    )
+    units = synth["units"]
+    assert list(units["systems"]) == systems and units["scored_utterances"] == 1
+    for name in systems:
+        assert 0 <= units["systems"][name]["wer"] <= 3  # insertions can pass 1
+    assert units["systems"]["vqvae"]["decoder_steps"] == 3
+    assert units["systems"]["vqvae"]["conversion_target_share"] is None  # one train speaker
+    # the page links every file it plays or shows, and each exists
+    page_dir = work / "plots/synthesis"
+    text = (page_dir / "index.html").read_text()
+    linked = page.links(text)
+    assert {(page_dir / x).resolve() for x in linked} == {
+        *((work / "data/synthesis" / w).resolve() for w in wavs if "/" in w),
+        (page_dir / f"{utt}.png").resolve(),
+    }
+    assert all((page_dir / x).is_file() for x in linked)
+    assert "<script" not in text and "http" not in text  # offline
+    # a system that evaluate did not score is named, and nothing is written
+    report = json.loads((work / "reports/eval.json").read_text())
+    del report["kmeans_latent"]
+    (tmp_path / "eval.json").write_text(json.dumps(report))
+    out = [f"--{o}={tmp_path / o}" for o in ("wavs", "plots", "metrics")]
+    proc = run_stage_in(work, "synthesize", f"--report={tmp_path / 'eval.json'}", *out)
+    assert proc.returncode != 0
+    assert "names kmeans_latent, which" in proc.stderr and "has not scored" in proc.stderr
+    assert not any((tmp_path / o).exists() for o in ("wavs", "plots", "metrics"))
     sh(dvc, "plots", "show", "-o", str(tmp_path / "plots_html"))
     html = (tmp_path / "plots_html" / "index.html").read_text()
     for plot in (

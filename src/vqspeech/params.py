@@ -469,12 +469,52 @@ class EvalParams(_Strict):
     plots: PlotParams
 
 
+class UnitDecoderParams(_Strict):
+    """The unit-to-spectrogram decoder, the same for every system (`synthesis.unit_decoder`)."""
+
+    channels: int = Field(ge=4)
+    blocks: int = Field(ge=1)
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    crop_units: int = Field(ge=4)  # 20 ms codes per training crop
+    learning_rate: float = Field(gt=0)
+
+
+class UnitResynthesisParams(_Strict):
+    """Resynthesis of every unit system's codes: decoder -> log-mel -> Griffin-Lim."""
+
+    systems: list[Literal["vqvae", "kmeans_mfcc", "kmeans_latent"]] = Field(min_length=1)
+    train_utterances: int = Field(ge=2)  # seeded sample of the train split the decoders learn on
+    scored_utterances: int = Field(ge=1)  # held-out utterances resynthesized whole and scored
+    decoder: UnitDecoderParams
+    griffin_lim_iterations: int = Field(ge=1)
+    mel_inverse: Literal["pinv", "nnls"]
+    asr_vocabulary: Literal["corpus", "general"]
+
+    @field_validator("systems")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"names a system twice: {v}")
+        return v
+
+
 class SynthesizeParams(_Strict):
     utterances: int = Field(gt=0)  # held-out (eval.split) utterances to resynthesize
     seconds: float = Field(gt=0)  # generated from the start of each (one sample at a time)
     targets: int = Field(ge=1)  # voice conversions per utterance, to distinct train speakers
     classifier_utterances: int = Field(gt=1)  # per train speaker, for the speaker classifier
     classifier_holdout: float = Field(gt=0, lt=1)  # share kept out to test the classifier
+    units: UnitResynthesisParams
+
+    @model_validator(mode="after")
+    def _page_within_scored(self) -> SynthesizeParams:
+        if self.utterances > self.units.scored_utterances:
+            raise ValueError(
+                f"utterances ({self.utterances}) are the first of units.scored_utterances "
+                f"({self.units.scored_utterances}): it cannot be fewer"
+            )
+        return self
 
 
 class Params(_Strict):

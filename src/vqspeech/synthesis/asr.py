@@ -33,6 +33,17 @@ def unigram_arpa(vocabulary: Iterable[str]) -> str:
     return "\n".join([*head, *lines, "-99.0000 <s> 0.0000", "", "\\end\\", ""])
 
 
+def known_words(vocabulary: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(known, missing): the distinct words of `vocabulary` that the recognizer's pronunciation
+    dictionary has, and those it lacks (which it can never hear), each sorted."""
+    from pocketsphinx import Decoder
+
+    probe = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+    words = sorted(set(vocabulary))
+    missing = [w for w in words if probe.lookup_word(w) is None]
+    return [w for w in words if w not in set(missing)], missing
+
+
 class Recognizer:
     """pocketsphinx's en-us decoder; `vocabulary` (the words it may hear) writes a unigram
     language model of them into `workdir` (None: the bundled general language model). Words the
@@ -45,8 +56,7 @@ class Recognizer:
         if vocabulary is not None:
             if workdir is None:
                 raise ValueError("a closed vocabulary needs a workdir for its language model")
-            probe = Decoder(**options)
-            missing = sorted({w for w in vocabulary if probe.lookup_word(w) is None})
+            missing = known_words(vocabulary)[1]
             if missing:
                 raise ValueError(
                     f"not in the recognizer's pronunciation dictionary: {', '.join(missing[:10])}"

@@ -9,10 +9,14 @@ import numpy as np
 
 
 def spectrogram_figure(
-    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]], path: Path, sr: int = 16000
+    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]]]],
+    path: Path,
+    sr: int = 16000,
+    size: tuple[float, float] = (3.6, 2.6),
 ) -> None:
     """One row per utterance, one column per version (original, reconstruction, conversions):
-    log-magnitude spectrograms (512-point STFT, 10 ms hop) on one colour scale per row."""
+    log-magnitude spectrograms (512-point STFT, 10 ms hop) on one colour scale per row; `size`:
+    inches per panel."""
     import librosa
     import matplotlib.pyplot as plt
 
@@ -20,7 +24,7 @@ def spectrogram_figure(
 
     cols = max(len(versions) for _, versions in rows)
     fig, axes = plt.subplots(
-        len(rows), cols, figsize=(3.6 * cols, 2.6 * len(rows)), squeeze=False, sharey=True
+        len(rows), cols, figsize=(size[0] * cols, size[1] * len(rows)), squeeze=False, sharey=True
     )
     for r, (title, versions) in enumerate(rows):
         specs = [
@@ -50,3 +54,13 @@ def spectrogram_figure(
                 ax.set_xlabel("time (s)")
     fig.tight_layout()
     save(fig, path)
+
+
+def by_system(versions: Sequence[object], utterance_id: str) -> list[tuple[str, list]]:
+    """`spectrogram_figure` rows of one utterance's `resynthesis.Version`s: a row per system
+    (original, vocoder_ceiling, each unit system), a column per version of it."""
+    rows: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for v in versions:
+        if v.utterance_id == utterance_id:  # type: ignore[attr-defined]
+            rows.setdefault(v.system, []).append((v.name, v.audio))  # type: ignore[attr-defined]
+    return list(rows.items())

@@ -62,9 +62,14 @@ class UnitDecoder(nn.Module):
         self.fine = nn.Sequential(*(_Block(c, cfg.kernel, 2**i) for i in range(cfg.blocks)))
         self.out = nn.Conv1d(c, n_mels, 1)
 
-    def forward(self, units: Tensor, speaker: Tensor) -> Tensor:
-        """units [B, L] (long), speaker [B] -> standardized log-mel [B, 2 L, n_mels]."""
-        s = self.condition(self.speaker_embedding(speaker))[:, :, None]  # [B, C, 1]
+    def forward(self, units: Tensor, speaker: Tensor | None) -> Tensor:
+        """units [B, L] (long), speaker [B] -> standardized log-mel [B, 2 L, n_mels]; speaker
+        None: the mean of the training speakers' embeddings (a speaker it was not trained on)."""
+        if speaker is None:
+            e = self.speaker_embedding.weight.mean(dim=0, keepdim=True).expand(len(units), -1)
+        else:
+            e = self.speaker_embedding(speaker)
+        s = self.condition(e)[:, :, None]  # [B, C, 1]
         x = self.unit_embedding(units).transpose(1, 2) + s
         x = self.coarse(x).repeat_interleave(FRAMES_PER_UNIT, dim=2) + s
         return self.out(self.fine(x)).transpose(1, 2)
@@ -127,12 +132,14 @@ def train(
         loss.backward()
         opt.step()
         if on_step is not None:
-            on_step(step, float(loss))
+            on_step(step, float(loss.detach()))
     return model.eval()
 
 
 @torch.no_grad()
-def decode(model: UnitDecoder, units: np.ndarray, speaker: int) -> np.ndarray:
-    """float32 [2 L, n_mels] standardized log-mel of one utterance's codes [L] as `speaker`."""
+def decode(model: UnitDecoder, units: np.ndarray, speaker: int | None) -> np.ndarray:
+    """float32 [2 L, n_mels] standardized log-mel of one utterance's codes [L] as `speaker`
+    (None: the mean training speaker)."""
     x = torch.from_numpy(np.asarray(units, dtype=np.int64))[None]
-    return model(x, torch.tensor([speaker])).squeeze(0).numpy().astype(np.float32)
+    who = None if speaker is None else torch.tensor([speaker])
+    return model(x, who).squeeze(0).numpy().astype(np.float32)

@@ -3,8 +3,12 @@
 The log-mel frames are the features stage's own (`features.acoustic.extract`, kind logmel:
 pre-emphasis, 25 ms Hamming windows every 10 ms, 512-point FFT, HTK mel triangles unnormalized,
 natural log of the mel power, `center` off). `griffin_lim` inverts exactly that analysis: the mel
-power is mapped back to a linear power spectrum by non-negative least squares against the same
-triangles (`librosa.feature.inverse.mel_to_stft`), its phase is estimated by fast Griffin-Lim
+power is mapped back to a linear power spectrum through the same triangles (`inverse`: "nnls",
+librosa's non-negative least squares of `mel_to_stft`, a second or more an utterance; or "pinv",
+the pseudo-inverse clipped at zero, milliseconds, which is close on an utterance's own log-mel
+(its resynthesis re-analysed about 0.2 dB further from the input on speech) but garbles the
+smoother spectra a decoder predicts: on the built-in corpus its unit resyntheses were nearly
+unintelligible where NNLS's were not), its phase is estimated by fast Griffin-Lim
 (`librosa.griffinlim`, momentum 0.99, seeded random start) with the same window and hop, and the
 pre-emphasis is undone. The phase estimate is the vocoder's only loss: `ceiling` of an utterance
 (Griffin-Lim of its own log-mel) is what any unit system's resynthesis through it can reach.
@@ -12,11 +16,19 @@ pre-emphasis is undone. The phase estimate is the vocoder's only loss: `ceiling`
 
 from __future__ import annotations
 
+import functools
+from typing import Literal
+
 import numpy as np
 
 from vqspeech.features.acoustic import FeatureConfig
 
 N_MELS = 80
+
+
+@functools.cache
+def _pinv(n_mels: int, preemphasis: float) -> np.ndarray:
+    return np.linalg.pinv(logmel_config(preemphasis, n_mels).mel_basis.astype(np.float64))
 
 
 def logmel_config(preemphasis: float, n_mels: int = N_MELS) -> FeatureConfig:
@@ -34,7 +46,13 @@ def log_mel(audio: np.ndarray, preemphasis: float, n_mels: int = N_MELS) -> np.n
     return extract(y, logmel_config(preemphasis, n_mels))
 
 
-def griffin_lim(frames: np.ndarray, preemphasis: float, iterations: int, seed: int) -> np.ndarray:
+def griffin_lim(
+    frames: np.ndarray,
+    preemphasis: float,
+    iterations: int,
+    seed: int,
+    inverse: Literal["pinv", "nnls"] = "nnls",
+) -> np.ndarray:
     """float32 audio at 16 kHz, (T - 1) * 160 + 400 samples, from [T, n_mels] log-mel frames
     (`log_mel`'s); `iterations` of Griffin-Lim, its random phase start drawn from `seed`."""
     import librosa
@@ -46,14 +64,14 @@ def griffin_lim(frames: np.ndarray, preemphasis: float, iterations: int, seed: i
         raise ValueError(f"Griffin-Lim needs at least 1 iteration, not {iterations}")
     cfg = logmel_config(preemphasis, frames.shape[1])
     power = np.exp(np.asarray(frames, dtype=np.float64)).T  # [n_mels, T]
-    magnitude = librosa.feature.inverse.mel_to_stft(
-        power,
-        sr=cfg.sample_rate,
-        n_fft=cfg.n_fft,
-        power=2.0,
-        htk=True,
-        norm=None,
-    )
+    if inverse == "pinv":
+        magnitude = np.sqrt(np.maximum(_pinv(frames.shape[1], preemphasis) @ power, 0.0))
+    elif inverse == "nnls":
+        magnitude = librosa.feature.inverse.mel_to_stft(
+            power, sr=cfg.sample_rate, n_fft=cfg.n_fft, power=2.0, htk=True, norm=None
+        )
+    else:
+        raise ValueError(f"the mel inverse is pinv or nnls, not {inverse!r}")
     # librosa centres the 400-sample window in each 512-sample frame, where the analysis puts
     # it at the frame's start: its signal is the analysed one with `lead` samples before it
     lead = (cfg.n_fft - cfg.win_length) // 2
