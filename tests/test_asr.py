@@ -34,11 +34,10 @@ def test_the_closed_vocabulary_recognizer_hears_flite_and_names_unknown_words(tm
     (spoken,) = render("flite/slt", [(sentence, Prosody())], ["test"])
     y = soxr.resample(spoken.samples, spoken.sample_rate, 16000)
     vocabulary = [*sentence.split(), "zebra", "judge", "river", "morning", "sugar", "rabbit"]
-    heard = asr.Recognizer(vocabulary, tmp_path).words(y)
+    recognizer = asr.Recognizer(vocabulary, tmp_path)
+    heard = recognizer.words(y)
     assert asr.word_error_rate([sentence], [heard]) <= 0.3, heard
     noise = np.random.default_rng(0).normal(0, 0.3, len(y)).astype(np.float32)
-    assert (
-        asr.word_error_rate([sentence], [asr.Recognizer(vocabulary, tmp_path).words(noise)]) > 0.5
-    )
+    assert asr.word_error_rate([sentence], [recognizer.words(noise)]) > 0.5
     with pytest.raises(ValueError, match="pronunciation dictionary: qwzx"):
         asr.Recognizer(["kitchen", "qwzx"], tmp_path)

@@ -373,3 +373,28 @@ def test_a_run_recorded_under_a_params_old_name_is_the_same_configuration(tmp_pa
     assert "model.quantizer.kmeans_init" in earlier and "train.kmeans_init" not in earlier
     runs = compare.with_earlier_runs(compare.runs([new]), earlier, {})
     assert compare.summary(runs)["seeds"].tolist() == [2]  # one configuration, two seeds
+
+
+def test_resynthesis_markdown_lists_every_system_beside_the_originals():
+    synthesis = {
+        "units": {
+            "systems": {
+                "original": {"wer": 0.5},
+                "vocoder_ceiling": {"wer": 0.55, "mcd_db": 0.531},
+                "vqvae": {
+                    "wer": 0.9167,
+                    "mcd_db": 3.181,
+                    "conversion_target_share": 0.1111,
+                    "conversion_chance": 0.025,
+                    "rtf": 0.702,
+                },
+            }
+        }
+    }
+    table = compare.resynthesis_markdown(synthesis).splitlines()
+    n = compare.NONE
+    assert table[2] == f"| original recordings | 50.0 | {n} | {n} | {n} |"
+    assert table[3].startswith("| vocoder ceiling") and table[3].endswith(f"| 0.53 | {n} | {n} |")
+    assert table[4] == "| VQ-VAE codes | 91.7 | 3.18 | 0.11 (0.025) | 0.70 |"
+    with pytest.raises(ValueError, match="no `units`"):
+        compare.resynthesis_markdown({"decoder": "deconv"})

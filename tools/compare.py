@@ -71,7 +71,8 @@ def main(
         Opt(
             "--results",
             help="Also write the whole study table (DPDP too) into this file's `study` section, "
-            "and the workspace run's tables (reports/eval.json) into its `default` section.",
+            "and the workspace run's tables (reports/eval.json) into its `default` section, its "
+            "resynthesis (metrics/synthesis.json) into `resynthesis`.",
         ),
     ] = None,
     earlier: Annotated[
@@ -83,7 +84,8 @@ def main(
         Opt(
             "--readme",
             help="Also write the workspace run's headline table (reports/eval.json) into this "
-            "file's `headline` section (<!-- headline:start --> ... <!-- headline:end -->).",
+            "file's `headline` section (<!-- headline:start --> ... <!-- headline:end -->), "
+            "the line-up into `lineup` and the resynthesis into `resynthesis`.",
         ),
     ] = None,
 ) -> None:
@@ -132,11 +134,16 @@ def main(
             report = json.loads((repo / "reports/eval.json").read_text())
             sections.update_section(readme, "headline", compare.headline_markdown(report))
             sections.update_section(readme, "lineup", lineup)
+            synthesis = json.loads((repo / "metrics/synthesis.json").read_text())
+            sections.update_section(readme, "resynthesis", compare.resynthesis_markdown(synthesis))
         if results is not None:
             sections.update_section(results, "study", study)
             sections.update_section(results, "lineup", lineup)
             report = json.loads((repo / "reports/eval.json").read_text())
             sections.update_section(results, "default", compare.default_markdown(report))
+            synthesis = json.loads((repo / "metrics/synthesis.json").read_text())
+            resynthesis = compare.resynthesis_markdown(synthesis)
+            sections.update_section(results, "resynthesis", resynthesis)
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
         written = [
             "metrics_vs_codebook_size.png",

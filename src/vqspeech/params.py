@@ -488,7 +488,7 @@ class UnitResynthesisParams(_Strict):
     scored_utterances: int = Field(ge=1)  # held-out utterances resynthesized whole and scored
     decoder: UnitDecoderParams
     griffin_lim_iterations: int = Field(ge=1)
-    mel_inverse: Literal["pinv", "nnls"]
+    mel_inverse: Literal["pinv", "nnls", "mu"]
     asr_vocabulary: Literal["corpus", "general"]
 
     @field_validator("systems")

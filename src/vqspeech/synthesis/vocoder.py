@@ -5,7 +5,9 @@ pre-emphasis, 25 ms Hamming windows every 10 ms, 512-point FFT, HTK mel triangle
 natural log of the mel power, `center` off). `griffin_lim` inverts exactly that analysis: the mel
 power is mapped back to a linear power spectrum through the same triangles (`inverse`: "nnls",
 librosa's non-negative least squares of `mel_to_stft`, a second or more an utterance; or "pinv",
-the pseudo-inverse clipped at zero, milliseconds, which is close on an utterance's own log-mel
+"mu", that pseudo-inverse refined by 50 multiplicative updates toward the same non-negative
+least squares, a fraction of a second; or "pinv" alone, milliseconds, which is close on an
+utterance's own log-mel
 (its resynthesis re-analysed about 0.2 dB further from the input on speech) but garbles the
 smoother spectra a decoder predicts: on the built-in corpus its unit resyntheses were nearly
 unintelligible where NNLS's were not), its phase is estimated by fast Griffin-Lim
@@ -31,6 +33,22 @@ def _pinv(n_mels: int, preemphasis: float) -> np.ndarray:
     return np.linalg.pinv(logmel_config(preemphasis, n_mels).mel_basis.astype(np.float64))
 
 
+MU_ITERATIONS = 50
+
+
+def _multiplicative_nnls(n_mels: int, preemphasis: float, power: np.ndarray) -> np.ndarray:
+    """Non-negative S [bins, T] with B S close to the mel power [n_mels, T] (B the mel
+    triangles): the clipped pseudo-inverse refined by Lee and Seung's multiplicative updates for
+    a fixed basis, S <- S * (B^T M) / (B^T B S), which keep S >= 0 and never increase
+    ||B S - M||. 50 of them reach librosa's NNLS residual in a tenth of its time or less."""
+    basis = logmel_config(preemphasis, n_mels).mel_basis.astype(np.float64)
+    s = np.maximum(_pinv(n_mels, preemphasis) @ power, 1e-10)
+    top, gram = basis.T @ power, basis.T @ basis
+    for _ in range(MU_ITERATIONS):
+        s *= top / np.maximum(gram @ s, 1e-30)
+    return s
+
+
 def logmel_config(preemphasis: float, n_mels: int = N_MELS) -> FeatureConfig:
     """The analysis `log_mel` and `griffin_lim` share: features.kind logmel, unnormalized."""
     return FeatureConfig("logmel", n_mels, preemphasis, normalize="none")
@@ -51,7 +69,7 @@ def griffin_lim(
     preemphasis: float,
     iterations: int,
     seed: int,
-    inverse: Literal["pinv", "nnls"] = "nnls",
+    inverse: Literal["pinv", "nnls", "mu"] = "nnls",
 ) -> np.ndarray:
     """float32 audio at 16 kHz, (T - 1) * 160 + 400 samples, from [T, n_mels] log-mel frames
     (`log_mel`'s); `iterations` of Griffin-Lim, its random phase start drawn from `seed`."""
@@ -66,12 +84,14 @@ def griffin_lim(
     power = np.exp(np.asarray(frames, dtype=np.float64)).T  # [n_mels, T]
     if inverse == "pinv":
         magnitude = np.sqrt(np.maximum(_pinv(frames.shape[1], preemphasis) @ power, 0.0))
+    elif inverse == "mu":
+        magnitude = np.sqrt(_multiplicative_nnls(frames.shape[1], preemphasis, power))
     elif inverse == "nnls":
         magnitude = librosa.feature.inverse.mel_to_stft(
             power, sr=cfg.sample_rate, n_fft=cfg.n_fft, power=2.0, htk=True, norm=None
         )
     else:
-        raise ValueError(f"the mel inverse is pinv or nnls, not {inverse!r}")
+        raise ValueError(f"the mel inverse is pinv, nnls or mu, not {inverse!r}")
     # librosa centres the 400-sample window in each 512-sample frame, where the analysis puts
     # it at the frame's start: its signal is the analysed one with `lead` samples before it
     lead = (cfg.n_fft - cfg.win_length) // 2
