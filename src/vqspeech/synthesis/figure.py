@@ -47,7 +47,8 @@ def spectrogram_figure(
                 vmax=0,
                 extent=(0, len(versions[c][1]) / sr, 0, sr / 2000),
             )
-            ax.set_title(f"{title}: {versions[c][0]}" if c == 0 else versions[c][0], fontsize=9)
+            name = f"{title}: {versions[c][0]}" if c == 0 else versions[c][0]
+            ax.set_title(name, fontsize=round(9 * min(1.0, size[0] / 3.6), 1))
             if c == 0:
                 ax.set_ylabel("kHz")
             if r == len(rows) - 1:
