@@ -894,6 +894,9 @@ def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
         assert f"Stage '{stage}' didn't change, skipping" in again
     shown = json.loads(sh(dvc, "metrics", "show", "--json"))
     assert any("metrics/dataset.json" in str(v) for v in shown.values())
+    # each system's resynthesis scores are DVC metrics, so `dvc metrics diff` compares them
+    flat = sh(dvc, "metrics", "show", "--md")
+    assert "units.systems.vqvae.wer" in flat and "units.systems.kmeans_mfcc.mcd_db" in flat
     # the default (deconv) model has no audio to synthesize: originals only, metrics null
     synth = json.loads((work / "metrics/synthesis.json").read_text())
     assert synth["decoder"] == "deconv" and synth["mcd_db"]["reconstruction"] is None
