@@ -66,13 +66,14 @@ def main(
     from vqspeech.features import shards, stats
     from vqspeech.io import atomic
     from vqspeech.model.checkpoint import load_model
-    from vqspeech.model.device import pick
+    from vqspeech.model.device import pick, set_threads
     from vqspeech.synthesis import excerpts as E
     from vqspeech.synthesis import figure, generate, measures, page
 
     with cli.stage("synthesize", params_file, wav_dir, plot_dir, metrics_path) as params:
         p, seed, split = params.synthesize, params.train.seed, params.eval.split
         check_systems(p.units.systems, report_path)
+        set_threads(params.train.threads)  # the decoders' weights depend on the thread count
         model, payload = load_model(model_path, input_dim=shards.dim(features_dir))
         model.to(pick(params.train.device)).eval()
         speakers: list[str] = list(payload["speakers"])
@@ -182,7 +183,7 @@ def resynthesize_units(
     from vqspeech.features.stats import Normalizer
     from vqspeech.synthesis import asr, resynthesis
     from vqspeech.synthesis import excerpts as E
-    from vqspeech.synthesis.units import Coder
+    from vqspeech.synthesis.units import Coder, stored_codes
 
     p, u, seed, split = (
         params.synthesize,
@@ -190,7 +191,7 @@ def resynthesize_units(
         params.train.seed,
         params.eval.split,
     )
-    rng = np.random.default_rng([seed, 31])
+    rng = np.random.default_rng([seed, 31])  # the scored utterances and the conversions
     held_out = heldout.index(features_dir, split).column("utterance_id").to_pylist()
     ids = E.choose_ids(held_out, min(u.scored_utterances, len(held_out)), rng)
     got = heldout.read_utterances(features_dir, ids, split, audio=True)
@@ -198,7 +199,8 @@ def resynthesize_units(
     shown = ids[: p.utterances]
     goals = E.targets(speakers, len(shown), p.targets, rng)
     train_ids = heldout.index(features_dir, "train").column("utterance_id").to_pylist()
-    pick = E.choose_ids(train_ids, min(u.train_utterances, len(train_ids)), rng)
+    sample = np.random.default_rng([seed, 32])  # what the decoders learn on, on its own draw
+    pick = E.choose_ids(train_ids, min(u.train_utterances, len(train_ids)), sample)
     got = heldout.read_utterances(features_dir, pick, "train", audio=True)
     train = [got[i] for i in pick]
     norm = Normalizer.load(stats_path)
@@ -208,9 +210,10 @@ def resynthesize_units(
     )
     with cli.timed("k-means systems"):
         coder = Coder(u.systems, model, norm, features_dir, codes_dir, seed)
+    stored = stored_codes(codes_dir, ids)  # the held-out codes and latents align wrote
     bar = progress(total=u.decoder.steps * len(u.systems), desc="unit decoders", unit="step")
     versions, facts = resynthesis.resynthesize(
-        coder.codes, coder.k, train, speakers, scored, goals, u,
+        lambda us: coder.codes(us, stored), coder.k, train, speakers, scored, goals, u,
         params.features.preemphasis, seed, lambda *_: bar.update(1),
     )  # fmt: skip
     bar.close()

@@ -130,19 +130,19 @@ def main(
         atomic.write_text(out_dir / "study.md", study)
         lineup = compare.lineup_markdown(runs, defaults)
         atomic.write_text(out_dir / "lineup.md", lineup)
-        if readme is not None:  # the headline and line-up tables; the study goes to --results
+        if readme is not None or results is not None:  # every table made before any is written
             report = json.loads((repo / "reports/eval.json").read_text())
-            sections.update_section(readme, "headline", compare.headline_markdown(report))
-            sections.update_section(readme, "lineup", lineup)
             synthesis = json.loads((repo / "metrics/synthesis.json").read_text())
-            sections.update_section(readme, "resynthesis", compare.resynthesis_markdown(synthesis))
+            resynthesis = compare.resynthesis_markdown(synthesis)
+            headline, default = compare.headline_markdown(report), compare.default_markdown(report)
+        if readme is not None:  # the headline and line-up tables; the study goes to --results
+            sections.update_section(readme, "headline", headline)
+            sections.update_section(readme, "lineup", lineup)
+            sections.update_section(readme, "resynthesis", resynthesis)
         if results is not None:
             sections.update_section(results, "study", study)
             sections.update_section(results, "lineup", lineup)
-            report = json.loads((repo / "reports/eval.json").read_text())
-            sections.update_section(results, "default", compare.default_markdown(report))
-            synthesis = json.loads((repo / "metrics/synthesis.json").read_text())
-            resynthesis = compare.resynthesis_markdown(synthesis)
+            sections.update_section(results, "default", default)
             sections.update_section(results, "resynthesis", resynthesis)
         atomic.write_text(out_dir / "runs.csv", runs.to_csv(index=False))
         written = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,8 +22,8 @@ LINK = re.compile(r'(?:src|href)="([^"]+)"')
 
 
 def links(text: str) -> list[str]:
-    """Every src= / href= of a page, in order."""
-    return [html.unescape(x) for x in LINK.findall(text)]
+    """Every src= / href= of a page, in order, as file paths (unescaped, unquoted)."""
+    return [urllib.parse.unquote(html.unescape(x)) for x in LINK.findall(text)]
 
 
 def render(
@@ -56,7 +57,7 @@ def render(
         parts.append(f"<h2>{e(uid)}</h2><p>transcript: <i>{e(transcripts.get(uid, ''))}</i></p>")
         parts.append("<table><tr><th>system</th><th>version</th><th>audio</th><th>heard</th></tr>")
         for v in (v for v in versions if v.utterance_id == uid):
-            src = e(f"{rel}/{v.path}")
+            src = e(urllib.parse.quote(f"{rel}/{v.path}"))
             heard = "" if v.heard is None else e(v.heard)
             parts.append(
                 f"<tr><td>{e(v.system)}</td><td>{e(v.name)}</td>"
@@ -65,7 +66,8 @@ def render(
             )
         parts.append("</table>")
         if uid in images:
-            parts.append(f'<p><img alt="spectrograms of {e(uid)}" src="{e(images[uid])}"></p>')
+            img = e(urllib.parse.quote(images[uid]))
+            parts.append(f'<p><img alt="spectrograms of {e(uid)}" src="{img}"></p>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

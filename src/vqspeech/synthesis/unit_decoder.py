@@ -5,7 +5,8 @@ In: a system's code sequence (one code per 20 ms latent, as every system of the 
 gives) and a speaker id. Out: 80-band log-mel frames at 10 ms (`vocoder.log_mel`), two per code,
 standardized by the train split's statistics. The network is non-causal and small: a code
 embedding plus a speaker embedding, residual convolutions at 20 ms, a repeat to 10 ms, residual
-convolutions at 10 ms, and a linear map to the bands; it sees about ±0.2 s of codes. Trained by L1
+convolutions at 10 ms, and a linear map to the bands; at the defaults (kernel 5, dilations 1, 2,
+4 at each rate) it sees about ±0.4 s. Trained by L1
 on random crops of the train split's utterances (Adam, seeded), as the ZeroSpeech 2019 baseline's
 spectrogram decoders were, at a size that trains in a minute or two on 2 CPU cores.
 """
