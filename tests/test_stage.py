@@ -598,6 +598,7 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     classifier = synth["speaker_classifier"]
     assert classifier["chance"] == 0.5 and 0 <= classifier["conversion_target_share"] <= 1
     assert synth["generation"]["sequences"] == 2 * (1 + 2)
+    assert list(synth["units"]["systems"]) == ["original", "vocoder_ceiling", "vqvae"]
     wavs = sorted(p.name for p in (work / "data/synthesis").glob("*.wav"))  # WaveNet's
     assert len(wavs) == 2 * 4 and sum("_as_kal16" in w for w in wavs) == 4
     for wav in wavs:
@@ -1023,13 +1024,7 @@ def test_dvc_fewer_epochs_exp_apply_status_and_module_edits(dvc_repo: DvcRepo):
     for name in stages:
         for f in imports.closure(work / f"stages/{name}.py", root):
             users.setdefault(f.relative_to(root).as_posix(), set()).add(name)
-    for module in (
-        "data/textgrid.py",
-        "features/shards.py",
-        "data/manifest.py",
-        "train/loop.py",
-        "phones.py",
-    ):
+    for module in ("data/textgrid.py", "features/shards.py", "train/loop.py", "phones.py"):
         path = root / module
         holders = {
             name
