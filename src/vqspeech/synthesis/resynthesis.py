@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from vqspeech.evaluate.metrics import speech_mask
 from vqspeech.features.shards import Utterance
 from vqspeech.params import UnitResynthesisParams
-from vqspeech.phones import SILENCES
 from vqspeech.synthesis import measures, unit_decoder, vocoder
 from vqspeech.synthesis.excerpts import SR
 
@@ -49,16 +49,6 @@ class Version:
     def path(self) -> str:
         """Its file under data/synthesis/."""
         return f"{self.system}/{self.utterance_id}_{self.name}.wav"
-
-
-@dataclass
-class Outcome:
-    versions: list[Version] = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-
-
-def speech_mask(u: Utterance) -> np.ndarray:
-    return np.array([p not in SILENCES for p in u.phones])
 
 
 def as_float(u: Utterance) -> np.ndarray:
@@ -198,7 +188,7 @@ def score(
                             measures.mcd(
                                 ceps[v.utterance_id],
                                 measures.mel_cepstra(v.audio, SR),
-                                mask=speech_mask(by_id[v.utterance_id]),
+                                mask=speech_mask(np.asarray(by_id[v.utterance_id].phones)),
                             )
                             for v in recon
                         ]
