@@ -364,6 +364,15 @@ def test_lineup_has_one_row_per_family_at_its_best_configuration_beside_kmeans()
         "1 ± 0 | 301 ± 1 |"
     ]
     assert any(line.startswith("| cpc | family=cpc | 3 | 0.100 ± 0.000 |") for line in lines)
+    # the README's: k-means and the ratio in the learned system's cells, no MFCC probe
+    short = compare.lineup_markdown(
+        compare.runs(rows_), compare.flatten({"model": model}), short=True
+    ).splitlines()
+    assert len(short) == 4 and "probe, MFCC" not in short[0]
+    assert short[2] == (
+        "| vqvae | default | 3 | 0.310 ± 0.010 (0.250; 1.24x) | 1.00 ± 0.00 | "
+        "20.00 ± 0.00 (25.00; 0.80x) | 0.400 ± 0.000 | 1 ± 0 | 301 ± 1 |"
+    )
 
 
 def test_a_run_recorded_under_a_params_old_name_is_the_same_configuration(tmp_path: Path):

@@ -4,7 +4,8 @@ calls).
 
 Reads the experiments through DVC's Python API (`dvc.api.exp_show`, what `dvc exp show` shows) and
 writes plots/compare/: lineup.md (one row per model family at its best configuration, beside
-k-means on MFCC in the same runs; also the `lineup` sections of --readme and --results),
+k-means on MFCC in the same runs; also the `lineup` section of --results, and a short one
+in --readme's),
 metrics_vs_codebook_size.png (each metric against K, log axis, error bars
 over seeds, the MFCC baseline at the same K dashed), seeds.png (every seed's PNMI and ABX per
 configuration), table.md (mean ± std per configuration beside the baseline), study.md (per
@@ -85,7 +86,7 @@ def main(
             "--readme",
             help="Also write the workspace run's headline table (reports/eval.json) into this "
             "file's `headline` section (<!-- headline:start --> ... <!-- headline:end -->), "
-            "the line-up into `lineup` and the resynthesis into `resynthesis`.",
+            "the short line-up into `lineup` and the resynthesis into `resynthesis`.",
         ),
     ] = None,
 ) -> None:
@@ -137,7 +138,8 @@ def main(
             headline, default = compare.headline_markdown(report), compare.default_markdown(report)
         if readme is not None:  # the headline and line-up tables; the study goes to --results
             sections.update_section(readme, "headline", headline)
-            sections.update_section(readme, "lineup", lineup)
+            short = compare.lineup_markdown(runs, defaults, short=True)
+            sections.update_section(readme, "lineup", short)
             sections.update_section(readme, "resynthesis", resynthesis)
         if results is not None:
             sections.update_section(results, "study", study)

@@ -502,13 +502,16 @@ def study_markdown(
     return "\n".join(lines) + "\n"
 
 
-def lineup_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None = None) -> str:
+def lineup_markdown(
+    table: pd.DataFrame, defaults: Mapping[str, object] | None = None, short: bool = False
+) -> str:
     """The line-up: one row per `model.family` at its best configuration (the highest ratio of
     mean PNMI to k-means' at the same K among those with the most seeds), mean ± std over seeds
     beside k-means on MFCC at the same K
     in the same runs: PNMI and its ratio, code ABX within and across and the across ratio, the
     speaker probe's accuracy on the learned latents and on the MFCC frames (chance beside), the
-    bitrate and the training time."""
+    bitrate and the training time. `short` (the README's): k-means' means and the ratios in the
+    learned system's PNMI and code ABX across cells, and no MFCC probe."""
     labels = config_labels(table, defaults)
     family = table.get("model.family", pd.Series(["vqvae"] * len(table), index=table.index))
     family = family.fillna("vqvae").astype(str)
@@ -519,6 +522,10 @@ def lineup_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None =
     def ratio(runs: pd.DataFrame, ours: str, base: str) -> str:
         r = mean(runs, ours) / mean(runs, base)
         return NONE if math.isnan(r) else f"{r:.2f}x"
+
+    def against(runs: pd.DataFrame, ours: str, base: str, digits: int) -> str:
+        spread, base_mean = _spread(runs, ours, digits), mean(runs, base)
+        return f"{spread} ({base_mean:.{digits}f}; {ratio(runs, ours, base)})"
 
     header = [
         "family",
@@ -536,6 +543,18 @@ def lineup_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None =
         "bitrate",
         "train s",
     ]
+    if short:
+        header = [
+            "family",
+            "configuration",
+            "seeds",
+            "PNMI (k-means; ratio)",
+            "code ABX within %",
+            "code ABX across % (k-means; ratio)",
+            "speaker probe",
+            "bitrate",
+            "train s",
+        ]
     lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for name in dict.fromkeys(family):
         mine = table[family.to_numpy() == name]
@@ -555,6 +574,20 @@ def lineup_markdown(table: pd.DataFrame, defaults: Mapping[str, object] | None =
         mfcc_probe = _spread(runs, "mfcc.speaker_probe.frames_20ms", 3)
         if not math.isnan(chance):
             mfcc_probe += f" ({chance:.3f})"
+        if short:
+            cells = [
+                name,
+                best,
+                str(len(runs)),
+                against(runs, "vqvae.pnmi", "kmeans_mfcc.pnmi", 3),
+                _spread(runs, "vqvae.abx.code.within", 2),
+                against(runs, "vqvae.abx.code.across", "kmeans_mfcc.abx.code.across", 2),
+                _spread(runs, "vqvae.speaker_probe.latent", 3),
+                _spread(runs, "vqvae.bitrate", 0),
+                _spread(runs, "train_seconds", 0),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
         cells = [
             name,
             best,
