@@ -58,8 +58,11 @@ lock: $(STAMP)
 repro: setup
 	dvc repro
 
+# one pytest worker per core of a 2-core machine (pytest-xdist); `make test TEST_WORKERS=0` runs
+# the suite in one process
+TEST_WORKERS ?= 2
 test: setup lint
-	python -m pytest
+	python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	ruff check .

@@ -1,5 +1,14 @@
 from __future__ import annotations
 
+import os
+
+# Under `pytest -n N` (make test: one worker per core), each worker and the stages it starts
+# compute on one thread: N workers with a thread per core each would oversubscribe the cores.
+# Set before anything loads torch, numpy's BLAS or numba (each reads its variable once).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import http.server
 import threading
 from collections.abc import Iterator

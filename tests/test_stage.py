@@ -849,7 +849,13 @@ class DvcRepo:
         return proc.stdout
 
 
-@pytest.fixture(scope="module")
+# the tests of one `dvc repro` run share a worker of `pytest -n` (`--dist loadgroup`), and the
+# fixture lives as long as that worker's session: its pipeline run is a minute, and a module
+# scope would run it again after another module's test ran between two of them
+DVC_REPO_GROUP = pytest.mark.xdist_group("dvc_repo")
+
+
+@pytest.fixture(scope="session")
 def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
     """`dvc repro` run once in a scratch clone of the pipeline files, with a tiny corpus."""
     repo = DvcRepo(tmp_path_factory.mktemp("dvc"))
@@ -887,6 +893,7 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> DvcRepo:
 STAGES = ("download", "features", "stats", "train", "align", "evaluate", "figures", "synthesize")
 
 
+@DVC_REPO_GROUP
 def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
     work, sh, dvc = dvc_repo.work, dvc_repo.sh, dvc_repo.dvc
     metrics = json.loads((work / "metrics/download.json").read_text())
@@ -963,6 +970,7 @@ def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
     assert "/* vega 5." in html and "/* vega-lite 5." in html and "vegaEmbed(" in html
 
 
+@DVC_REPO_GROUP
 def test_experiment_queue_compare_and_remote(dvc_repo: DvcRepo):
     """A queued experiment runs, the compare command tabulates it beside the commit's run, and
     data and experiments go to a local DVC remote and a bare git remote and come back in a
@@ -1012,6 +1020,7 @@ def test_experiment_queue_compare_and_remote(dvc_repo: DvcRepo):
     assert exp in sh(dvc, "exp", "list", "--all-commits", "--name-only", cwd=clone)
 
 
+@DVC_REPO_GROUP
 def test_dvc_fewer_epochs_exp_apply_status_and_module_edits(dvc_repo: DvcRepo):
     """The issue's three checks under real DVC: editing a module a stage imports makes that
     stage stale; a shorter experiment after a longer run in the workspace trains its own epochs;

@@ -88,8 +88,12 @@ def test_a_users_own_setting_wins():
 
 def test_a_stage_started_by_a_busy_time_stage_looks_again():
     """The passive policy a parent chose on a busy machine is not taken for the user's: a child
-    stage started on a quiet machine spins (and the parent's marker goes with the setting)."""
+    stage measures the machine again (spinning where it is quiet, passive where the suite's
+    other worker keeps a core busy), and the parent's marker goes with the setting."""
     parent = {**clean_env(), "OMP_WAIT_POLICY": "PASSIVE", cli.OWN: "OMP_WAIT_POLICY"}
     result = probe("train", parent)
-    assert result["env"] == dict.fromkeys(KEYS), result
-    assert "cores busy at the start: OpenMP threads wait spinning" in result["said"]
+    assert "cores busy at the start: OpenMP threads wait" in result["said"], result
+    if result["said"].endswith("spinning"):
+        assert result["env"] == dict.fromkeys(KEYS), result
+    else:  # chosen afresh: marked as the project's own again
+        assert result["env"] == {**dict.fromkeys(KEYS), **cli.PASSIVE, cli.OWN: "OMP_WAIT_POLICY"}
