@@ -572,7 +572,8 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
         {"utterances": 2, "seconds": 0.2, "targets": 2},
     )
     params["synthesize"]["units"] = merged(  # one system here: test_dvc_repro runs all three
-        params["synthesize"]["units"], SMALL_UNITS | {"systems": ["vqvae"]}
+        params["synthesize"]["units"],
+        SMALL_UNITS | {"systems": ["vqvae"], "wavenet": False},
     )
     params["eval"] = merged(
         RAW["eval"], {"plots": {"umap_points": 0}}
@@ -598,6 +599,8 @@ def test_wavenet_decoder_trains_aligns_evaluates_and_synthesizes(
     classifier = synth["speaker_classifier"]
     assert classifier["chance"] == 0.5 and 0 <= classifier["conversion_target_share"] <= 1
     assert synth["generation"]["sequences"] == 2 * (1 + 2)
+    # the model's own WaveNet, scored whole as a unit system (test_synthesis), is off here: two
+    # utterances sample by sample take minutes
     assert list(synth["units"]["systems"]) == ["original", "vocoder_ceiling", "vqvae"]
     wavs = sorted(p.name for p in (work / "data/synthesis").glob("*.wav"))  # WaveNet's
     assert len(wavs) == 2 * 4 and sum("_as_kal16" in w for w in wavs) == 4

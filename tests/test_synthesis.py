@@ -126,3 +126,63 @@ def test_classifier_excerpts_cut_to_length_and_hold_out_per_speaker():
     assert len(goals) == 4 and all(len(set(g)) == 2 and set(g) <= {"p", "q", "r"} for g in goals)
     with pytest.raises(ValueError, match="4 conversion targets but 3 train speakers"):
         targets(["p", "q", "r"], 1, 4, np.random.default_rng(0))
+
+
+def test_the_models_wavenet_is_scored_whole_as_one_more_system():
+    """`resynthesis.wavenet`: each scored utterance whole, from its own codes, as the mean
+    speaker and as its targets, as long as the original (so `score` scores it frame by frame
+    as it scores the unit systems), seeded."""
+    import torch
+
+    from vqspeech.features.stats import Normalizer
+    from vqspeech.synthesis import resynthesis
+
+    from .conftest import model_params, vqvae
+
+    wavenet = {"residual_channels": 4, "skip_channels": 4, "layers_per_stack": 2, "stacks": 1}
+    params = model_params(
+        channels=8, res_blocks=1, embedding_dim=4, speaker_dim=2, decoder="wavenet",
+        wavenet=wavenet, quantizer={"codebook_size": 4},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = vqvae(params, input_dim=3, n_speakers=2).eval()
+
+    def utt(uid: str, frames: int) -> Utterance:
+        samples = (frames - 1) * 160 + 400 + 70  # a tail shorter than a hop, as audio has
+        audio = (3000 * rng(frames).standard_normal(samples)).astype(np.int16)
+        phones = ["sil"] * 2 + ["aa"] * (frames - 4) + ["sil"] * 2
+        return Utterance(uid, "x", "test", rng(1).standard_normal((frames, 3)), phones, 0, audio)
+
+    scored = [utt("x_0", 13), utt("x_1", 9)]  # odd frame counts: a latent short of the audio
+    norm = Normalizer(np.zeros(3), np.ones(3), 1)
+
+    class Bar:
+        latents = 0
+
+        def update(self, n: int) -> None:
+            self.latents += n
+
+    bar = Bar()
+    made, facts = resynthesis.wavenet(model, scored, [["a", "b"]], ["a", "b"], norm, 0, bar)
+    assert [(v.system, v.utterance_id, v.name, v.target) for v in made] == [
+        ("wavenet", "x_0", "reconstruction", None),
+        ("wavenet", "x_0", "as_a", "a"),
+        ("wavenet", "x_0", "as_b", "b"),
+        ("wavenet", "x_1", "reconstruction", None),
+    ]
+    assert bar.latents == 13 // 2 + 9 // 2
+    for v in made:
+        u = next(u for u in scored if u.utterance_id == v.utterance_id)
+        assert v.audio.dtype == np.float32 and len(v.audio) == len(u.audio)
+        assert not v.audio[len(u.features) // 2 * 320 :].any()  # past the last latent: silence
+        assert v.audio[: len(u.features) // 2 * 320].any()
+    assert facts["rtf"] > 0 and facts["generate_s"] >= 0
+    again, _ = resynthesis.wavenet(model, scored, [["a", "b"]], ["a", "b"], norm, 0, Bar())
+    assert all(np.array_equal(a.audio, b.audio) for a, b in zip(made, again, strict=True))
+    originals = [
+        resynthesis.Version("original", u.utterance_id, "original", resynthesis.as_float(u))
+        for u in scored
+    ]
+    row = resynthesis.score(originals + made, scored, {}, None, None, None, {"wavenet": facts})
+    assert row["wavenet"]["mcd_db"] > 0 and row["wavenet"]["rtf"] == facts["rtf"]
+    assert row["wavenet"]["wer"] is None and "conversion_target_share" in row["wavenet"]

@@ -490,6 +490,8 @@ class UnitResynthesisParams(_Strict):
     griffin_lim_iterations: int = Field(ge=1)
     mel_inverse: Literal["pinv", "nnls", "mu"]
     asr_vocabulary: Literal["corpus", "general"]
+    # a model with the WaveNet decoder: its own codes generated whole, one more scored system
+    wavenet: bool
 
     @field_validator("systems")
     @classmethod

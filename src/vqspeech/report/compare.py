@@ -726,6 +726,7 @@ def headline_markdown(report: Mapping[str, dict]) -> str:
 
 
 RESYNTHESIS_LABELS = {
+    "wavenet": "the model's WaveNet decoder (its codes, generated as audio)",
     "original": "original recordings",
     "vocoder_ceiling": "vocoder ceiling (Griffin-Lim of the original's log-mel)",
     "vqvae": "VQ-VAE codes",

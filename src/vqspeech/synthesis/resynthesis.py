@@ -13,6 +13,8 @@ own log-mel):
 - `rtf`: decoding plus Griffin-Lim time over the audio's duration (1 = real time).
 
 A held-out speaker was not trained on: a reconstruction is decoded as the mean training speaker.
+A model with the WaveNet decoder is one more system, `wavenet` (`wavenet`): its own codes,
+generated whole as audio, scored by the same `score`.
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vqspeech.evaluate.metrics import speech_mask
 from vqspeech.features.shards import Utterance
+from vqspeech.features.stats import Normalizer
 from vqspeech.params import UnitResynthesisParams
 from vqspeech.synthesis import measures, unit_decoder, vocoder
 from vqspeech.synthesis.excerpts import SR
+
+if TYPE_CHECKING:
+    from vqspeech.model.vqvae import VQVAE
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +155,42 @@ def resynthesize(
             facts[system]["rtf"],
         )
     return versions, facts
+
+
+def wavenet(
+    model: VQVAE,
+    scored: Sequence[Utterance],
+    goals: Sequence[Sequence[str]],
+    speakers: Sequence[str],
+    norm: Normalizer,
+    seed: int,
+    bar: Any,
+) -> tuple[list[Version], dict]:
+    """The model's own WaveNet decoder (`model.decoder: wavenet`) as one more system, `wavenet`,
+    for `score` to score as it scores the unit systems: each scored utterance whole, from its
+    own codes, as the mean training speaker (reconstruction) and, for the first len(goals),
+    as each of `goals[i]`; generated sample by sample (`generate.generate`, one utterance and
+    its conversions a batch, `bar.update(1)` a latent), cut or padded with silence to the
+    original's length so its frames are the original's. Returns the versions and the facts
+    (`rtf`: generation time over the audio's duration)."""
+    from vqspeech.synthesis import generate
+
+    versions: list[Version] = []
+    spent, seconds = 0.0, 0.0
+    for i, u in enumerate(scored):
+        goal = list(goals[i]) if i < len(goals) else []
+        length = len(as_float(u))
+        t0 = time.perf_counter()
+        (made,), _ = generate.generate(
+            model, [u], [0], [goal], speakers, len(u.features) // 2, norm, seed, bar
+        )
+        spent += time.perf_counter() - t0
+        seconds += (1 + len(goal)) * length / SR
+        for target, audio in zip([None, *goal], made, strict=True):
+            audio = np.pad(audio[:length], (0, max(0, length - len(audio))))
+            name = "reconstruction" if target is None else f"as_{target}"
+            versions.append(Version("wavenet", u.utterance_id, name, audio, target))
+    return versions, {"generate_s": round(spent, 1), "rtf": round(spent / seconds, 4)}
 
 
 def score(

@@ -78,6 +78,14 @@ def run(
         params.features.preemphasis, seed, lambda *_: bar.update(1),
     )  # fmt: skip
     bar.close()
+    if model.cfg.decoder == "wavenet" and u.wavenet:  # its own decoder, scored the same way
+        n = sum(len(x.features) // 2 for x in scored)
+        bar = progress(total=n, desc="wavenet (whole utterances)", unit="latent")
+        made, facts["wavenet"] = resynthesis.wavenet(
+            model, scored, goals, speakers, norm, seed, bar
+        )
+        bar.close()
+        versions += made
     table = pq.read_table(manifest_path, columns=["utterance_id", "text"]).to_pylist()
     text = {r["utterance_id"]: " ".join(words(r["text"])) for r in table}
     transcripts = {i: text.get(i, "") for i in ids}
