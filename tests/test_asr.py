@@ -6,6 +6,7 @@ import pytest
 import soxr
 
 from vqspeech.data.engines import Prosody, render
+from vqspeech.phones import ARPABET
 from vqspeech.synthesis import asr
 
 
@@ -41,3 +42,23 @@ def test_the_closed_vocabulary_recognizer_hears_flite_and_names_unknown_words(tm
     assert asr.word_error_rate([sentence], [recognizer.words(noise)]) > 0.5
     with pytest.raises(ValueError, match="pronunciation dictionary: qwzx"):
         asr.Recognizer(["kitchen", "qwzx"], tmp_path)
+
+
+def test_reference_phones_are_the_frame_labels_runs_without_silence():
+    frames = ["sil", "sil", "DH", "DH", "AE", "T", "T", "sp", "T", "AY", "M", "sil"]
+    assert asr.reference_phones(frames) == "DH AE T T AY M"  # a pause keeps two t's apart
+    assert asr.reference_phones(["sil", "sil"]) == ""
+
+
+def test_the_phone_recognizer_hears_flite_near_its_own_phones():
+    sentence = "did your cozy kitchen paint the villages"
+    (spoken,) = render("flite/slt", [(sentence, Prosody())], ["test"])
+    y = soxr.resample(spoken.samples, spoken.sample_rate, 16000)
+    reference = asr.reference_phones([i.label for i in spoken.intervals])
+    assert len(reference.split()) > 20
+    recognizer = asr.PhoneRecognizer()
+    heard = recognizer.phones(y)
+    assert heard and set(heard.split()) <= set(ARPABET)
+    assert asr.word_error_rate([reference], [heard]) <= 0.5, (reference, heard)
+    noise = np.random.default_rng(0).normal(0, 0.3, len(y)).astype(np.float32)
+    assert asr.word_error_rate([reference], [recognizer.phones(noise)]) > 0.8

@@ -388,7 +388,7 @@ def test_resynthesis_markdown_lists_every_system_beside_the_originals():
     synthesis = {
         "units": {
             "systems": {
-                "original": {"wer": 0.5},
+                "original": {"wer": 0.5, "per": 0.25},
                 "vocoder_ceiling": {"wer": 0.55, "mcd_db": 0.531},
                 "vqvae": {
                     "wer": 0.9167,
@@ -402,8 +402,9 @@ def test_resynthesis_markdown_lists_every_system_beside_the_originals():
     }
     table = compare.resynthesis_markdown(synthesis).splitlines()
     n = compare.NONE
-    assert table[2] == f"| original recordings | 50.0 | {n} | {n} | {n} |"
-    assert table[3].startswith("| vocoder ceiling") and table[3].endswith(f"| 0.53 | {n} | {n} |")
-    assert table[4] == "| VQ-VAE codes | 91.7 | 3.18 | 0.11 (0.025) | 0.70 |"
+    assert table[2] == f"| original recordings | 50.0 | 25.0 | {n} | {n} | {n} |"
+    assert table[3].startswith("| vocoder ceiling")
+    assert table[3].endswith(f"| 55.0 | {n} | 0.53 | {n} | {n} |")
+    assert table[4] == f"| VQ-VAE codes | 91.7 | {n} | 3.18 | 0.11 (0.025) | 0.70 |"
     with pytest.raises(ValueError, match="no `units`"):
         compare.resynthesis_markdown({"decoder": "deconv"})

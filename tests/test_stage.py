@@ -933,6 +933,7 @@ def test_dvc_repro_runs_the_pipeline(dvc_repo: DvcRepo, tmp_path: Path):
     assert list(units["systems"]) == systems and units["scored_utterances"] == 1
     for name in systems:
         assert 0 <= units["systems"][name]["wer"] <= 3  # insertions can pass 1
+        assert 0 <= units["systems"][name]["per"] <= 3
     ceiling = units["systems"]["vocoder_ceiling"]["mcd_db"]
     assert all(ceiling < units["systems"][s]["mcd_db"] for s in systems[2:])  # 3 steps of training
     assert units["systems"]["vqvae"]["decoder_steps"] == 3

@@ -737,23 +737,26 @@ RESYNTHESIS_LABELS = {
 
 def resynthesis_markdown(synthesis: Mapping[str, object]) -> str:
     """The resynthesis table of a run (metrics/synthesis.json `units`): per system its word
-    error rate, MCD, conversions' target-speaker share (chance beside it) and real-time factor."""
+    and phone error rates, MCD, conversions' target-speaker share (chance beside it) and
+    real-time factor."""
     units = synthesis.get("units")
     if not isinstance(units, Mapping):
         raise ValueError("metrics/synthesis.json has no `units` (rerun the synthesize stage)")
     lines = [
-        "| units resynthesized | word error % | MCD dB | conversions to target (chance) | RTF |",
-        "|---|---:|---:|---:|---:|",
+        "| units resynthesized | word error % | phone error % | MCD dB | conversions to target "
+        "(chance) | RTF |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for system, row in units["systems"].items():
         wer = NONE if row.get("wer") is None else f"{100 * row['wer']:.1f}"
+        per = NONE if row.get("per") is None else f"{100 * row['per']:.1f}"
         mcd = NONE if row.get("mcd_db") is None else f"{row['mcd_db']:.2f}"
         share = NONE
         if row.get("conversion_target_share") is not None:
             share = f"{row['conversion_target_share']:.2f} ({row['conversion_chance']:.3f})"
         rtf = NONE if row.get("rtf") is None else f"{row['rtf']:.2f}"
         label = RESYNTHESIS_LABELS.get(system, system)
-        lines.append(f"| {label} | {wer} | {mcd} | {share} | {rtf} |")
+        lines.append(f"| {label} | {wer} | {per} | {mcd} | {share} | {rtf} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,11 @@ recognizer's language model is a uniform unigram over the words of the corpus's 
 closed-vocabulary word loop, which leaves the acoustics to decide (about 50 % on the originals).
 `general` uses the bundled language model instead. Either way the same recognizer scores the
 originals, the vocoder's ceiling and every system, so the numbers are comparable within a run.
+
+Phones (`PhoneRecognizer`): the same acoustic model in pocketsphinx's allphone mode with its
+bundled phone trigram (en-us-phone.lm.bin; language weight 2, wide beams, as its documentation
+advises), and the phone error rate against the utterance's phones (`reference_phones`: its
+frame labels as runs, silences left out), which needs no transcript and no word model.
 """
 
 from __future__ import annotations
@@ -80,10 +85,48 @@ class Recognizer:
         return " ".join(w for w in (hyp.hypstr if hyp else "").lower().split())
 
 
+class PhoneRecognizer:
+    """pocketsphinx's en-us decoder in allphone mode: the ARPAbet phones heard (fillers and
+    silence left out)."""
+
+    def __init__(self) -> None:
+        import os
+
+        from pocketsphinx import Decoder, get_model_path
+
+        lm = os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin")
+        options = {"allphone": lm, "lm": None, "lw": 2.0, "beam": 1e-20, "pbeam": 1e-20}
+        self._decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", **options)
+
+    def phones(self, audio: np.ndarray) -> str:
+        """The phones heard in 16 kHz audio (float in [-1, 1], or int16), space-separated."""
+        from vqspeech.phones import ARPABET
+
+        y = np.asarray(audio)
+        if y.dtype != np.int16:
+            y = np.round(np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
+        d = self._decoder
+        d.start_utt()
+        d.process_raw(np.ascontiguousarray(y).tobytes(), full_utt=True)
+        d.end_utt()
+        return " ".join(seg.word for seg in d.seg() if seg.word in ARPABET)
+
+
+def reference_phones(frame_labels: Sequence[str]) -> str:
+    """An utterance's phone sequence from its 10 ms frame labels: each run of one label once,
+    silences left out. Departure: two like phones in a row (the t t of "that time") are one run
+    in frame labels, so they count as one phone."""
+    from vqspeech.phones import SILENCES
+
+    runs = [p for i, p in enumerate(frame_labels) if i == 0 or p != frame_labels[i - 1]]
+    return " ".join(p for p in runs if p not in SILENCES)
+
+
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Corpus word error rate: (substitutions + deletions + insertions) over all utterances /
-    the references' word count (jiwer). An empty hypothesis counts every reference word deleted;
-    ValueError when the lists differ in length or the references have no words."""
+    """Corpus word (or, of space-separated phones, phone) error rate: (substitutions + deletions
+    + insertions) over all utterances / the references' word count (jiwer). An empty hypothesis
+    counts every reference word deleted; ValueError when the lists differ in length or the
+    references have no words."""
     import jiwer
 
     if len(references) != len(hypotheses):

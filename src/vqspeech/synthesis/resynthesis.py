@@ -6,6 +6,7 @@ own log-mel):
 
 - `wer`: word error rate of the recognizer (`asr`) on whole held-out utterances against their
   transcripts (null where the corpus has no transcripts);
+- `per`: phone error rate of its phone recognizer against the utterances' own phones;
 - `mcd_db`: mel-cepstral distortion against the original over its speech frames
   (`measures.mcd`; the decoded frames are the original's, one to one);
 - `conversion_target_share`: the share of conversions (the first utterances as other training
@@ -201,9 +202,11 @@ def score(
     classifier: measures.SpeakerClassifier | None,
     chance: float | None,
     facts: Mapping[str, dict],
+    hear_phones: Callable[[np.ndarray], str] | None = None,
 ) -> dict:
     """The `units` part of metrics/synthesis.json: per system (original and vocoder_ceiling
-    first) wer, mcd_db, conversion_target_share and the training facts. `hear` None (no
+    first) wer, per (phone error rate against the utterance's own phones, by `hear_phones`;
+    null without it), mcd_db, conversion_target_share and the training facts. `hear` None (no
     transcripts): wer null. Sets each scored version's `heard`."""
     from vqspeech.synthesis import asr
 
@@ -223,6 +226,10 @@ def score(
             row["wer"] = round(asr.word_error_rate(refs, [v.heard or "" for v in recon]), 4)
         else:
             row["wer"] = None
+        row["per"] = None
+        if hear_phones is not None:
+            refs = [asr.reference_phones(by_id[v.utterance_id].phones) for v in recon]
+            row["per"] = round(asr.word_error_rate(refs, [hear_phones(v.audio) for v in recon]), 4)
         if system != "original":
             row["mcd_db"] = round(
                 float(

@@ -131,7 +131,8 @@ def _scores(
         classifier = measures.SpeakerClassifier(seed)
         classifier.fit([measures.mel_cepstra(a) for _, a in fit], [s for s, _ in fit])
         chance = round(1 / len({s for s, _ in fit}), 4)
-    return resynthesis.score(versions, scored, transcripts, hear, classifier, chance, facts)
+    phones = asr.PhoneRecognizer().phones
+    return resynthesis.score(versions, scored, transcripts, hear, classifier, chance, facts, phones)
 
 
 def write_wavs(folder: Path, versions: Sequence[Version]) -> None:
