@@ -69,3 +69,21 @@ def test_figures_are_written_atomically_as_png(tmp_path: Path):
     for name in ("h.png", "b.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.png", "h.png"]  # no temp files
+
+
+def test_umap_draws_latents_and_codebook_in_three_colourings(tmp_path: Path):
+    """plots/eval/umap.png (no stage test draws it: UMAP's numba compile is 12 s a process)."""
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    latents = np.concatenate([g.normal(c, 0.1, (20, 4)) for c in (0.0, 3.0)]).astype(np.float32)
+    codes = np.repeat([0, 1], 20)
+    phones = np.repeat(["AA", "sil"], 20)
+    speakers = np.tile(["s1", "s2"], 20)
+    codebook = np.array([[0.0] * 4, [3.0] * 4], dtype=np.float32)
+    path = tmp_path / "umap.png"
+    plots.umap(latents, codes, phones, speakers, codebook, path, seed=0)
+    with Image.open(path) as image:
+        width, height = image.size
+    assert image.format == "PNG" and width > 2.5 * height  # three panels side by side
+    assert not [p for p in tmp_path.iterdir() if p != path]  # written atomically
