@@ -80,8 +80,11 @@ def main(
             cli.log.info("no WaveNet decoder: the originals only; synthesis metrics are null")
         fit, test = run.classifier_data(features_dir, p, n, rng)
         speech = E.speech_masks(chosen, starts)
-        metrics = measures.score(versions, speech, goals, fit, test, seed, decoder, n, speed)
-        args = (features_dir, stats_path, codes_dir, manifest_path, fit)
+        classifier = measures.fitted_classifier(fit, seed)  # one fit for both scores
+        metrics = measures.score(
+            versions, speech, goals, fit, test, seed, decoder, n, speed, classifier
+        )
+        args = (features_dir, stats_path, codes_dir, manifest_path, fit, classifier)
         units = run.run(params, model, speakers, *args)
         metrics["units"] = units[0]
         wavs = run.write_outputs(wav_dir, plot_dir, chosen, versions, units)

@@ -62,3 +62,19 @@ def test_the_phone_recognizer_hears_flite_near_its_own_phones():
     assert asr.word_error_rate([reference], [heard]) <= 0.5, (reference, heard)
     noise = np.random.default_rng(0).normal(0, 0.3, len(y)).astype(np.float32)
     assert asr.word_error_rate([reference], [recognizer.phones(noise)]) > 0.8
+
+
+def test_what_is_heard_does_not_depend_on_order_or_process(tmp_path: Path):
+    """The recognizers' feature state is reset before every utterance: the same utterances
+    heard in reverse, or over two processes, are heard the same."""
+    sentences = ["did your cozy kitchen paint the villages", "the sugar river judged a rabbit"]
+    spoken = render("flite/slt", [(s, Prosody()) for s in sentences], ["a", "b"])
+    audios = [soxr.resample(x.samples, x.sample_rate, 16000) for x in spoken]
+    audios.insert(1, np.random.default_rng(0).normal(0, 0.05, 16000).astype(np.float32))
+    vocabulary = sorted({w for s in sentences for w in s.split()} | {"zebra", "morning"})
+    one = asr.Listener(vocabulary, tmp_path, words=True, jobs=1)(audios)
+    assert one[0][0] and one[0][1] and one[2][1]  # speech heard as words and phones
+    assert asr.Listener(vocabulary, tmp_path, words=True, jobs=1)(audios[::-1]) == one[::-1]
+    assert asr.Listener(vocabulary, tmp_path, words=True, jobs=2)(audios) == one
+    phones_only = asr.Listener(None, None, words=False, jobs=1)(audios)
+    assert phones_only == [(None, p) for _, p in one]

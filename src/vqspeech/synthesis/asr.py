@@ -78,6 +78,7 @@ class Recognizer:
         if y.dtype != np.int16:
             y = np.round(np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
         d = self._decoder
+        d.reinit_feat()  # the cepstral mean and noise estimates start afresh: see `Listener`
         d.start_utt()
         d.process_raw(np.ascontiguousarray(y).tobytes(), full_utt=True)
         d.end_utt()
@@ -106,10 +107,69 @@ class PhoneRecognizer:
         if y.dtype != np.int16:
             y = np.round(np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
         d = self._decoder
+        d.reinit_feat()
         d.start_utt()
         d.process_raw(np.ascontiguousarray(y).tobytes(), full_utt=True)
         d.end_utt()
         return " ".join(seg.word for seg in d.seg() if seg.word in ARPABET)
+
+
+class _Both:
+    def __init__(self, vocabulary: Sequence[str] | None, workdir: Path | None, words: bool):
+        import os
+
+        if workdir is not None:  # a language model file of its own per process
+            workdir = Path(workdir) / f"recognizer-{os.getpid()}"
+            workdir.mkdir(parents=True, exist_ok=True)
+        self.words = Recognizer(vocabulary, workdir) if words else None
+        self.phones = PhoneRecognizer()
+
+    def __call__(self, audio: np.ndarray) -> tuple[str | None, str]:
+        return (None if self.words is None else self.words.words(audio)), self.phones.phones(audio)
+
+
+_WORKER: _Both | None = None
+
+
+def _start_worker(vocabulary: Sequence[str] | None, workdir: Path | None, words: bool) -> None:
+    global _WORKER
+    _WORKER = _Both(vocabulary, workdir, words)
+
+
+def _hear(audio: np.ndarray) -> tuple[str | None, str]:
+    assert _WORKER is not None
+    return _WORKER(audio)
+
+
+class Listener:
+    """The words (`Recognizer`, when `words`) and the phones (`PhoneRecognizer`) heard in many
+    utterances, over `jobs` processes. Each utterance is decoded on its own: pocketsphinx keeps
+    feature state between utterances (the cepstral mean and noise estimates), so without a
+    reset what it hears in one utterance depends on the ones decoded before it (on this
+    corpus, 4 of 6 utterances heard differently in reverse order); with the reset, the order
+    and the process an utterance lands in change nothing."""
+
+    def __init__(
+        self,
+        vocabulary: Sequence[str] | None,
+        workdir: Path | None,
+        words: bool = True,
+        jobs: int = 1,
+    ):
+        self.args, self.words, self.jobs = (vocabulary, workdir, words), words, jobs
+
+    def __call__(self, audios: Sequence[np.ndarray]) -> list[tuple[str | None, str]]:
+        """(words heard, or None without `words`; phones heard) per audio, in order."""
+        if self.jobs <= 1 or len(audios) < 2:
+            both = _Both(*self.args)
+            return [both(a) for a in audios]
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        spawn = multiprocessing.get_context("spawn")  # no fork of a process holding OpenMP
+        jobs = min(self.jobs, len(audios))
+        with ProcessPoolExecutor(jobs, spawn, _start_worker, self.args) as pool:
+            return list(pool.map(_hear, audios))
 
 
 def reference_phones(frame_labels: Sequence[str]) -> str:

@@ -108,6 +108,15 @@ class SpeakerClassifier:
         return float(np.mean([p == t for p, t in zip(predicted, targets, strict=True)]))
 
 
+def fitted_classifier(fit: Sequence[tuple[str, np.ndarray]], seed: int) -> SpeakerClassifier | None:
+    """The speaker classifier fitted on the mel-cepstra of (speaker, audio) pairs; None for
+    none."""
+    if not fit:
+        return None
+    ceps = [mel_cepstra(a, SR) for _, a in fit]
+    return SpeakerClassifier(seed).fit(ceps, [s for s, _ in fit])
+
+
 def classifier_picks(
     speakers: Mapping[str, str], per_speaker: int, holdout: float, rng: np.random.Generator
 ) -> list[tuple[str, str, bool]]:
@@ -191,11 +200,13 @@ def score(
     decoder: str,
     n: int,
     speed: dict | None,
+    classifier: SpeakerClassifier | None = None,
 ) -> dict:
     """metrics/synthesis.json. `versions` per utterance: [("original", audio)] (a deconv
     model) or [original, reconstruction, *conversions] (wavenet); `speech` its speech-frame
     masks (MCD is over speech frames); `fit`/`test` (speaker, audio) pairs for the speaker
-    classifier (empty: its metrics are null)."""
+    classifier (empty: its metrics are null), fitted here unless `classifier` is it, fitted
+    (`fitted_classifier`)."""
 
     def ceps(audio: np.ndarray) -> np.ndarray:
         return mel_cepstra(audio, SR)
@@ -204,10 +215,8 @@ def score(
         values = [mcd(ceps(a), ceps(b), mask=m) for a, b, m in triples]
         return round(float(np.mean(values)), 3)
 
-    classifier = None
-    if fit:
-        classifier = SpeakerClassifier(seed)
-        classifier.fit([ceps(a) for _, a in fit], [s for s, _ in fit])
+    if classifier is None:
+        classifier = fitted_classifier(fit, seed)
     originals = [v[0][1] for v in versions]
     mulaw = [mulaw_decode(mulaw_encode(torch.from_numpy(a))).numpy() for a in originals]
     wavenet = decoder == "wavenet"

@@ -32,7 +32,7 @@ from vqspeech.evaluate.metrics import speech_mask
 from vqspeech.features.shards import Utterance
 from vqspeech.features.stats import Normalizer
 from vqspeech.params import UnitResynthesisParams
-from vqspeech.synthesis import measures, unit_decoder, vocoder
+from vqspeech.synthesis import asr, measures, unit_decoder, vocoder
 from vqspeech.synthesis.excerpts import SR
 
 if TYPE_CHECKING:
@@ -198,19 +198,22 @@ def score(
     versions: Sequence[Version],
     scored: Sequence[Utterance],
     transcripts: Mapping[str, str],
-    hear: Callable[[np.ndarray], str] | None,
+    listen: asr.Listener | None,
     classifier: measures.SpeakerClassifier | None,
     chance: float | None,
     facts: Mapping[str, dict],
-    hear_phones: Callable[[np.ndarray], str] | None = None,
 ) -> dict:
     """The `units` part of metrics/synthesis.json: per system (original and vocoder_ceiling
-    first) wer, per (phone error rate against the utterance's own phones, by `hear_phones`;
-    null without it), mcd_db, conversion_target_share and the training facts. `hear` None (no
-    transcripts): wer null. Sets each scored version's `heard`."""
-    from vqspeech.synthesis import asr
-
+    first) wer and per (the word and phone error rates of what `listen` hears in its
+    reconstructions, against the transcripts and the utterances' own phones; wer null where
+    `listen` hears no words, both null without `listen`), mcd_db, conversion_target_share and
+    the training facts. Sets each scored version's `heard`."""
     by_id = {u.utterance_id: u for u in scored}
+    recons = [v for v in versions if v.target is None]
+    heard = listen([v.audio for v in recons]) if listen is not None else [(None, "")] * len(recons)
+    for v, (words, _) in zip(recons, heard, strict=True):
+        v.heard = words
+    phones_heard = {id(v): phones for v, (_, phones) in zip(recons, heard, strict=True)}
     originals = {v.utterance_id: v.audio for v in versions if v.system == "original"}
     ceps = {uid: measures.mel_cepstra(a, SR) for uid, a in originals.items()}
     out: dict[str, dict] = {}
@@ -218,18 +221,14 @@ def score(
         mine = [v for v in versions if v.system == system]
         recon = [v for v in mine if v.target is None]
         conv = [v for v in mine if v.target is not None]
-        row: dict[str, object] = {}
-        if hear is not None:
-            for v in recon:
-                v.heard = hear(v.audio)
+        row: dict[str, object] = {"wer": None, "per": None}
+        if listen is not None and listen.words:
             refs = [transcripts[v.utterance_id] for v in recon]
             row["wer"] = round(asr.word_error_rate(refs, [v.heard or "" for v in recon]), 4)
-        else:
-            row["wer"] = None
-        row["per"] = None
-        if hear_phones is not None:
+        if listen is not None:
             refs = [asr.reference_phones(by_id[v.utterance_id].phones) for v in recon]
-            row["per"] = round(asr.word_error_rate(refs, [hear_phones(v.audio) for v in recon]), 4)
+            hyps = [phones_heard[id(v)] for v in recon]
+            row["per"] = round(asr.word_error_rate(refs, hyps), 4)
         if system != "original":
             row["mcd_db"] = round(
                 float(

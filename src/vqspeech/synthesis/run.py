@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,11 @@ def run(
     codes_dir: Path,
     manifest_path: Path,
     fit: list[tuple[str, np.ndarray]],
+    classifier: measures.SpeakerClassifier | None = None,
 ) -> tuple[dict, list[Version], list[str], dict[str, str]]:
     """metrics `units`, the versions to write, the utterance ids shown on the page and the
-    scored utterances' transcripts (words as the recognizer spells them)."""
+    scored utterances' transcripts (words as the recognizer spells them). The speaker classifier
+    is fitted on `fit` unless `classifier` is it, fitted."""
     p, u = params.synthesize, params.synthesize.units
     seed, split = params.train.seed, params.eval.split
     rng = np.random.default_rng([seed, 31])  # the scored utterances and the conversions
@@ -89,23 +92,20 @@ def run(
     table = pq.read_table(manifest_path, columns=["utterance_id", "text"]).to_pylist()
     text = {r["utterance_id"]: " ".join(words(r["text"])) for r in table}
     transcripts = {i: text.get(i, "") for i in ids}
-    hear = None
-    if all(transcripts.values()):
-        with tempfile.TemporaryDirectory() as work:
-            vocabulary = None
-            if u.asr_vocabulary == "corpus":
-                vocabulary, unknown = asr.known_words(w for t in text.values() for w in t.split())
-                if unknown:
-                    log.warning(
-                        f"{len(unknown)} corpus words are not in the recognizer's dictionary "
-                        f"(it cannot hear them), e.g. {', '.join(unknown[:5])}"
-                    )
-            hear = asr.Recognizer(vocabulary, Path(work)).words
-            systems = _scores(versions, scored, transcripts, hear, fit, seed, facts)
-    else:
+    hear_words, vocabulary = all(transcripts.values()), None
+    if not hear_words:
         log.warning(f"{sum(not t for t in transcripts.values())} scored utterances have no "
-                        "transcript: word error rates are null")  # fmt: skip
-        systems = _scores(versions, scored, transcripts, None, fit, seed, facts)
+                    "transcript: word error rates are null")  # fmt: skip
+    elif u.asr_vocabulary == "corpus":
+        vocabulary, unknown = asr.known_words(w for t in text.values() for w in t.split())
+        if unknown:
+            log.warning(
+                f"{len(unknown)} corpus words are not in the recognizer's dictionary "
+                f"(it cannot hear them), e.g. {', '.join(unknown[:5])}"
+            )
+    with tempfile.TemporaryDirectory() as work:
+        listen = asr.Listener(vocabulary, Path(work), hear_words, len(os.sched_getaffinity(0)))
+        systems = _scores(versions, scored, transcripts, listen, fit, seed, facts, classifier)
     units = {
         "scored_utterances": len(scored),
         "converted_utterances": len(shown),
@@ -121,18 +121,16 @@ def _scores(
     versions: list[Version],
     scored: list[Utterance],
     transcripts: dict[str, str],
-    hear: Callable[[np.ndarray], str] | None,
+    listen: asr.Listener,
     fit: list[tuple[str, np.ndarray]],
     seed: int,
     facts: dict[str, dict],
+    classifier: measures.SpeakerClassifier | None,
 ) -> dict[str, dict]:
-    classifier, chance = None, None
-    if fit:
-        classifier = measures.SpeakerClassifier(seed)
-        classifier.fit([measures.mel_cepstra(a) for _, a in fit], [s for s, _ in fit])
-        chance = round(1 / len({s for s, _ in fit}), 4)
-    phones = asr.PhoneRecognizer().phones
-    return resynthesis.score(versions, scored, transcripts, hear, classifier, chance, facts, phones)
+    chance = round(1 / len({s for s, _ in fit}), 4) if fit else None
+    if classifier is None:
+        classifier = measures.fitted_classifier(fit, seed)
+    return resynthesis.score(versions, scored, transcripts, listen, classifier, chance, facts)
 
 
 def write_wavs(folder: Path, versions: Sequence[Version]) -> None:

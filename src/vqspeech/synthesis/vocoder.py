@@ -41,11 +41,16 @@ def _multiplicative_nnls(n_mels: int, preemphasis: float, power: np.ndarray) -> 
     triangles): the clipped pseudo-inverse refined by Lee and Seung's multiplicative updates for
     a fixed basis, S <- S * (B^T M) / (B^T B S), which keep S >= 0 and never increase
     ||B S - M||. 50 of them reach librosa's NNLS residual in a tenth of its time or less."""
-    basis = logmel_config(preemphasis, n_mels).mel_basis.astype(np.float64)
+    import scipy.sparse
+
+    # the triangles are sparse (about 500 of 80 x 257 entries): B^T (B S) through them is about
+    # 6x faster than the dense Gram matrix B^T B, and the same to 1e-15
+    basis = scipy.sparse.csr_array(logmel_config(preemphasis, n_mels).mel_basis.astype(np.float64))
+    transposed = basis.T.tocsr()
     s = np.maximum(_pinv(n_mels, preemphasis) @ power, 1e-10)
-    top, gram = basis.T @ power, basis.T @ basis
+    top = transposed @ power
     for _ in range(MU_ITERATIONS):
-        s *= top / np.maximum(gram @ s, 1e-30)
+        s *= top / np.maximum(transposed @ (basis @ s), 1e-30)
     return s
 
 
