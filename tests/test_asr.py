@@ -78,3 +78,10 @@ def test_what_is_heard_does_not_depend_on_order_or_process(tmp_path: Path):
     assert asr.Listener(vocabulary, tmp_path, words=True, jobs=2)(audios) == one
     phones_only = asr.Listener(None, None, words=False, jobs=1)(audios)
     assert phones_only == [(None, p) for _, p in one]
+
+
+def test_a_listener_names_words_it_cannot_hear_before_any_worker_starts(tmp_path: Path):
+    with pytest.raises(ValueError, match="pronunciation dictionary: qwzx"):
+        asr.Listener(["kitchen", "qwzx"], tmp_path, words=True, jobs=2)
+    with pytest.raises(ValueError, match="at least one word"):
+        asr.Listener([], tmp_path, words=True, jobs=2)

@@ -156,6 +156,13 @@ class Listener:
         words: bool = True,
         jobs: int = 1,
     ):
+        if words and vocabulary is not None:  # named here, not as a broken worker pool
+            unigram_arpa(vocabulary)  # at least one word
+            missing = known_words(vocabulary)[1]
+            if missing:
+                raise ValueError(
+                    f"not in the recognizer's pronunciation dictionary: {', '.join(missing[:10])}"
+                )
         self.args, self.words, self.jobs = (vocabulary, workdir, words), words, jobs
 
     def __call__(self, audios: Sequence[np.ndarray]) -> list[tuple[str | None, str]]:

@@ -181,6 +181,8 @@ def wavenet(
     for i, u in enumerate(scored):
         goal = list(goals[i]) if i < len(goals) else []
         length = len(as_float(u))
+        if len(u.features) < 2:
+            raise ValueError(f"{u.utterance_id}: {len(u.features)} frame(s), not one latent")
         t0 = time.perf_counter()
         (made,), _ = generate.generate(
             model, [u], [0], [goal], speakers, len(u.features) // 2, norm, seed, bar

@@ -104,7 +104,8 @@ def run(
                 f"(it cannot hear them), e.g. {', '.join(unknown[:5])}"
             )
     with tempfile.TemporaryDirectory() as work:
-        listen = asr.Listener(vocabulary, Path(work), hear_words, len(os.sched_getaffinity(0)))
+        jobs = min(len(os.sched_getaffinity(0)), 4)  # a process loads three decoders
+        listen = asr.Listener(vocabulary, Path(work), hear_words, jobs)
         systems = _scores(versions, scored, transcripts, listen, fit, seed, facts, classifier)
     units = {
         "scored_utterances": len(scored),
