@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,19 @@ def known_words(vocabulary: Iterable[str]) -> tuple[list[str], list[str]]:
     return [w for w in words if w not in set(missing)], missing
 
 
+def _decode(decoder: Any, audio: np.ndarray) -> Any:
+    """`decoder` after decoding 16 kHz audio (float in [-1, 1], or int16) as one utterance, its
+    feature state (cepstral mean, noise estimate) reset first: see `Listener`."""
+    y = np.asarray(audio)
+    if y.dtype != np.int16:
+        y = np.round(np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
+    decoder.reinit_feat()
+    decoder.start_utt()
+    decoder.process_raw(np.ascontiguousarray(y).tobytes(), full_utt=True)
+    decoder.end_utt()
+    return decoder
+
+
 class Recognizer:
     """pocketsphinx's en-us decoder; `vocabulary` (the words it may hear) writes a unigram
     language model of them into `workdir` (None: the bundled general language model). Words the
@@ -74,14 +88,7 @@ class Recognizer:
 
     def words(self, audio: np.ndarray) -> str:
         """The words heard in 16 kHz audio (float in [-1, 1], or int16), lower case."""
-        y = np.asarray(audio)
-        if y.dtype != np.int16:
-            y = np.round(np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
-        d = self._decoder
-        d.reinit_feat()  # the cepstral mean and noise estimates start afresh: see `Listener`
-        d.start_utt()
-        d.process_raw(np.ascontiguousarray(y).tobytes(), full_utt=True)
-        d.end_utt()
+        d = _decode(self._decoder, audio)
         hyp = d.hyp()
         return " ".join(w for w in (hyp.hypstr if hyp else "").lower().split())
 
@@ -103,14 +110,7 @@ class PhoneRecognizer:
         """The phones heard in 16 kHz audio (float in [-1, 1], or int16), space-separated."""
         from vqspeech.phones import ARPABET
 
-        y = np.asarray(audio)
-        if y.dtype != np.int16:
-            y = np.round(np.clip(y, -1.0, 1.0) * 32767).astype(np.int16)
-        d = self._decoder
-        d.reinit_feat()
-        d.start_utt()
-        d.process_raw(np.ascontiguousarray(y).tobytes(), full_utt=True)
-        d.end_utt()
+        d = _decode(self._decoder, audio)
         return " ".join(seg.word for seg in d.seg() if seg.word in ARPABET)
 
 
