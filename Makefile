@@ -38,15 +38,29 @@ $(OFFLINE): web/package-lock.json src/vqspeech/report/vega_page.py | npm $(STAMP
 # on to uv here, so no machine path lives in the repository.
 UV_VERSION := 0.13.9
 FIND_LINKS ?= $(shell $(PYTHON) -m pip config list 2>/dev/null | sed -n "s/^[^ ]*find-links='\([^']*\)'$$/\1/p" | head -n 1)
-# --compile-bytecode, as pip does: where PYTHONDONTWRITEBYTECODE is set (CI, this machine) every
-# process would otherwise compile every module it imports from source, seconds per process
-UV_FLAGS := --python $(BIN)/python --compile-bytecode $(foreach d,$(FIND_LINKS),--find-links $(d))
+UV_FLAGS := --python $(BIN)/python $(foreach d,$(FIND_LINKS),--find-links $(d))
+# Bytecode is written on first import, Python's default, even where the shell sets
+# PYTHONDONTWRITEBYTECODE (CI, this machine): otherwise every stage and test process compiles what
+# it imports from source, seconds each. Setup imports the heavy libraries once, so a `dvc repro`
+# run outside make finds their bytecode too; compiling all of site-packages at install
+# (uv --compile-bytecode) took 38 s, most of it modules no stage imports.
+unexport PYTHONDONTWRITEBYTECODE
+WARM_IMPORTS := torch, pandas, pyarrow.parquet, scipy.signal, scipy.optimize, sklearn.cluster, \
+  sklearn.linear_model, sklearn.metrics, matplotlib.pyplot, dvclive, dvc.cli, typer, \
+  praatio.textgrid, soundfile, soxr, yaml, pydantic, tqdm, librosa, pocketsphinx, pyroomacoustics
+# librosa's numba functions compile on first use, about 30 s once per environment (cached beside
+# them): beside the imports, on the core they leave idle, rather than in the features and
+# synthesize stages
+NUMBA_WARM := import numpy as np, librosa; librosa.filters.mel(sr=16000, n_fft=512); \
+  librosa.feature.melspectrogram(y=np.zeros(1600, np.float32), sr=16000, n_fft=400); \
+  librosa.griffinlim(np.ones((257, 8)), n_iter=1)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q $(UV_FLAGS) requirements.lock
 	$(BIN)/uv pip install -q $(UV_FLAGS) -e .
+	$(BIN)/python -c "$(NUMBA_WARM)" & $(BIN)/python -c "import $(WARM_IMPORTS)"; wait $$!
 	touch $@
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then `make setup`)

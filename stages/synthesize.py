@@ -60,7 +60,9 @@ def main(
         held_out = heldout.index(features_dir, split).column("utterance_id").to_pylist()
         rng = np.random.default_rng([seed, 7])
         ids = E.choose_ids(held_out, p.utterances, rng)  # only these are read, and the picks
-        loaded = heldout.read_utterances(features_dir, ids, split, audio=True)
+        reader = run.Reader(features_dir, audio=True)  # a pass over each split's shards
+        run.announce_picks(reader, params, features_dir)
+        loaded = reader(split, ids)
         chosen = [loaded[i] for i in ids]
         starts, n_lat = E.excerpts(chosen, p.seconds)
         n, decoder = n_lat * E.SAMPLES_PER_LATENT, model.cfg.decoder
@@ -78,13 +80,13 @@ def main(
             E.add_generated(versions, made, goals)
         else:
             cli.log.info("no WaveNet decoder: the originals only; synthesis metrics are null")
-        fit, test = run.classifier_data(features_dir, p, n, rng)
+        fit, test = run.classifier_data(features_dir, p, n, rng, reader)
         speech = E.speech_masks(chosen, starts)
         classifier = measures.fitted_classifier(fit, seed)  # one fit for both scores
         metrics = measures.score(
             versions, speech, goals, fit, test, seed, decoder, n, speed, classifier
         )
-        args = (features_dir, stats_path, codes_dir, manifest_path, fit, classifier)
+        args = (features_dir, stats_path, codes_dir, manifest_path, fit, classifier, reader)
         units = run.run(params, model, speakers, *args)
         metrics["units"] = units[0]
         wavs = run.write_outputs(wav_dir, plot_dir, chosen, versions, units)

@@ -121,3 +121,25 @@ def test_spilled_rows_come_back_a_block_at_a_time(split, tmp_path):
     spill.paths[0].write_bytes(spill.paths[0].read_bytes()[:-4])  # one value short
     with pytest.raises(ValueError, match=r"latent\.0\.bin: gathered 7 values, not 4 rows of 2"):
         spill.block(0)
+
+
+def test_the_synthesize_reader_reads_a_split_once_with_what_was_announced(split, monkeypatch):
+    from vqspeech.synthesis.run import Reader
+
+    features, _, _, _ = split
+    passes, real = [], heldout.read_utterances
+
+    def counted(folder, ids, split_, audio=False):
+        passes.append((split_, sorted(ids)))
+        return real(folder, ids, split_, audio)
+
+    monkeypatch.setattr(heldout, "read_utterances", counted)
+    reader = Reader(features, audio=True)
+    reader.announce("test", ["c"])
+    got = reader("test", ["b"])
+    assert list(got) == ["b"] and got["b"].audio is not None
+    assert list(reader("test", ["c", "b"])) == ["c", "b"]  # in the order asked
+    assert passes == [("test", ["b", "c"])]  # the announced c came in b's pass
+    assert list(reader("train", ["t2"])) == ["t2"] and passes[-1] == ("train", ["t2"])
+    with pytest.raises(shards.ShardError, match="1 utterances not found in split 'test'"):
+        reader("test", ["t1"])

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,29 @@ from vqspeech.synthesis.resynthesis import Version
 from vqspeech.synthesis.units import Coder, stored_codes
 
 log = logging.getLogger(__name__)
+
+
+class Reader:
+    """`heldout.read_utterances` of `folder` for a stage that reads several sets of one split: ids
+    announced beforehand are read in the same pass over the shards as the first set asked for,
+    and kept, so each split's shards are read once; memory is what was announced and asked for."""
+
+    def __init__(self, folder: str | os.PathLike[str], audio: bool = False) -> None:
+        self.folder, self.audio = folder, audio
+        self._wanted: dict[str, set[str]] = {}
+        self._got: dict[str, dict[str, Utterance]] = {}
+
+    def announce(self, split: str, ids: Iterable[str]) -> None:
+        """`ids` of `split` will be asked for: read them with the next read of that split."""
+        self._wanted.setdefault(split, set()).update(ids)
+
+    def __call__(self, split: str, ids: Iterable[str]) -> dict[str, Utterance]:
+        """The utterances `ids` of `split` (a ShardError for a missing one)."""
+        ids, got = list(ids), self._got.setdefault(split, {})
+        if any(i not in got for i in ids):
+            todo = (set(ids) | self._wanted.get(split, set())) - got.keys()
+            got.update(heldout.read_utterances(self.folder, todo, split, self.audio))
+        return {i: got[i] for i in ids}
 
 
 def check_systems(systems: list[str], report_path: Path) -> None:
@@ -50,27 +73,28 @@ def run(
     manifest_path: Path,
     fit: list[tuple[str, np.ndarray]],
     classifier: measures.SpeakerClassifier | None = None,
+    reader: Reader | None = None,
 ) -> tuple[dict, list[Version], list[str], dict[str, str]]:
     """metrics `units`, the versions to write, the utterance ids shown on the page and the
     scored utterances' transcripts (words as the recognizer spells them). The speaker classifier
-    is fitted on `fit` unless `classifier` is it, fitted."""
+    is fitted on `fit` unless `classifier` is it, fitted; `reader` reads the utterances (one
+    that `announce_picks` told reads each split once)."""
     p, u = params.synthesize, params.synthesize.units
     seed, split = params.train.seed, params.eval.split
-    rng = np.random.default_rng([seed, 31])  # the scored utterances and the conversions
-    held_out = heldout.index(features_dir, split).column("utterance_id").to_pylist()
-    ids = E.choose_ids(held_out, min(u.scored_utterances, len(held_out)), rng)
-    got = heldout.read_utterances(features_dir, ids, split, audio=True)
+    read = reader or Reader(features_dir, audio=True)
+    (ids, rng), pick, n_train = (
+        _scored_pick(params, features_dir),
+        *_train_pick(params, features_dir),
+    )
+    got = read(split, ids)
     scored = [got[i] for i in ids]
     shown = ids[: p.utterances]
     goals = E.targets(speakers, len(shown), p.targets, rng)
-    train_ids = heldout.index(features_dir, "train").column("utterance_id").to_pylist()
-    sample = np.random.default_rng([seed, 32])  # what the decoders learn on, on its own draw
-    pick = E.choose_ids(train_ids, min(u.train_utterances, len(train_ids)), sample)
-    got = heldout.read_utterances(features_dir, pick, "train", audio=True)
+    got = read("train", pick)
     train = [got[i] for i in pick]
     norm = Normalizer.load(stats_path)
     log.info(
-        f"units: {', '.join(u.systems)}; decoders trained on {len(train)} of {len(train_ids)} "
+        f"units: {', '.join(u.systems)}; decoders trained on {len(train)} of {n_train} "
         f"train utterances, {len(scored)} {split} utterances resynthesized whole"
     )
     coder = Coder(u.systems, model, norm, features_dir, codes_dir, seed)
@@ -118,6 +142,28 @@ def run(
     return units, versions, shown, transcripts
 
 
+def _scored_pick(params: Params, features_dir: Path) -> tuple[list[str], np.random.Generator]:
+    """The held-out utterances scored (seeded), and the draw that goes on to the conversions."""
+    rng = np.random.default_rng([params.train.seed, 31])
+    held_out = heldout.index(features_dir, params.eval.split).column("utterance_id").to_pylist()
+    n = min(params.synthesize.units.scored_utterances, len(held_out))
+    return E.choose_ids(held_out, n, rng), rng
+
+
+def _train_pick(params: Params, features_dir: Path) -> tuple[list[str], int]:
+    """The train utterances the decoders learn on (on a draw of their own), and of how many."""
+    sample = np.random.default_rng([params.train.seed, 32])
+    train_ids = heldout.index(features_dir, "train").column("utterance_id").to_pylist()
+    n = min(params.synthesize.units.train_utterances, len(train_ids))
+    return E.choose_ids(train_ids, n, sample), len(train_ids)
+
+
+def announce_picks(reader: Reader, params: Params, features_dir: Path) -> None:
+    """Tell `reader` which utterances `run` will read, so the stage reads each split once."""
+    reader.announce(params.eval.split, _scored_pick(params, features_dir)[0])
+    reader.announce("train", _train_pick(params, features_dir)[0])
+
+
 def _scores(
     versions: list[Version],
     scored: list[Utterance],
@@ -161,16 +207,21 @@ def write_page(
 
 
 def classifier_data(
-    features_dir: Path, p: SynthesizeParams, samples: int, rng: np.random.Generator
+    features_dir: Path,
+    p: SynthesizeParams,
+    samples: int,
+    rng: np.random.Generator,
+    reader: Reader | None = None,
 ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
     """The speaker classifier's (fit, test) excerpts of the train speakers
-    (`measures.classifier_excerpts`, reading those utterances alone)."""
+    (`measures.classifier_excerpts`, reading those utterances alone, with `reader`)."""
     train = heldout.index(features_dir, "train")
     columns = (train.column(c).to_pylist() for c in ("utterance_id", "speaker"))
     speaker_of = dict(zip(*columns, strict=True))
+    reader = reader or Reader(features_dir, audio=True)
 
     def read(ids: list[str]) -> dict[str, Utterance]:
-        return heldout.read_utterances(features_dir, ids, "train", audio=True)
+        return reader("train", ids)
 
     return measures.classifier_excerpts(
         speaker_of, read, p.classifier_utterances, p.classifier_holdout, samples, rng
