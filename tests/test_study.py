@@ -35,9 +35,9 @@ def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
 def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
     calls = run_study(tmp_path)
     queued = [c for c in calls if c[:3] == ["exp", "run", "--queue"]]
-    assert len(queued) == 24 * 3 and calls[-1] == ["queue", "status"]
+    assert len(queued) == 26 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
-    assert len(set(names)) == 72
+    assert len(set(names)) == 78
     assert {"base-s0", "all-s2", "cpcunits-s1", "static-s2", "hubert-s1"} <= set(names)
     knobs = {
         "train.seed",
@@ -64,6 +64,8 @@ def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: P
     assert "model.target=logmel" in next(c for c in queued if "target-s1" in c)
     assert "features.kind=logmel" in next(c for c in queued if "logmel-s2" in c)
     assert "model.family=hubert" in next(c for c in queued if "hubert-s0" in c)
+    longer = next(c for c in queued if "views4static45-s1" in c)
+    assert {"train.views=4", "model.target=static", "train.epochs=45"} <= set(longer)
     published = next(c for c in queued if "vqcpcpub-s2" in c)
     assert {"model.encoder=frame", "model.cpc.distinct_utterances=true"} <= set(published)
 

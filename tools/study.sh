@@ -17,7 +17,7 @@ set -euo pipefail
 # crops, LSTM 256, 8 speakers x 4 distinct utterances per batch, 500 warm-up steps; `views` the
 # VQ-VAE reading two views of each train utterance besides the original, rebuilding the original;
 # `hubertviews` HuBERT predicting the original's classes from them; `viewsstatic` views with the
-# static target)
+# static target; `views4static` the same with four views, `views4static45` and 45 epochs)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -42,6 +42,8 @@ configs=(
   "views: none none 0.5 1 train.views=2"
   "hubertviews: none none 0.5 1 model.family=hubert train.views=2"
   "viewsstatic: none none 0.5 1 train.views=2 model.target=static"
+  "views4static: none none 0.5 1 train.views=4 model.target=static"
+  "views4static45: none none 0.5 1 train.views=4 model.target=static train.epochs=45"
   "vqcpcpub: none none 0.5 1 model.family=vqcpc model.encoder=frame model.quantizer.codebook_size=512 train.crop_frames=128 model.cpc.context_dim=256 model.cpc.distinct_utterances=true train.warmup_steps=500"
 )
 wanted=" $* "
