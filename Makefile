@@ -60,7 +60,8 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip sync -q $(UV_FLAGS) requirements.lock
 	$(BIN)/uv pip install -q $(UV_FLAGS) -e .
-	$(BIN)/python -c "$(NUMBA_WARM)" & $(BIN)/python -c "import $(WARM_IMPORTS)"; wait $$!
+	$(BIN)/python -c "$(NUMBA_WARM)" & warm=$$!; \
+	  $(BIN)/python -c "import $(WARM_IMPORTS)" && wait $$warm
 	touch $@
 
 # Re-resolve the lock after changing dependencies in pyproject.toml (then `make setup`)
@@ -103,3 +104,4 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find src stages tests tools benchmarks -name __pycache__ -prune -exec rm -rf {} +

@@ -138,8 +138,10 @@ def test_the_synthesize_reader_reads_a_split_once_with_what_was_announced(split,
     reader.announce("test", ["c"])
     got = reader("test", ["b"])
     assert list(got) == ["b"] and got["b"].audio is not None
-    assert list(reader("test", ["c", "b"])) == ["c", "b"]  # in the order asked
     assert passes == [("test", ["b", "c"])]  # the announced c came in b's pass
+    assert list(reader("test", ["c"])) == ["c"] and len(passes) == 1  # and was kept
+    assert list(reader("test", ["c", "b"])) == ["c", "b"]  # in the order asked
+    assert passes[-1] == ("test", ["b"])  # b was not announced: returned, not kept
     assert list(reader("train", ["t2"])) == ["t2"] and passes[-1] == ("train", ["t2"])
     with pytest.raises(shards.ShardError, match="1 utterances not found in split 'test'"):
         reader("test", ["t1"])

@@ -154,8 +154,7 @@ def classifier_excerpts(
     picks = classifier_picks(speaker_of, per_speaker, holdout, rng)
     fit, test = classifier_audio(picks, read([uid for _, uid, _ in picks]), samples)
     log.info(
-        "speaker classifier: %d + %d excerpts of %d training speakers (read those "
-        "utterances alone)",
+        "speaker classifier: %d + %d excerpts of %d training speakers",
         len(fit),
         len(test),
         len(set(speaker_of.values())),

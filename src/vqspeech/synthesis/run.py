@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 class Reader:
     """`heldout.read_utterances` of `folder` for a stage that reads several sets of one split: ids
     announced beforehand are read in the same pass over the shards as the first set asked for,
-    and kept, so each split's shards are read once; memory is what was announced and asked for."""
+    and kept, so each split's shards are read once. Only the announced utterances are kept;
+    what is asked for without an announcement is returned, not held. An announced id missing
+    from the split fails the read that brings it, named as any missing one."""
 
     def __init__(self, folder: str | os.PathLike[str], audio: bool = False) -> None:
         self.folder, self.audio = folder, audio
@@ -46,10 +48,13 @@ class Reader:
     def __call__(self, split: str, ids: Iterable[str]) -> dict[str, Utterance]:
         """The utterances `ids` of `split` (a ShardError for a missing one)."""
         ids, got = list(ids), self._got.setdefault(split, {})
-        if any(i not in got for i in ids):
-            todo = (set(ids) | self._wanted.get(split, set())) - got.keys()
-            got.update(heldout.read_utterances(self.folder, todo, split, self.audio))
-        return {i: got[i] for i in ids}
+        if all(i in got for i in ids):
+            return {i: got[i] for i in ids}
+        wanted = self._wanted.get(split, set())
+        todo = (set(ids) | wanted) - got.keys()
+        read = heldout.read_utterances(self.folder, todo, split, self.audio)
+        got.update((i, u) for i, u in read.items() if i in wanted)
+        return {i: got[i] if i in got else read[i] for i in ids}
 
 
 def check_systems(systems: list[str], report_path: Path) -> None:
@@ -82,10 +87,8 @@ def run(
     p, u = params.synthesize, params.synthesize.units
     seed, split = params.train.seed, params.eval.split
     read = reader or Reader(features_dir, audio=True)
-    (ids, rng), pick, n_train = (
-        _scored_pick(params, features_dir),
-        *_train_pick(params, features_dir),
-    )
+    ids, rng = _scored_pick(params, features_dir)
+    pick, n_train = _train_pick(params, features_dir)
     got = read(split, ids)
     scored = [got[i] for i in ids]
     shown = ids[: p.utterances]
@@ -214,7 +217,8 @@ def classifier_data(
     reader: Reader | None = None,
 ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
     """The speaker classifier's (fit, test) excerpts of the train speakers
-    (`measures.classifier_excerpts`, reading those utterances alone, with `reader`)."""
+    (`measures.classifier_excerpts`, reading those utterances with `reader`: in the stage, in one
+    pass with the decoders' utterances)."""
     train = heldout.index(features_dir, "train")
     columns = (train.column(c).to_pylist() for c in ("utterance_id", "speaker"))
     speaker_of = dict(zip(*columns, strict=True))
