@@ -35,9 +35,9 @@ def run_study(tmp_path: Path, *names: str, **env: str) -> list[list[str]]:
 def test_study_queues_every_configuration_and_seed_with_valid_params(tmp_path: Path):
     calls = run_study(tmp_path)
     queued = [c for c in calls if c[:3] == ["exp", "run", "--queue"]]
-    assert len(queued) == 26 * 3 and calls[-1] == ["queue", "status"]
+    assert len(queued) == 27 * 3 and calls[-1] == ["queue", "status"]
     names = [c[c.index("-n") + 1] for c in queued]
-    assert len(set(names)) == 78
+    assert len(set(names)) == 81
     assert {"base-s0", "all-s2", "cpcunits-s1", "static-s2", "hubert-s1"} <= set(names)
     knobs = {
         "train.seed",

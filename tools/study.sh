@@ -17,7 +17,8 @@ set -euo pipefail
 # crops, LSTM 256, 8 speakers x 4 distinct utterances per batch, 500 warm-up steps; `views` the
 # VQ-VAE reading two views of each train utterance besides the original, rebuilding the original;
 # `hubertviews` HuBERT predicting the original's classes from them; `viewsstatic` views with the
-# static target; `views4static` the same with four views, `views4static45` and 45 epochs)
+# static target; `views4static` the same with four views, `views4static45` and 45 epochs;
+# `epochs25` the default trained 25 epochs, what `make repro`'s 10 minutes would cost)
 configs=(
   "base: none none 0.12 3 train.epochs=15"
   "cmvn: utterance none 0.12 3 train.epochs=15"
@@ -44,6 +45,7 @@ configs=(
   "viewsstatic: none none 0.5 1 train.views=2 model.target=static"
   "views4static: none none 0.5 1 train.views=4 model.target=static"
   "views4static45: none none 0.5 1 train.views=4 model.target=static train.epochs=45"
+  "epochs25: none none 0.5 1 train.epochs=25"
   "vqcpcpub: none none 0.5 1 model.family=vqcpc model.encoder=frame model.quantizer.codebook_size=512 train.crop_frames=128 model.cpc.context_dim=256 model.cpc.distinct_utterances=true train.warmup_steps=500"
 )
 wanted=" $* "
