@@ -48,12 +48,12 @@ class Reader:
     def __call__(self, split: str, ids: Iterable[str]) -> dict[str, Utterance]:
         """The utterances `ids` of `split` (a ShardError for a missing one)."""
         ids, got = list(ids), self._got.setdefault(split, {})
-        if all(i in got for i in ids):
-            return {i: got[i] for i in ids}
-        wanted = self._wanted.get(split, set())
-        todo = (set(ids) | wanted) - got.keys()
-        read = heldout.read_utterances(self.folder, todo, split, self.audio)
-        got.update((i, u) for i, u in read.items() if i in wanted)
+        read: dict[str, Utterance] = {}
+        if any(i not in got for i in ids):
+            wanted = self._wanted.get(split, set())
+            todo = (set(ids) | wanted) - got.keys()
+            read = heldout.read_utterances(self.folder, todo, split, self.audio)
+            got.update((i, u) for i, u in read.items() if i in wanted)
         return {i: got[i] if i in got else read[i] for i in ids}
 
 
